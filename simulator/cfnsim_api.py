@@ -1,0 +1,462 @@
+"""CloudFormation actions: validate a request like CloudFormation does, change the simulation,
+and return the result structure (serialised by cfnsim_xml). Runs under Sim.lock."""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import uuid
+
+import cfnsim_scenario as sc
+import cfnsim_template as tpl
+from cfnsim_engine import ACCOUNT, STACK_TYPE, UPDATABLE, ApiError, ChangeSet, validation
+from cfnsim_xml import Ts, member_list
+
+NAME_RE = re.compile(r"^[a-zA-Z][-a-zA-Z0-9]{0,127}$")
+IN_PROGRESS_SUFFIX = "_IN_PROGRESS"
+
+
+def _bool(params: dict, key: str) -> bool:
+    return str(params.get(key, "")).lower() == "true"
+
+
+def _tags(params: dict) -> list | None:
+    if not any(k.startswith("Tags.") for k in params):
+        return None
+    return [(t.get("Key", ""), t.get("Value", "")) for t in member_list(params, "Tags") if isinstance(t, dict)]
+
+
+def _check_name(name: str, field: str) -> None:
+    if not name or not NAME_RE.match(name):
+        raise validation(
+            f"1 validation error detected: Value '{name}' at '{field}' failed to satisfy constraint: "
+            "Member must satisfy regular expression pattern: [a-zA-Z][-a-zA-Z0-9]*")
+
+
+def _page_token(data: dict) -> str:
+    return base64.urlsafe_b64encode(json.dumps(data).encode()).decode()
+
+
+def _read_token(token: str) -> dict:
+    try:
+        return json.loads(base64.urlsafe_b64decode(token.encode()))
+    except (ValueError, UnicodeDecodeError) as e:
+        raise validation("Invalid NextToken") from e
+
+
+class Api:
+    def __init__(self, sim):
+        self.sim = sim
+
+    def call(self, action: str, params: dict):
+        handler = getattr(self, "do_" + action, None)
+        if handler is None:
+            raise ApiError("InvalidAction", f"Could not find operation {action} for version 2010-05-15", 400)
+        return handler(params)
+
+    # ---------------------------------------------------------------- helpers
+    def _stack_or_error(self, name: str, message: str):
+        stack = self.sim.find_stack(name)
+        if stack is None:
+            raise validation(message)
+        return stack
+
+    def _template_from(self, params: dict, stack, allow_previous: bool):
+        if allow_previous and _bool(params, "UsePreviousTemplate"):
+            if stack is None or stack.template is None:
+                raise validation("UsePreviousTemplate is not allowed for a stack without a template")
+            return stack.template, stack.template_body
+        if params.get("TemplateURL") and not params.get("TemplateBody"):
+            raise validation("TemplateURL is not supported by the simulator: pass TemplateBody")
+        body = params.get("TemplateBody")
+        try:
+            return tpl.parse_template(body), body
+        except tpl.TemplateError as e:
+            raise validation(str(e)) from e
+
+    def _params_from(self, params: dict, template: dict, previous):
+        try:
+            return tpl.resolve_parameters(template, member_list(params, "Parameters"), previous)
+        except tpl.TemplateError as e:
+            raise validation(str(e)) from e
+
+    def _check_capabilities(self, scope, template: dict, given: list) -> None:
+        if not sc.scope_get(scope, "check_capabilities", True):
+            return
+        needed = tpl.required_capabilities(template)
+        missing = [c for c in needed if c not in given
+                   and not (c == "CAPABILITY_IAM" and "CAPABILITY_NAMED_IAM" in given)]
+        if missing:
+            raise ApiError("InsufficientCapabilitiesException", f"Requires capabilities : [{missing[0]}]")
+
+    def _not_updatable(self, stack):
+        return validation(f"Stack:{stack.id} is in {stack.status} state and can not be updated.")
+
+    def _changes(self, stack, template, new_params, tags, force_all=False):
+        scope = stack.scope
+        force = set(sc.scope_get(scope, "update_changes", []) or [])
+        tags_changed = tags is not None and tags != stack.tags
+        changes = tpl.compute_changes(stack.template, template, stack.params, new_params, tags_changed, force)
+        mode = sc.scope_get(scope, "empty_change_set", "auto")
+        if mode is True:
+            return []
+        if (mode is False or force_all) and not changes:
+            changes = [("Modify", k, r["Type"]) for k, r in template["Resources"].items()]
+        return changes
+
+    def _snapshot(self, stack) -> dict:
+        return {"template": stack.template, "body": stack.template_body, "params": stack.params,
+                "tags": stack.tags}
+
+    def _apply(self, stack, template, body, new_params, params, tags):
+        stack.set_template(template, body, new_params)
+        if tags is not None:
+            stack.tags = tags
+        caps = member_list(params, "Capabilities")
+        if caps:
+            stack.capabilities = caps
+        if params.get("RoleARN"):
+            stack.role_arn = params["RoleARN"]
+
+    # ---------------------------------------------------------------- change sets
+    def do_CreateChangeSet(self, params: dict):
+        sim = self.sim
+        stack_name = params.get("StackName", "")
+        cs_name = params.get("ChangeSetName", "")
+        _check_name(cs_name, "changeSetName")
+        cs_type = params.get("ChangeSetType", "UPDATE")
+        token = params.get("ClientToken")
+        stack = sim.find_stack(stack_name)
+        if token and stack is not None:
+            for cs in sim.change_sets.values():
+                if cs.stack is stack and cs.client_token == token and cs.name == cs_name:
+                    return {"Id": cs.id, "StackId": stack.id}
+        if cs_type == "CREATE":
+            if not stack_name.startswith("arn:"):
+                _check_name(stack_name, "stackName")
+            if stack is not None and stack.status != "REVIEW_IN_PROGRESS":
+                raise validation(
+                    f"Stack [{stack.name}] already exists and cannot be created again with the changeSet [{cs_name}].")
+        elif cs_type == "UPDATE":
+            if stack is None:
+                raise validation(f"Stack [{stack_name}] does not exist")
+            if stack.status not in UPDATABLE:
+                raise self._not_updatable(stack)
+        else:
+            raise validation(f"ChangeSetType {cs_type} is not supported by the simulator")
+        if stack is not None and any(cs.stack is stack and cs.name == cs_name for cs in sim.change_sets.values()):
+            raise ApiError("AlreadyExistsException", f"ChangeSet [{cs_name}] already exists")
+        scope = stack.scope if stack is not None else sim.scenario.root_scope(stack_name)
+        template, body = self._template_from(params, stack, cs_type == "UPDATE")
+        previous = stack.params if (stack is not None and cs_type == "UPDATE") else None
+        new_params = self._params_from(params, template, previous)
+        caps = member_list(params, "Capabilities")
+        self._check_capabilities(scope, template, caps)
+        tags = _tags(params)
+
+        if cs_type == "CREATE":
+            changes = [("Add", k, r["Type"]) for k, r in template["Resources"].items()]
+            if stack is None:
+                stack = sim.new_stack(stack_name)
+                sim.emit(stack, stack.name, STACK_TYPE, "REVIEW_IN_PROGRESS", "User Initiated", stack_level=True)
+        else:
+            changes = self._changes(stack, template, new_params, tags)
+
+        cs = ChangeSet(
+            id=f"arn:aws:cloudformation:{sim.region}:{ACCOUNT}:changeSet/{cs_name}/{uuid.uuid4()}",
+            name=cs_name, stack=stack, type=cs_type, template=template, body=body, params=new_params,
+            raw_params=params, tags=tags, capabilities=caps, description=params.get("Description"),
+            status="CREATE_PENDING", reason=None, exec_status="UNAVAILABLE",
+            creation_time=sim.clock.sim_now(), changes=changes, client_token=token, exec_token=None,
+        )
+        sim.change_sets[cs.id] = cs
+        rng = sc.rng_for(sim.scenario.get("seed", 0), stack.path, cs_name, "changeset")
+        total = sc.pick(sc.scope_get(scope, "change_set_seconds", [2, 5]), rng, 3.0)
+
+        def in_progress():
+            if cs.status == "CREATE_PENDING":
+                cs.status = "CREATE_IN_PROGRESS"
+
+        def complete():
+            if cs.status != "CREATE_IN_PROGRESS":
+                return
+            if cs.changes:
+                cs.status, cs.exec_status = "CREATE_COMPLETE", "AVAILABLE"
+            else:
+                cs.status, cs.exec_status = "FAILED", "UNAVAILABLE"
+                cs.reason = ("The submitted information didn't contain changes. Submit different information "
+                             "to create a change set.")
+
+        sim.scheduler.after(total * 0.2, in_progress)
+        sim.scheduler.after(total, complete)
+        return {"Id": cs.id, "StackId": stack.id}
+
+    def _change_set_dict(self, cs) -> dict:
+        result = {
+            "ChangeSetName": cs.name,
+            "ChangeSetId": cs.id,
+            "StackId": cs.stack.id,
+            "StackName": cs.stack.name,
+            "Description": cs.description,
+            "Parameters": [{"ParameterKey": k, "ParameterValue": v} for k, v in cs.params.items()] or None,
+            "CreationTime": Ts(cs.creation_time),
+            "ExecutionStatus": cs.exec_status,
+            "Status": cs.status,
+            "StatusReason": cs.reason,
+            "Capabilities": cs.capabilities or None,
+            "Tags": [{"Key": k, "Value": v} for k, v in (cs.tags or [])] or None,
+            "IncludeNestedStacks": False,
+        }
+        if cs.status == "CREATE_COMPLETE":
+            changes = []
+            for action, logical, rtype in cs.changes:
+                res = cs.stack.resources.get(logical)
+                rc = {"Action": action, "LogicalResourceId": logical,
+                      "PhysicalResourceId": res.physical if (res and action != "Add") else None,
+                      "ResourceType": rtype}
+                if action == "Modify":
+                    rc["Replacement"] = "False"
+                    rc["Scope"] = ["Properties"]
+                changes.append({"Type": "Resource", "ResourceChange": rc})
+            result["Changes"] = changes
+        return result
+
+    def do_DescribeChangeSet(self, params: dict):
+        cs = self.sim.find_change_set(params.get("ChangeSetName", ""), params.get("StackName"))
+        return self._change_set_dict(cs)
+
+    def do_ExecuteChangeSet(self, params: dict):
+        sim = self.sim
+        cs = sim.find_change_set(params.get("ChangeSetName", ""), params.get("StackName"))
+        token = params.get("ClientRequestToken")
+        if token and cs.exec_token == token:
+            return {}  # a retry of an accepted request: CloudFormation answers success again
+        if cs.exec_status != "AVAILABLE":
+            if cs.status != "CREATE_COMPLETE":
+                raise ApiError("InvalidChangeSetStatus",
+                               f"ChangeSet [{cs.id}] cannot be executed in its current status of [{cs.status}]")
+            raise ApiError("InvalidChangeSetStatus",
+                           f"ChangeSet [{cs.id}] cannot be executed in its current execution status of "
+                           f"[{cs.exec_status}]")
+        stack = cs.stack
+        disable_rollback = _bool(params, "DisableRollback")
+        if cs.type == "CREATE":
+            if stack.status != "REVIEW_IN_PROGRESS":
+                raise self._not_updatable(stack)
+            self._apply(stack, cs.template, cs.body, cs.params, cs.raw_params, cs.tags)
+            kind, old, changes = "CREATE", None, {}
+        else:
+            if stack.status not in UPDATABLE:
+                raise self._not_updatable(stack)
+            old = self._snapshot(stack)
+            self._apply(stack, cs.template, cs.body, cs.params, cs.raw_params, cs.tags)
+            kind, changes = "UPDATE", {logical: action for action, logical, _ in cs.changes}
+        stack.disable_rollback = disable_rollback
+        stack.change_set_id = cs.id
+        cs.exec_status = "EXECUTE_IN_PROGRESS"
+        cs.exec_token = token
+        for other in sim.change_sets.values():
+            if other is not cs and other.stack is stack and other.exec_status == "AVAILABLE":
+                other.exec_status = "OBSOLETE"
+        sim.start_operation(stack, kind, token=token, disable_rollback=disable_rollback, changes=changes, old=old,
+                            change_set=cs)
+        return {}
+
+    def do_DeleteChangeSet(self, params: dict):
+        cs = self.sim.find_change_set(params.get("ChangeSetName", ""), params.get("StackName"))
+        if cs.exec_status == "EXECUTE_IN_PROGRESS":
+            raise ApiError("InvalidChangeSetStatus",
+                           f"Cannot delete ChangeSet [{cs.id}] while it is in status {cs.exec_status}")
+        del self.sim.change_sets[cs.id]
+        return {}
+
+    # ---------------------------------------------------------------- stacks
+    def do_CreateStack(self, params: dict):
+        sim = self.sim
+        name = params.get("StackName", "")
+        _check_name(name, "stackName")
+        token = params.get("ClientRequestToken")
+        existing = sim.find_stack(name)
+        if existing is not None:
+            first = existing.operations[0] if existing.operations else None
+            if token and first is not None and first.kind == "CREATE" and first.token == token:
+                return {"StackId": existing.id, "OperationId": first.op_id}
+            raise ApiError("AlreadyExistsException", f"Stack [{name}] already exists")
+        scope = sim.scenario.root_scope(name)
+        template, body = self._template_from(params, None, False)
+        new_params = self._params_from(params, template, None)
+        self._check_capabilities(scope, template, member_list(params, "Capabilities"))
+        stack = sim.new_stack(name)
+        self._apply(stack, template, body, new_params, params, _tags(params) or [])
+        disable_rollback = _bool(params, "DisableRollback") or params.get("OnFailure") == "DO_NOTHING"
+        stack.disable_rollback = disable_rollback
+        op = sim.start_operation(stack, "CREATE", token=token, disable_rollback=disable_rollback)
+        return {"StackId": stack.id, "OperationId": op.op_id}
+
+    def do_UpdateStack(self, params: dict):
+        sim = self.sim
+        name = params.get("StackName", "")
+        stack = self._stack_or_error(name, f"Stack [{name}] does not exist")
+        token = params.get("ClientRequestToken")
+        last = stack.operations[-1] if stack.operations else None
+        if token and last is not None and last.kind == "UPDATE" and last.token == token:
+            return {"StackId": stack.id, "OperationId": last.op_id}
+        if stack.status not in UPDATABLE:
+            raise self._not_updatable(stack)
+        template, body = self._template_from(params, stack, True)
+        new_params = self._params_from(params, template, stack.params)
+        self._check_capabilities(stack.scope, template, member_list(params, "Capabilities"))
+        tags = _tags(params)
+        changes = self._changes(stack, template, new_params, tags)
+        if not changes:
+            raise validation("No updates are to be performed.")
+        old = self._snapshot(stack)
+        self._apply(stack, template, body, new_params, params, tags)
+        disable_rollback = _bool(params, "DisableRollback")
+        stack.disable_rollback = disable_rollback
+        op = sim.start_operation(stack, "UPDATE", token=token, disable_rollback=disable_rollback,
+                                 changes={logical: action for action, logical, _ in changes}, old=old)
+        return {"StackId": stack.id, "OperationId": op.op_id}
+
+    def do_DeleteStack(self, params: dict):
+        sim = self.sim
+        stack = sim.find_stack(params.get("StackName", ""))
+        if stack is None or stack.deleted or stack.status == "DELETE_IN_PROGRESS":
+            return None  # DeleteStack is idempotent: a missing stack is not an error
+        if stack.status.endswith(IN_PROGRESS_SUFFIX) and stack.status != "REVIEW_IN_PROGRESS":
+            raise validation(f"Stack [{stack.name}] cannot be deleted while in status {stack.status}")
+        sim.start_operation(stack, "DELETE", token=params.get("ClientRequestToken"))
+        return None
+
+    def _stack_dict(self, stack) -> dict:
+        ops = [{"OperationType": op.op_type, "OperationId": op.op_id} for op in reversed(stack.operations)]
+        return {
+            "StackId": stack.id,
+            "StackName": stack.name,
+            "ChangeSetId": stack.change_set_id,
+            "Description": stack.description,
+            "Parameters": [{"ParameterKey": k, "ParameterValue": v} for k, v in stack.params.items()] or None,
+            "CreationTime": Ts(stack.creation_time),
+            "DeletionTime": Ts(stack.deletion_time) if stack.deletion_time else None,
+            "LastUpdatedTime": Ts(stack.last_updated) if stack.last_updated else None,
+            "RollbackConfiguration": {},
+            "StackStatus": stack.status,
+            "StackStatusReason": stack.reason,
+            "DisableRollback": stack.disable_rollback,
+            "NotificationARNs": None,
+            "Capabilities": stack.capabilities or None,
+            "Outputs": stack.outputs or None,
+            "RoleARN": stack.role_arn,
+            "Tags": [{"Key": k, "Value": v} for k, v in stack.tags] or None,
+            "EnableTerminationProtection": False,
+            "ParentId": stack.parent.id if stack.parent else None,
+            "RootId": stack.root.id if stack.parent else None,
+            "DriftInformation": {"StackDriftStatus": "NOT_CHECKED"},
+            "LastOperations": ops[:5] or None,
+        }
+
+    def do_DescribeStacks(self, params: dict):
+        name = params.get("StackName")
+        if name:
+            stack = self._stack_or_error(name, f"Stack with id {name} does not exist")
+            stacks = [stack]
+        else:
+            stacks = [s for s in self.sim.stacks.values() if not s.deleted]
+        return {"Stacks": [self._stack_dict(s) for s in stacks]}
+
+    def do_DescribeStackEvents(self, params: dict):
+        name = params.get("StackName", "")
+        stack = self._stack_or_error(name, f"Stack [{name}] does not exist")
+        size = int(sc.scope_get(stack.scope, "events_page_size", 100) or 100)
+        # The token holds a position counted from the OLDEST event, so events appended while a
+        # client pages do not shift the pages it has not read yet.
+        end = len(stack.events)
+        if params.get("NextToken"):
+            data = _read_token(params["NextToken"])
+            if data.get("s") != stack.id:
+                raise validation("Invalid NextToken")
+            end = min(int(data.get("i", 0)), len(stack.events))
+        start = max(0, end - size)
+        page = [self._event_dict(e) for e in reversed(stack.events[start:end])]
+        result = {"StackEvents": page}
+        if start > 0:
+            result["NextToken"] = _page_token({"s": stack.id, "i": start})
+        return result
+
+    @staticmethod
+    def _event_dict(e) -> dict:
+        return {
+            "StackId": e.stack_id,
+            "EventId": e.event_id,
+            "StackName": e.stack_name,
+            "OperationId": e.op_id,
+            "LogicalResourceId": e.logical,
+            "PhysicalResourceId": e.physical,
+            "ResourceType": e.rtype,
+            "Timestamp": Ts(e.ts),
+            "ResourceStatus": e.status,
+            "ResourceStatusReason": e.reason,
+            "ClientRequestToken": e.token,
+        }
+
+    def _resources(self, params: dict):
+        name = params.get("StackName")
+        physical = params.get("PhysicalResourceId")
+        if name:
+            stack = self._stack_or_error(name, f"Stack with id {name} does not exist")
+        elif physical:
+            stack = next((s for s in self.sim.stacks.values() for r in s.resources.values()
+                          if r.physical == physical), None)
+            if stack is None:
+                raise validation(f"Stack for {physical} does not exist")
+        else:
+            raise validation("Either StackName or PhysicalResourceId must be specified.")
+        wanted = params.get("LogicalResourceId")
+        items = [r for r in stack.resources.values() if r.status is not None and (not wanted or r.logical == wanted)]
+        return stack, items
+
+    def do_DescribeStackResources(self, params: dict):
+        stack, items = self._resources(params)
+        return {"StackResources": [{
+            "StackName": stack.name, "StackId": stack.id, "LogicalResourceId": r.logical,
+            "PhysicalResourceId": r.physical, "ResourceType": r.rtype, "Timestamp": Ts(r.ts),
+            "ResourceStatus": r.status, "ResourceStatusReason": r.reason,
+            "DriftInformation": {"StackResourceDriftStatus": "NOT_CHECKED"},
+        } for r in items]}
+
+    def do_ListStackResources(self, params: dict):
+        stack, items = self._resources({"StackName": params.get("StackName", "")})
+        return {"StackResourceSummaries": [{
+            "LogicalResourceId": r.logical, "PhysicalResourceId": r.physical, "ResourceType": r.rtype,
+            "LastUpdatedTimestamp": Ts(r.ts), "ResourceStatus": r.status, "ResourceStatusReason": r.reason,
+            "DriftInformation": {"StackResourceDriftStatus": "NOT_CHECKED"},
+        } for r in items]}
+
+    def do_GetTemplate(self, params: dict):
+        if params.get("ChangeSetName"):
+            cs = self.sim.find_change_set(params["ChangeSetName"], params.get("StackName"))
+            body = cs.body
+        else:
+            name = params.get("StackName", "")
+            stack = self._stack_or_error(name, f"Stack with id {name} does not exist")
+            body = stack.template_body
+        return {"TemplateBody": body, "StagesAvailable": ["Original", "Processed"]}
+
+    def do_ValidateTemplate(self, params: dict):
+        template, _ = self._template_from(params, None, False)
+        declared = template.get("Parameters") or {}
+        caps = tpl.required_capabilities(template)
+        return {
+            "Parameters": [{
+                "ParameterKey": k,
+                "DefaultValue": str(v["Default"]) if isinstance(v, dict) and "Default" in v else None,
+                "NoEcho": bool(isinstance(v, dict) and str(v.get("NoEcho", "")).lower() == "true"),
+                "Description": v.get("Description") if isinstance(v, dict) else None,
+            } for k, v in declared.items()] or None,
+            "Description": template.get("Description"),
+            "Capabilities": caps or None,
+            "CapabilitiesReason": "The following resource(s) require capabilities: "
+                                  f"[{', '.join(sorted({r['Type'] for r in template['Resources'].values() if r['Type'].startswith('AWS::IAM::')}))}]"
+            if caps else None,
+        }

@@ -1,0 +1,668 @@
+"""The simulator driven through boto3, as a deployment monitor would see it.
+
+Run: .venv/bin/python -m unittest discover -s simulator -v"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+import urllib.request
+
+import boto3
+import botocore.config
+import botocore.exceptions
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+
+import cfnsim_scenario as sc  # noqa: E402
+import cfnsim_template as tpl  # noqa: E402
+
+NO_RETRY = botocore.config.Config(retries={"max_attempts": 1, "mode": "standard"})
+
+
+class Sim:
+    """A simulator process on a free port; stopped on exit (and on our death via stdin EOF)."""
+
+    def __init__(self, scenario: dict | None = None, time_scale: float = 50.0):
+        self.scenario_file = tempfile.NamedTemporaryFile("w", suffix=".json", delete=False)
+        json.dump(scenario or {}, self.scenario_file)
+        self.scenario_file.close()
+        self.proc = subprocess.Popen(
+            [sys.executable, os.path.join(HERE, "cfnsim.py"), "--port", "0", "--exit-on-stdin-eof",
+             "--time-scale", str(time_scale), "--scenario", self.scenario_file.name],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        line = self.proc.stdout.readline().strip()
+        if not line.startswith("listening on 127.0.0.1:"):
+            self.close()
+            raise RuntimeError(f"unexpected first line {line!r}")
+        self.endpoint = "http://" + line.split(" ")[-1]
+
+    def client(self, config=None):
+        return boto3.client("cloudformation", endpoint_url=self.endpoint, region_name="us-east-1",
+                            aws_access_key_id="AKIDTEST", aws_secret_access_key="secret", config=config)
+
+    def admin(self, path: str, body=None, method=None):
+        data = json.dumps(body).encode() if body is not None else None
+        req = urllib.request.Request(self.endpoint + "/_sim/" + path, data=data,
+                                     method=method or ("POST" if data is not None else "GET"))
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            return json.load(resp)
+
+    def close(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        if self.proc.stdin:
+            self.proc.stdin.close()
+        if self.proc.stdout:
+            self.proc.stdout.close()
+        os.unlink(self.scenario_file.name)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def wait_stack(cf, name, timeout=30.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        stack = cf.describe_stacks(StackName=name)["Stacks"][0]
+        if not stack["StackStatus"].endswith("_IN_PROGRESS"):
+            return stack
+        time.sleep(0.05)
+    raise AssertionError(f"{name} still in progress after {timeout}s")
+
+
+def wait_change_set(cf, cs_id, timeout=10.0):
+    seen = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        d = cf.describe_change_set(ChangeSetName=cs_id)
+        if not seen or seen[-1] != d["Status"]:
+            seen.append(d["Status"])
+        if d["Status"] in ("CREATE_COMPLETE", "FAILED"):
+            return d, seen
+        time.sleep(0.01)
+    raise AssertionError("change set never finished")
+
+
+def all_events(cf, name):
+    """Every event, oldest first, following NextToken."""
+    events, token, pages = [], None, 0
+    while True:
+        kwargs = {"StackName": name}
+        if token:
+            kwargs["NextToken"] = token
+        page = cf.describe_stack_events(**kwargs)
+        pages += 1
+        events.extend(page["StackEvents"])
+        token = page.get("NextToken")
+        if not token:
+            return list(reversed(events)), pages
+
+
+def brief(events):
+    return [(e["LogicalResourceId"], e["ResourceStatus"]) for e in events]
+
+
+TEMPLATE = """
+Parameters:
+  Env:
+    Type: String
+    Default: dev
+Resources:
+  Role:
+    Type: AWS::IAM::Role
+    Properties:
+      AssumeRolePolicyDocument: {}
+  Fn:
+    Type: AWS::Lambda::Function
+    Properties:
+      Role: !GetAtt Role.Arn
+      Description: !Sub "fn for ${Env}"
+  Bucket:
+    Type: AWS::S3::Bucket
+Outputs:
+  BucketName:
+    Value: !Ref Bucket
+  FnArn:
+    Value: !GetAtt Fn.Arn
+"""
+
+FAST = {"seed": 1, "change_set_seconds": 2, "defaults": {"duration": [10, 20]}}
+
+
+def deploy(cf, name, template=TEMPLATE, token="tok-1", **kwargs):
+    r = cf.create_change_set(StackName=name, ChangeSetName="cs-" + token, ChangeSetType="CREATE",
+                             TemplateBody=template, Capabilities=["CAPABILITY_IAM"], **kwargs)
+    wait_change_set(cf, r["Id"])
+    cf.execute_change_set(ChangeSetName=r["Id"], ClientRequestToken=token)
+    return r
+
+
+class TemplateTest(unittest.TestCase):
+    def test_yaml_short_tags_and_dependencies(self):
+        t = tpl.parse_template(TEMPLATE)
+        self.assertEqual(t["Resources"]["Fn"]["Properties"]["Role"], {"Fn::GetAtt": ["Role", "Arn"]})
+        deps = tpl.dependencies(t)
+        self.assertEqual(deps, {"Role": set(), "Fn": {"Role"}, "Bucket": set()})
+        t2 = tpl.parse_template(json.dumps({"Resources": {
+            "A": {"Type": "X::Y::Z"},
+            "B": {"Type": "X::Y::Z", "DependsOn": "A"},
+            "C": {"Type": "X::Y::Z", "Properties": {"P": {"Fn::Sub": "${B.Arn}-${AWS::Region}-${!Literal}"}}},
+        }}))
+        self.assertEqual(tpl.dependencies(t2), {"A": set(), "B": {"A"}, "C": {"B"}})
+
+    def test_invalid_templates_are_rejected_with_cloudformation_wording(self):
+        with self.assertRaisesRegex(tpl.TemplateError, "Unresolved resource dependencies \\[Nope\\]"):
+            tpl.parse_template(json.dumps({"Resources": {"A": {"Type": "T::T::T", "DependsOn": "Nope"}}}))
+        with self.assertRaisesRegex(tpl.TemplateError, "Circular dependency between resources: \\[A, B\\]"):
+            tpl.parse_template(json.dumps({"Resources": {"A": {"Type": "T::T::T", "DependsOn": "B"},
+                                                         "B": {"Type": "T::T::T", "DependsOn": "A"}}}))
+        with self.assertRaisesRegex(tpl.TemplateError, "At least one Resources member"):
+            tpl.parse_template("{}")
+
+    def test_scenario_settings_layering(self):
+        scenario = sc.Scenario({"defaults": {"duration": 7}, "types": {"AWS::S3::Bucket": {"duration": 3}},
+                                "stacks": {"s": {"resources": {"B": {"fail": "boom"}}}}})
+        scope = scenario.root_scope("s")
+        self.assertEqual(sc.resource_settings(scope, "B", "AWS::S3::Bucket")["duration"], 3)
+        self.assertEqual(sc.failure_reason(sc.resource_settings(scope, "B", "AWS::S3::Bucket"), "create"), "boom")
+        self.assertEqual(sc.resource_settings(scope, "X", "AWS::SNS::Topic")["duration"], 7)
+        # Built-in type durations apply when the scenario says nothing about a resource.
+        self.assertEqual(sc.resource_settings([{}], "Db", "AWS::RDS::DBInstance")["duration"], [360, 600])
+        self.assertEqual(sc.rng_for(1, "a").random(), sc.rng_for(1, "a").random())
+
+
+class CreateTest(unittest.TestCase):
+    def test_create_via_change_set_plays_cloudformation_event_sequence(self):
+        with Sim(FAST) as sim:
+            cf = sim.client()
+            r = cf.create_change_set(StackName="app", ChangeSetName="cs1", ChangeSetType="CREATE",
+                                     TemplateBody=TEMPLATE, Capabilities=["CAPABILITY_IAM"],
+                                     Parameters=[{"ParameterKey": "Env", "ParameterValue": "prod"}],
+                                     Tags=[{"Key": "team", "Value": "a"}])
+            review = cf.describe_stacks(StackName="app")["Stacks"][0]
+            self.assertEqual(review["StackStatus"], "REVIEW_IN_PROGRESS")
+            cs, seen = wait_change_set(cf, r["Id"])
+            self.assertEqual(seen[-1], "CREATE_COMPLETE")
+            self.assertIn(seen[0], ("CREATE_PENDING", "CREATE_IN_PROGRESS"))
+            self.assertEqual(cs["ExecutionStatus"], "AVAILABLE")
+            self.assertEqual(sorted((c["ResourceChange"]["Action"], c["ResourceChange"]["LogicalResourceId"],
+                                     c["ResourceChange"]["ResourceType"]) for c in cs["Changes"]),
+                             [("Add", "Bucket", "AWS::S3::Bucket"), ("Add", "Fn", "AWS::Lambda::Function"),
+                              ("Add", "Role", "AWS::IAM::Role")])
+            cf.execute_change_set(ChangeSetName="cs1", StackName="app", ClientRequestToken="tok-1")
+            stack = wait_stack(cf, "app")
+            self.assertEqual(stack["StackStatus"], "CREATE_COMPLETE")
+            self.assertEqual(stack["Parameters"], [{"ParameterKey": "Env", "ParameterValue": "prod"}])
+            self.assertEqual(stack["Tags"], [{"Key": "team", "Value": "a"}])
+            outputs = {o["OutputKey"]: o["OutputValue"] for o in stack["Outputs"]}
+            self.assertTrue(outputs["BucketName"].startswith("app-Bucket-"))
+            self.assertTrue(outputs["FnArn"].startswith("arn:aws:lambda:us-east-1:123456789012:app-Fn-"))
+            op_id = stack["LastOperations"][0]["OperationId"]
+            self.assertEqual(stack["LastOperations"][0]["OperationType"], "CREATE_STACK")
+            self.assertEqual(cf.describe_change_set(ChangeSetName=r["Id"])["ExecutionStatus"], "EXECUTE_COMPLETE")
+
+            events, _ = all_events(cf, "app")
+            self.assertEqual(brief(events[:2]), [("app", "REVIEW_IN_PROGRESS"), ("app", "CREATE_IN_PROGRESS")])
+            self.assertEqual(events[0]["ResourceStatusReason"], "User Initiated")
+            self.assertEqual(events[1]["ResourceStatusReason"], "User Initiated")
+            self.assertEqual(brief(events[-1:]), [("app", "CREATE_COMPLETE")])
+            for logical in ("Role", "Fn", "Bucket"):
+                mine = [e for e in events if e["LogicalResourceId"] == logical]
+                self.assertEqual([e["ResourceStatus"] for e in mine],
+                                 ["CREATE_IN_PROGRESS", "CREATE_IN_PROGRESS", "CREATE_COMPLETE"])
+                self.assertNotIn("PhysicalResourceId", mine[0])
+                self.assertNotIn("ResourceStatusReason", mine[0])
+                self.assertEqual(mine[1]["ResourceStatusReason"], "Resource creation Initiated")
+                self.assertTrue(mine[1]["PhysicalResourceId"].startswith(f"app-{logical}-"))
+                self.assertEqual(mine[2]["PhysicalResourceId"], mine[1]["PhysicalResourceId"])
+            for e in events[1:]:
+                self.assertEqual(e["ClientRequestToken"], "tok-1")
+                self.assertEqual(e["OperationId"], op_id)
+                self.assertEqual(e["StackId"], r["StackId"])
+                self.assertEqual(e["StackName"], "app")
+            order = brief(events)
+            # Fn needs Role (GetAtt): it starts only after Role completes; Bucket runs alongside Role.
+            self.assertLess(order.index(("Role", "CREATE_COMPLETE")), order.index(("Fn", "CREATE_IN_PROGRESS")))
+            self.assertLess(order.index(("Bucket", "CREATE_IN_PROGRESS")), order.index(("Role", "CREATE_COMPLETE")))
+            stamps = [e["Timestamp"] for e in events]
+            self.assertEqual(stamps, sorted(stamps))
+            self.assertEqual(len({e["EventId"] for e in events}), len(events))
+
+    def test_create_stack_returns_operation_id_and_events_carry_it(self):
+        with Sim(FAST) as sim:
+            cf = sim.client()
+            r = cf.create_stack(StackName="direct", TemplateBody=TEMPLATE, Capabilities=["CAPABILITY_IAM"],
+                                ClientRequestToken="direct-1")
+            self.assertTrue(r["OperationId"])
+            stack = wait_stack(cf, "direct")
+            self.assertEqual(stack["LastOperations"][0]["OperationId"], r["OperationId"])
+            events, _ = all_events(cf, "direct")
+            self.assertEqual({e["OperationId"] for e in events}, {r["OperationId"]})
+            resources = cf.describe_stack_resources(StackName="direct")["StackResources"]
+            self.assertEqual(sorted(x["LogicalResourceId"] for x in resources), ["Bucket", "Fn", "Role"])
+            self.assertTrue(all(x["ResourceStatus"] == "CREATE_COMPLETE" for x in resources))
+            summaries = cf.list_stack_resources(StackName="direct")["StackResourceSummaries"]
+            self.assertEqual(len(summaries), 3)
+            self.assertIn("Role:", cf.get_template(StackName="direct")["TemplateBody"])
+            # Retrying CreateStack with the same token is the same request, not a conflict.
+            again = cf.create_stack(StackName="direct", TemplateBody=TEMPLATE, Capabilities=["CAPABILITY_IAM"],
+                                    ClientRequestToken="direct-1")
+            self.assertEqual(again["OperationId"], r["OperationId"])
+
+    def test_events_page_with_next_token_and_pages_stay_stable_while_events_arrive(self):
+        resources = {f"Q{i}": {"Type": "AWS::SQS::Queue"} for i in range(10)}
+        with Sim({**FAST, "events_page_size": 5, "defaults": {"duration": [40, 80]}}, time_scale=40) as sim:
+            cf = sim.client()
+            cf.create_stack(StackName="many", TemplateBody=json.dumps({"Resources": resources}))
+            time.sleep(0.3)
+            first = cf.describe_stack_events(StackName="many")
+            self.assertEqual(len(first["StackEvents"]), 5)
+            self.assertIn("NextToken", first)
+            early = list(first["StackEvents"])
+            token = first["NextToken"]
+            while token:  # the rest of the snapshot, read while the stack keeps moving
+                page = cf.describe_stack_events(StackName="many", NextToken=token)
+                early.extend(page["StackEvents"])
+                token = page.get("NextToken")
+            wait_stack(cf, "many")
+            events, pages = all_events(cf, "many")
+            self.assertEqual(len(events), 2 + 3 * 10)
+            self.assertEqual(pages, 7)
+            ids = [e["EventId"] for e in events]
+            self.assertEqual(len(set(ids)), len(ids))
+            # What was read early is exactly the oldest part of the final history: no gap, no repeat.
+            self.assertEqual([e["EventId"] for e in reversed(early)], ids[:len(early)])
+            stats = sim.admin("stats")
+            self.assertGreaterEqual(stats["requests"]["DescribeStackEvents"], pages + 1)
+
+
+class FailureTest(unittest.TestCase):
+    SCENARIO = {**FAST, "resources": {"Fn": {"fail": "Resource handler returned message: \"bad role\""},
+                                      "Bucket": {"duration": 200}}}
+
+    def test_failed_create_cancels_others_and_rolls_back(self):
+        with Sim(self.SCENARIO) as sim:
+            cf = sim.client()
+            deploy(cf, "rb")
+            stack = wait_stack(cf, "rb")
+            self.assertEqual(stack["StackStatus"], "ROLLBACK_COMPLETE")
+            events, _ = all_events(cf, "rb")
+            order = brief(events)
+            fn_failed = events[order.index(("Fn", "CREATE_FAILED"))]
+            self.assertEqual(fn_failed["ResourceStatusReason"], 'Resource handler returned message: "bad role"')
+            bucket_failed = events[order.index(("Bucket", "CREATE_FAILED"))]
+            self.assertEqual(bucket_failed["ResourceStatusReason"], "Resource creation cancelled")
+            rollback = events[order.index(("rb", "ROLLBACK_IN_PROGRESS"))]
+            self.assertEqual(rollback["ResourceStatusReason"],
+                             "The following resource(s) failed to create: [Fn]. Rollback requested by user.")
+            for logical in ("Role", "Fn", "Bucket"):
+                self.assertLess(order.index(("rb", "ROLLBACK_IN_PROGRESS")),
+                                order.index((logical, "DELETE_IN_PROGRESS")))
+                self.assertLess(order.index((logical, "DELETE_IN_PROGRESS")), order.index((logical, "DELETE_COMPLETE")))
+            # Reverse dependency order: Fn (which needs Role) is deleted before Role.
+            self.assertLess(order.index(("Fn", "DELETE_COMPLETE")), order.index(("Role", "DELETE_IN_PROGRESS")))
+            self.assertEqual(order[-1], ("rb", "ROLLBACK_COMPLETE"))
+            # A ROLLBACK_COMPLETE stack cannot be updated.
+            with self.assertRaises(botocore.exceptions.ClientError) as ctx:
+                cf.update_stack(StackName="rb", UsePreviousTemplate=True, Capabilities=["CAPABILITY_IAM"])
+            self.assertIn("ROLLBACK_COMPLETE state and can not be updated", str(ctx.exception))
+
+    def test_disable_rollback_leaves_create_failed(self):
+        with Sim(self.SCENARIO) as sim:
+            cf = sim.client()
+            cf.create_stack(StackName="nr", TemplateBody=TEMPLATE, Capabilities=["CAPABILITY_IAM"],
+                            DisableRollback=True)
+            stack = wait_stack(cf, "nr")
+            self.assertEqual(stack["StackStatus"], "CREATE_FAILED")
+            self.assertEqual(stack["StackStatusReason"], "The following resource(s) failed to create: [Fn]. ")
+            events, _ = all_events(cf, "nr")
+            self.assertFalse([e for e in events if e["ResourceStatus"].startswith("DELETE")])
+
+    def test_update_and_update_rollback(self):
+        with Sim(FAST) as sim:
+            cf = sim.client()
+            cf.create_stack(StackName="up", TemplateBody=TEMPLATE, Capabilities=["CAPABILITY_IAM"])
+            wait_stack(cf, "up")
+            changed = TEMPLATE.replace("fn for ${Env}", "function for ${Env}").replace(
+                "  Bucket:\n    Type: AWS::S3::Bucket\n", "  Topic:\n    Type: AWS::SNS::Topic\n").replace(
+                "    Value: !Ref Bucket", "    Value: !Ref Topic")
+            r = cf.update_stack(StackName="up", TemplateBody=changed, Capabilities=["CAPABILITY_IAM"],
+                                ClientRequestToken="upd-1")
+            self.assertTrue(r["OperationId"])
+            stack = wait_stack(cf, "up")
+            self.assertEqual(stack["StackStatus"], "UPDATE_COMPLETE")
+            self.assertEqual(stack["LastOperations"][0],
+                             {"OperationType": "UPDATE_STACK", "OperationId": r["OperationId"]})
+            events, _ = all_events(cf, "up")
+            mine = brief([e for e in events if e.get("OperationId") == r["OperationId"]])
+            self.assertEqual(mine[0], ("up", "UPDATE_IN_PROGRESS"))
+            self.assertEqual(mine[-2:], [("up", "UPDATE_COMPLETE_CLEANUP_IN_PROGRESS"), ("up", "UPDATE_COMPLETE")])
+            self.assertLess(mine.index(("Fn", "UPDATE_IN_PROGRESS")), mine.index(("Fn", "UPDATE_COMPLETE")))
+            self.assertIn(("Topic", "CREATE_COMPLETE"), mine)
+            # The removed bucket is deleted during cleanup; the untouched role has no event.
+            self.assertGreater(mine.index(("Bucket", "DELETE_IN_PROGRESS")),
+                               mine.index(("up", "UPDATE_COMPLETE_CLEANUP_IN_PROGRESS")))
+            self.assertFalse([x for x in mine if x[0] == "Role"])
+
+            # Now an update that fails: the modified function is reverted, the added queue deleted.
+            sim.admin("scenario", {**FAST, "resources": {"Fn": {"fail_update": "Update failed: quota"}}})
+            broken = changed.replace("function for", "handler for").replace(
+                "Resources:\n", "Resources:\n  Queue:\n    Type: AWS::SQS::Queue\n    Properties: {DelaySeconds: 1}\n")
+            r2 = cf.update_stack(StackName="up", TemplateBody=broken, Capabilities=["CAPABILITY_IAM"],
+                                 ClientRequestToken="upd-2")
+            stack = wait_stack(cf, "up")
+            self.assertEqual(stack["StackStatus"], "UPDATE_ROLLBACK_COMPLETE")
+            events, _ = all_events(cf, "up")
+            mine = [e for e in events if e.get("OperationId") == r2["OperationId"]]
+            seq = brief(mine)
+            self.assertEqual(mine[seq.index(("up", "UPDATE_ROLLBACK_IN_PROGRESS"))]["ResourceStatusReason"],
+                             "The following resource(s) failed to update: [Fn]. ")
+            self.assertEqual(mine[seq.index(("Fn", "UPDATE_FAILED"))]["ResourceStatusReason"], "Update failed: quota")
+            after = seq[seq.index(("up", "UPDATE_ROLLBACK_IN_PROGRESS")):]
+            self.assertIn(("Fn", "UPDATE_COMPLETE"), after)
+            cleanup = seq.index(("up", "UPDATE_ROLLBACK_COMPLETE_CLEANUP_IN_PROGRESS"))
+            self.assertGreater(seq.index(("Queue", "DELETE_COMPLETE")), cleanup)
+            self.assertEqual(seq[-1], ("up", "UPDATE_ROLLBACK_COMPLETE"))
+            self.assertTrue(all(e["ClientRequestToken"] == "upd-2" for e in mine))
+            # The stack is back on the previous template.
+            self.assertNotIn("Queue", cf.get_template(StackName="up")["TemplateBody"])
+
+    def test_empty_change_set_and_no_op_update(self):
+        with Sim(FAST) as sim:
+            cf = sim.client()
+            deploy(cf, "same")
+            wait_stack(cf, "same")
+            r = cf.create_change_set(StackName="same", ChangeSetName="again", TemplateBody=TEMPLATE,
+                                     Capabilities=["CAPABILITY_IAM"])
+            cs, _ = wait_change_set(cf, r["Id"])
+            self.assertEqual(cs["Status"], "FAILED")
+            self.assertEqual(cs["ExecutionStatus"], "UNAVAILABLE")
+            self.assertEqual(cs["StatusReason"], "The submitted information didn't contain changes. "
+                                                 "Submit different information to create a change set.")
+            with self.assertRaises(botocore.exceptions.ClientError) as ctx:
+                cf.execute_change_set(ChangeSetName=r["Id"])
+            self.assertEqual(ctx.exception.response["Error"]["Code"], "InvalidChangeSetStatus")
+            with self.assertRaises(botocore.exceptions.ClientError) as ctx:
+                cf.update_stack(StackName="same", TemplateBody=TEMPLATE, Capabilities=["CAPABILITY_IAM"])
+            self.assertEqual(ctx.exception.response["Error"]["Code"], "ValidationError")
+            self.assertEqual(ctx.exception.response["Error"]["Message"], "No updates are to be performed.")
+            self.assertEqual(ctx.exception.response["ResponseMetadata"]["HTTPStatusCode"], 400)
+            # A changed parameter makes the resource using it change.
+            r = cf.create_change_set(StackName="same", ChangeSetName="param", TemplateBody=TEMPLATE,
+                                     Capabilities=["CAPABILITY_IAM"],
+                                     Parameters=[{"ParameterKey": "Env", "ParameterValue": "prod"}])
+            cs, _ = wait_change_set(cf, r["Id"])
+            self.assertEqual([(c["ResourceChange"]["Action"], c["ResourceChange"]["LogicalResourceId"])
+                              for c in cs["Changes"]], [("Modify", "Fn")])
+
+    def test_validation_errors_match_cloudformation(self):
+        with Sim(FAST) as sim:
+            cf = sim.client()
+            with self.assertRaises(botocore.exceptions.ClientError) as ctx:
+                cf.create_change_set(StackName="caps", ChangeSetName="c", ChangeSetType="CREATE",
+                                     TemplateBody=TEMPLATE)
+            self.assertEqual(ctx.exception.response["Error"]["Code"], "InsufficientCapabilitiesException")
+            self.assertEqual(ctx.exception.response["Error"]["Message"], "Requires capabilities : [CAPABILITY_IAM]")
+            r = cf.create_change_set(StackName="early", ChangeSetName="c", ChangeSetType="CREATE",
+                                     TemplateBody=TEMPLATE, Capabilities=["CAPABILITY_IAM"])
+            with self.assertRaises(botocore.exceptions.ClientError) as ctx:
+                cf.execute_change_set(ChangeSetName=r["Id"])
+            self.assertEqual(ctx.exception.response["Error"]["Code"], "InvalidChangeSetStatus")
+            with self.assertRaises(botocore.exceptions.ClientError) as ctx:
+                cf.describe_change_set(ChangeSetName="nope", StackName="early")
+            self.assertEqual(ctx.exception.response["Error"]["Code"], "ChangeSetNotFound")
+            self.assertEqual(ctx.exception.response["ResponseMetadata"]["HTTPStatusCode"], 404)
+            with self.assertRaises(botocore.exceptions.ClientError) as ctx:
+                cf.update_stack(StackName="ghost", UsePreviousTemplate=True)
+            self.assertEqual(ctx.exception.response["Error"]["Message"], "Stack [ghost] does not exist")
+            with self.assertRaises(botocore.exceptions.ClientError) as ctx:
+                cf.create_stack(StackName="early", TemplateBody=TEMPLATE, Capabilities=["CAPABILITY_IAM"])
+            self.assertEqual(ctx.exception.response["Error"]["Code"], "AlreadyExistsException")
+            with self.assertRaises(botocore.exceptions.ClientError) as ctx:
+                cf.create_stack(StackName="bad_name!", TemplateBody=TEMPLATE)
+            self.assertEqual(ctx.exception.response["Error"]["Code"], "ValidationError")
+
+    def test_deleted_stack_is_gone_by_name_but_readable_by_arn(self):
+        with Sim(FAST) as sim:
+            cf = sim.client()
+            r = cf.create_stack(StackName="gone", TemplateBody=TEMPLATE, Capabilities=["CAPABILITY_IAM"])
+            wait_stack(cf, "gone")
+            cf.delete_stack(StackName="gone")
+            stack = wait_stack(cf, r["StackId"])
+            self.assertEqual(stack["StackStatus"], "DELETE_COMPLETE")
+            self.assertIn("DeletionTime", stack)
+            with self.assertRaises(botocore.exceptions.ClientError) as ctx:
+                cf.describe_stacks(StackName="gone")
+            self.assertEqual(ctx.exception.response["Error"]["Message"], "Stack with id gone does not exist")
+            events, _ = all_events(cf, r["StackId"])
+            self.assertEqual(brief(events)[-1], ("gone", "DELETE_COMPLETE"))
+            self.assertEqual(cf.describe_stacks()["Stacks"], [])
+            cf.delete_stack(StackName="gone")  # deleting a missing stack is not an error
+
+
+class NestedTest(unittest.TestCase):
+    PARENT = json.dumps({
+        "Resources": {
+            "Network": {"Type": "AWS::CloudFormation::Stack", "Properties": {"TemplateURL": "https://s3/x"}},
+            "App": {"Type": "AWS::Lambda::Function",
+                    "Properties": {"Vpc": {"Fn::GetAtt": ["Network", "Outputs.VpcId"]}}},
+        },
+        "Outputs": {"VpcId": {"Value": {"Fn::GetAtt": ["Network", "Outputs.VpcId"]}}},
+    })
+    NESTED = {"template": {"Resources": {"Vpc": {"Type": "AWS::EC2::VPC"},
+                                         "Subnet": {"Type": "AWS::EC2::Subnet",
+                                                    "Properties": {"VpcId": {"Ref": "Vpc"}}}},
+                           "Outputs": {"VpcId": {"Value": {"Ref": "Vpc"}}}},
+              "complete_lag": 30}
+
+    def _stacks(self, sim):
+        return {s["name"]: s for s in sim.admin("stacks")["stacks"]}
+
+    def test_nested_complete_comes_before_parent_complete(self):
+        with Sim({**FAST, "nested": {"Network": self.NESTED}}) as sim:
+            cf = sim.client()
+            cf.create_stack(StackName="root", TemplateBody=self.PARENT, ClientRequestToken="root-1")
+            stack = wait_stack(cf, "root")
+            self.assertEqual(stack["StackStatus"], "CREATE_COMPLETE")
+            events, _ = all_events(cf, "root")
+            nested_res = [e for e in events if e["LogicalResourceId"] == "Network"]
+            child_arn = nested_res[-1]["PhysicalResourceId"]
+            self.assertEqual(nested_res[1]["ResourceStatusReason"], "Resource creation Initiated")
+            self.assertEqual(nested_res[1]["PhysicalResourceId"], child_arn)
+            child = cf.describe_stacks(StackName=child_arn)["Stacks"][0]
+            self.assertEqual(child["ParentId"], stack["StackId"])
+            self.assertEqual(child["RootId"], stack["StackId"])
+            self.assertTrue(child["StackName"].startswith("root-Network-"))
+            self.assertNotIn("ParentId", stack)
+            child_events, _ = all_events(cf, child_arn)
+            self.assertEqual(brief(child_events)[0], (child["StackName"], "CREATE_IN_PROGRESS"))
+            self.assertEqual(child_events[0]["ResourceStatusReason"], "User Initiated")
+            self.assertEqual({e["ClientRequestToken"] for e in child_events}, {"root-1"})
+            child_done = child_events[-1]
+            self.assertEqual(child_done["ResourceStatus"], "CREATE_COMPLETE")
+            parent_done = events[-1]
+            self.assertEqual(brief([parent_done]), [("root", "CREATE_COMPLETE")])
+            # The nested stack finishes first, the parent stays in progress for a while after it.
+            self.assertGreaterEqual((parent_done["Timestamp"] - child_done["Timestamp"]).total_seconds(), 30)
+            report = self._stacks(sim)
+            self.assertLess(report[child["StackName"]]["terminal_events"][0]["real_time"],
+                            report["root"]["terminal_events"][0]["real_time"])
+            outputs = {o["OutputKey"]: o["OutputValue"] for o in stack["Outputs"]}
+            self.assertTrue(outputs["VpcId"].startswith(child["StackName"] + "-Vpc-"))
+
+    def test_nested_failure_propagates_to_parent(self):
+        nested = {**self.NESTED, "resources": {"Subnet": {"fail": "Subnet quota exceeded"}}}
+        with Sim({**FAST, "nested": {"Network": nested}}) as sim:
+            cf = sim.client()
+            cf.create_stack(StackName="root", TemplateBody=self.PARENT)
+            stack = wait_stack(cf, "root")
+            self.assertEqual(stack["StackStatus"], "ROLLBACK_COMPLETE")
+            events, _ = all_events(cf, "root")
+            failed = [e for e in events if e["ResourceStatus"] == "CREATE_FAILED"]
+            self.assertEqual(len(failed), 1)
+            child_arn = failed[0]["PhysicalResourceId"]
+            self.assertEqual(
+                failed[0]["ResourceStatusReason"],
+                f"Embedded stack {child_arn} was not successfully created: "
+                "The following resource(s) failed to create: [Subnet]. Rollback requested by user.")
+            child = cf.describe_stacks(StackName=child_arn)["Stacks"][0]
+            self.assertEqual(child["StackStatus"], "DELETE_COMPLETE")
+            child_events, _ = all_events(cf, child_arn)
+            seq = brief(child_events)
+            self.assertIn(("Subnet", "CREATE_FAILED"), seq)
+            self.assertLess(seq.index((child["StackName"], "ROLLBACK_COMPLETE")),
+                            seq.index((child["StackName"], "DELETE_COMPLETE")))
+
+
+class TimingTest(unittest.TestCase):
+    def test_same_timestamp_group(self):
+        scenario = {**FAST, "defaults": {"duration": 10},
+                    "same_timestamp_groups": [["A", "B", "C", "same"]]}
+        resources = {k: {"Type": "AWS::SNS::Topic"} for k in "ABC"}
+        with Sim(scenario) as sim:
+            cf = sim.client()
+            cf.create_stack(StackName="same", TemplateBody=json.dumps({"Resources": resources}))
+            wait_stack(cf, "same")
+            events, _ = all_events(cf, "same")
+            done = [e for e in events if e["ResourceStatus"] == "CREATE_COMPLETE"]
+            self.assertEqual(len(done), 4)
+            self.assertEqual(len({e["Timestamp"] for e in done}), 1)
+            self.assertEqual(len({e["EventId"] for e in done}), 4)
+
+    def test_time_scale_plays_simulated_minutes_in_real_seconds(self):
+        scenario = {"seed": 2, "change_set_seconds": 5,
+                    "resources": {"Db": {"duration": 600}, "Cdn": {"duration": 900}}}
+        template = json.dumps({"Resources": {"Db": {"Type": "AWS::RDS::DBInstance"},
+                                             "Cdn": {"Type": "AWS::CloudFront::Distribution"}}})
+        with Sim(scenario, time_scale=600) as sim:
+            cf = sim.client()
+            started = time.monotonic()
+            cf.create_stack(StackName="slow", TemplateBody=template)
+            wait_stack(cf, "slow")
+            real = time.monotonic() - started
+            events, _ = all_events(cf, "slow")
+            simulated = (events[-1]["Timestamp"] - events[0]["Timestamp"]).total_seconds()
+            self.assertGreaterEqual(simulated, 900)
+            self.assertLess(simulated, 960)
+            self.assertLess(real, 5)
+            db = [e for e in events if e["LogicalResourceId"] == "Db"]
+            self.assertAlmostEqual((db[-1]["Timestamp"] - db[0]["Timestamp"]).total_seconds(), 600, delta=15)
+
+    def test_default_durations_follow_resource_types(self):
+        template = json.dumps({"Resources": {"Db": {"Type": "AWS::RDS::DBInstance"},
+                                             "Fn": {"Type": "AWS::Lambda::Function"}}})
+        with Sim({"seed": 5}, time_scale=1000) as sim:
+            cf = sim.client()
+            cf.create_stack(StackName="typ", TemplateBody=template)
+            wait_stack(cf, "typ")
+            events, _ = all_events(cf, "typ")
+
+            def took(logical):
+                mine = [e for e in events if e["LogicalResourceId"] == logical]
+                return (mine[-1]["Timestamp"] - mine[0]["Timestamp"]).total_seconds()
+
+            self.assertTrue(355 <= took("Db") <= 610, took("Db"))
+            self.assertTrue(9 <= took("Fn") <= 31, took("Fn"))
+
+
+class ChaosTest(unittest.TestCase):
+    def test_throttling_rate_and_burst(self):
+        scenario = {**FAST, "throttle": {"rate": 1.0, "actions": ["DescribeStackEvents"],
+                                         "bursts": [{"after": 1, "count": 2, "actions": ["DescribeStacks"]}]}}
+        with Sim(scenario) as sim:
+            cf = sim.client(NO_RETRY)
+            with self.assertRaises(botocore.exceptions.ClientError) as ctx:
+                cf.describe_stack_events(StackName="x")
+            err = ctx.exception.response
+            self.assertEqual(err["Error"]["Code"], "Throttling")
+            self.assertEqual(err["Error"]["Message"], "Rate exceeded")
+            self.assertEqual(err["ResponseMetadata"]["HTTPStatusCode"], 400)
+            self.assertEqual(cf.describe_stacks()["Stacks"], [])  # request 1 passes
+            for _ in range(2):  # requests 2 and 3 are the burst
+                with self.assertRaises(botocore.exceptions.ClientError):
+                    cf.describe_stacks()
+            cf.describe_stacks()
+            stats = sim.admin("stats")
+            self.assertEqual(stats["throttled"], {"DescribeStackEvents": 1, "DescribeStacks": 2})
+            self.assertEqual(stats["requests"]["DescribeStacks"], 4)
+            # boto3's own retry handles the burst like real throttling.
+            sim.admin("fault?kind=throttle&count=2&action=DescribeStacks", {})
+            self.assertEqual(sim.client().describe_stacks()["Stacks"], [])
+
+    def test_faults_500_hang_and_applied_before_failure(self):
+        with Sim(FAST) as sim:
+            cf = sim.client(NO_RETRY)
+            sim.admin("fault", {"kind": "error", "count": 2, "actions": ["DescribeStacks"]})
+            for _ in range(2):
+                with self.assertRaises(botocore.exceptions.ClientError) as ctx:
+                    cf.describe_stacks()
+                self.assertEqual(ctx.exception.response["Error"]["Code"], "InternalFailure")
+                self.assertEqual(ctx.exception.response["ResponseMetadata"]["HTTPStatusCode"], 500)
+            cf.describe_stacks()
+            sim.admin("fault", {"kind": "hang", "seconds": 2, "count": 1, "actions": ["DescribeStacks"]})
+            slow = sim.client(botocore.config.Config(read_timeout=0.5, retries={"max_attempts": 1}))
+            with self.assertRaises(botocore.exceptions.ReadTimeoutError):
+                slow.describe_stacks()
+            # `when: after`: the stack is created although the caller saw a 500.
+            sim.admin("fault", {"kind": "error", "count": 1, "when": "after", "actions": ["CreateStack"]})
+            with self.assertRaises(botocore.exceptions.ClientError):
+                cf.create_stack(StackName="applied", TemplateBody=TEMPLATE, Capabilities=["CAPABILITY_IAM"])
+            self.assertEqual(cf.describe_stacks(StackName="applied")["Stacks"][0]["StackName"], "applied")
+            self.assertEqual(sim.admin("stats")["faulted"]["DescribeStacks"], 3)
+
+
+class AdminTest(unittest.TestCase):
+    def test_update_started_elsewhere_is_visible_to_a_monitor(self):
+        with Sim(FAST) as sim:
+            cf = sim.client()
+            cf.create_stack(StackName="piped", TemplateBody=TEMPLATE, Capabilities=["CAPABILITY_IAM"])
+            wait_stack(cf, "piped")
+            started = sim.admin("start?stack=piped&touch=Fn&token=codepipeline-1", {})
+            stack = cf.describe_stacks(StackName="piped")["Stacks"][0]
+            self.assertEqual(stack["StackStatus"], "UPDATE_IN_PROGRESS")
+            self.assertEqual(stack["LastOperations"][0]["OperationId"], started["OperationId"])
+            stack = wait_stack(cf, "piped")
+            self.assertEqual(stack["StackStatus"], "UPDATE_COMPLETE")
+            events, _ = all_events(cf, "piped")
+            mine = [e for e in events if e.get("OperationId") == started["OperationId"]]
+            self.assertEqual({e["ClientRequestToken"] for e in mine}, {"codepipeline-1"})
+            self.assertEqual({e["LogicalResourceId"] for e in mine}, {"piped", "Fn"})
+            report = {s["name"]: s for s in sim.admin("stacks")["stacks"]}["piped"]
+            self.assertEqual([t["status"] for t in report["terminal_events"]], ["CREATE_COMPLETE", "UPDATE_COMPLETE"])
+            sim.admin("reset", {})
+            self.assertEqual(cf.describe_stacks()["Stacks"], [])
+            self.assertEqual(sim.admin("stats")["total"], 1)
+
+    def test_process_exits_on_sigterm_and_on_stdin_eof(self):
+        sim = Sim()
+        try:
+            sim.proc.stdin.close()
+            self.assertEqual(sim.proc.wait(5), 0)
+        finally:
+            sim.close()
+        sim = Sim()
+        try:
+            sim.proc.send_signal(signal.SIGTERM)
+            self.assertEqual(sim.proc.wait(5), 0)
+        finally:
+            sim.close()
+
+
+if __name__ == "__main__":
+    unittest.main()

@@ -1,0 +1,46 @@
+//! The operator CLI: the same binary as the action, with subcommands.
+//!
+//! Each subcommand lives in its own file and returns a process exit code; the exit codes are
+//! part of the interface (scripts branch on them) and are listed in each command's `--help`.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+pub mod lock;
+pub mod registry;
+
+/// Coordinates CloudFormation deployments across workflows: a DynamoDB lease lock with a fair
+/// queue, live monitoring, Slack and history.
+///
+/// With no subcommand inside GitHub Actions (GITHUB_ACTIONS=true) it runs the action's main
+/// step; started through the `deploy-coordinator-post` path it runs the post step.
+#[derive(Debug, Parser)]
+#[command(
+    name = "deploy-coordinator",
+    version,
+    propagate_version = true,
+    max_term_width = 100
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Inspect, take, release or force-unlock deployment locks.
+    #[command(subcommand)]
+    Lock(lock::LockCommand),
+    /// Manage the registry table (locks, queue, history, dead letters).
+    #[command(subcommand)]
+    Registry(registry::RegistryCommand),
+}
+
+/// Runs a parsed CLI command to completion.
+pub async fn run(command: Command) -> ExitCode {
+    match command {
+        Command::Lock(cmd) => lock::run(cmd).await,
+        Command::Registry(cmd) => registry::run(cmd).await,
+    }
+}

@@ -1,0 +1,24 @@
+//! deploy-coordinator: a GitHub container Action that makes CloudFormation deployments safe to
+//! run from many workflows at once.
+//!
+//! Start reading at `main_step.rs` and `post_step.rs`: each is the whole story of one step of the
+//! action. The modules below hold the details, each behind one concern; `docs/architecture.md`
+//! is the map.
+
+pub mod action;
+pub mod aws;
+pub mod cli;
+pub mod config;
+pub mod context;
+pub mod correlation;
+pub mod duration;
+pub mod estimate;
+pub mod github;
+pub mod lock;
+pub mod main_step;
+pub mod outputs;
+pub mod post_step;
+pub mod registry;
+pub mod shutdown;
+pub mod slack;
+pub mod stack;

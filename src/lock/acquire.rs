@@ -1,0 +1,669 @@
+//! Acquiring a lock: one conditional PutItem when nobody waits, otherwise a FIFO queue in
+//! which only the oldest live waiter (the head) polls fast and tries to take the lock.
+//!
+//! Timings (defaults; [`AcquireOptions`]):
+//! - the head polls every 100–250 ms (jittered), one request per poll, so a released lock is
+//!   taken within a few hundred milliseconds;
+//! - every other waiter reads the queue every `queue_poll` (12 s) and rotates its ticket's
+//!   version every 5 × `queue_poll`: 6 requests per minute;
+//! - a ticket unchanged for 15 × `queue_poll` on the observer's clock is stale and skipped;
+//! - the head asks GitHub whether the holder's run is completed at most every 30 s.
+
+use std::future::Future;
+use std::time::Duration;
+
+use rand::Rng;
+use serde::Serialize;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::liveness::{RunLiveness, RunState};
+use super::record::{HolderInfo, LockRecord, LockState, QueueTicket};
+use super::store::{self, Expect, Write};
+use super::watch::{QueueView, VersionWatch};
+use crate::registry::{Registry, RegistryError, keys};
+
+/// How to wait for a lock.
+#[derive(Debug, Clone)]
+pub struct AcquireOptions {
+    /// How long the lock stays ours without a heartbeat before waiters may take it over.
+    pub lease: Duration,
+    /// How long to wait in the queue before giving up (`lock-timeout`). Zero: one try.
+    pub wait: Duration,
+    /// Mean poll interval of the head of the queue.
+    pub head_poll: Duration,
+    /// Poll interval of the other waiters.
+    pub queue_poll: Duration,
+    /// Minimum interval between two questions to GitHub about the holder's run.
+    pub liveness_interval: Duration,
+}
+
+impl AcquireOptions {
+    pub fn new(lease: Duration, wait: Duration) -> AcquireOptions {
+        AcquireOptions {
+            lease,
+            wait,
+            head_poll: Duration::from_millis(175),
+            queue_poll: Duration::from_secs(12),
+            liveness_interval: Duration::from_secs(30),
+        }
+    }
+
+    /// How often a waiter rotates its ticket's version.
+    pub fn ticket_heartbeat(&self) -> Duration {
+        self.queue_poll * 5
+    }
+
+    /// How long a ticket may stay unchanged before others skip it: three missed heartbeats.
+    pub fn ticket_lease(&self) -> Duration {
+        self.ticket_heartbeat() * 3
+    }
+}
+
+/// Why a holder was judged stale.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "reason", rename_all = "snake_case")]
+pub enum StaleReason {
+    /// Its version did not change for a whole lease on our monotonic clock.
+    LeaseExpired { unchanged_ms: u64 },
+    /// GitHub says its run attempt is completed.
+    RunCompleted,
+}
+
+impl std::fmt::Display for StaleReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StaleReason::LeaseExpired { unchanged_ms } => write!(
+                f,
+                "no heartbeat for {} (its lease) on this waiter's clock",
+                crate::duration::human(Duration::from_millis(*unchanged_ms))
+            ),
+            StaleReason::RunCompleted => write!(f, "its GitHub run is completed"),
+        }
+    }
+}
+
+/// What a waiter reports while it waits.
+#[derive(Debug, Clone)]
+pub enum LockEvent {
+    /// Enqueued behind `ahead` waiters (`position` = ahead + 1).
+    Queued {
+        position: usize,
+        ahead: usize,
+        holder: Option<LockRecord>,
+        eta: Option<Duration>,
+    },
+    PositionChanged {
+        position: usize,
+        ahead: usize,
+        holder: Option<LockRecord>,
+        eta: Option<Duration>,
+    },
+    /// We took the lock from a stale holder (already done when this is reported).
+    TakingOver {
+        previous: LockRecord,
+        why: StaleReason,
+    },
+    Acquired {
+        record: LockRecord,
+        waited: Duration,
+    },
+}
+
+/// A lock we now hold.
+#[derive(Debug, Clone)]
+pub struct Acquired {
+    pub record: LockRecord,
+    pub waited: Duration,
+    /// The stale holder we took over from, if any.
+    pub took_over: Option<LockRecord>,
+    /// Already ours (same owner): a rerun of the step.
+    pub reentrant: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AcquireError {
+    #[error("timed out waiting for the lock")]
+    TimedOut { holder: Option<LockRecord> },
+    #[error("cancelled while waiting for the lock")]
+    Cancelled,
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+}
+
+/// Takes the lock `key` for `me`, queueing behind earlier waiters. On timeout, cancellation or
+/// error, our queue ticket is gone when this returns (best effort, bounded to a few seconds).
+pub async fn acquire(
+    reg: &Registry,
+    key: &str,
+    me: &HolderInfo,
+    opts: &AcquireOptions,
+    liveness: &dyn RunLiveness,
+    on_event: &(dyn Fn(LockEvent) + Send + Sync),
+    cancel: &CancellationToken,
+) -> Result<Acquired, AcquireError> {
+    let started = Instant::now();
+    let mut w = Waiter {
+        reg,
+        key,
+        me,
+        opts,
+        liveness,
+        on_event,
+        cancel,
+        started,
+        deadline: started + opts.wait,
+        lock: LockState::Absent,
+        lock_watch: VersionWatch::default(),
+        ticket_watch: VersionWatch::default(),
+        ticket: None,
+        ticket_touched: started,
+        queue_read: started,
+        liveness_asked: None,
+        ahead: None,
+        in_flight: None,
+        failing_since: None,
+    };
+    let result = w.run().await;
+    w.clean_up().await;
+    if let Ok(acquired) = &result {
+        on_event(LockEvent::Acquired {
+            record: acquired.record.clone(),
+            waited: acquired.waited,
+        });
+    }
+    result
+}
+
+/// Removes every queue ticket of `owner` under `key` (e.g. from the post step, when the main
+/// step died while queued). Returns how many were removed.
+pub async fn leave_queue(reg: &Registry, key: &str, owner: &str) -> Result<usize, RegistryError> {
+    let (_, tickets) = store::read_partition(reg, key).await?;
+    let mut removed = 0;
+    for t in tickets.iter().filter(|t| t.info.owner == owner) {
+        if store::delete_ticket(reg, key, &t.sk, None).await? {
+            removed += 1;
+        }
+    }
+    Ok(removed)
+}
+
+struct Waiter<'a> {
+    reg: &'a Registry,
+    key: &'a str,
+    me: &'a HolderInfo,
+    opts: &'a AcquireOptions,
+    liveness: &'a dyn RunLiveness,
+    on_event: &'a (dyn Fn(LockEvent) + Send + Sync),
+    cancel: &'a CancellationToken,
+    started: Instant,
+    deadline: Instant,
+    /// The lock item as last seen.
+    lock: LockState,
+    lock_watch: VersionWatch,
+    ticket_watch: VersionWatch,
+    ticket: Option<QueueTicket>,
+    ticket_touched: Instant,
+    queue_read: Instant,
+    liveness_asked: Option<Instant>,
+    /// Live waiters ahead of us, as last computed.
+    ahead: Option<usize>,
+    /// A PutItem whose answer we never saw (cancelled mid-flight): it may have succeeded.
+    in_flight: Option<LockRecord>,
+    /// Since when the registry has been failing with `Unavailable` errors.
+    failing_since: Option<Instant>,
+}
+
+/// How long a waiter keeps trying through registry outages before giving up.
+const OUTAGE_BUDGET: Duration = Duration::from_secs(60);
+
+impl Waiter<'_> {
+    async fn run(&mut self) -> Result<Acquired, AcquireError> {
+        let (lock, tickets) = self.call(store::read_partition(self.reg, self.key)).await?;
+        self.set_lock(lock);
+        if let Some(r) = self
+            .lock
+            .holder()
+            .filter(|r| r.info.owner == self.me.owner)
+            .cloned()
+        {
+            if let Some(a) = self.reenter(r).await? {
+                return Ok(a);
+            }
+        }
+        // Fast path: nobody waits and the lock is free. Tickets count as live at first sight;
+        // a dead one makes us queue, which is only slower.
+        if tickets.is_empty() && self.lock.holder().is_none() {
+            if let Some(a) = self.try_take(None).await? {
+                return Ok(a);
+            }
+        }
+        if self.opts.wait.is_zero() {
+            return Err(AcquireError::TimedOut {
+                holder: self.lock.holder().cloned(),
+            });
+        }
+        self.enqueue().await?;
+        loop {
+            match self.step().await {
+                Ok(Some(a)) => return Ok(a),
+                Ok(None) => self.failing_since = None,
+                Err(AcquireError::Registry(e)) if e.is_unavailable() => {
+                    let since = *self.failing_since.get_or_insert_with(Instant::now);
+                    if since.elapsed() > OUTAGE_BUDGET {
+                        return Err(AcquireError::Registry(e));
+                    }
+                    tracing::warn!("registry error while waiting (retrying): {e}");
+                    self.pause(Duration::from_secs(1)).await?;
+                }
+                Err(e) => return Err(e),
+            }
+            if Instant::now() >= self.deadline {
+                return Err(AcquireError::TimedOut {
+                    holder: self.lock.holder().cloned(),
+                });
+            }
+        }
+    }
+
+    /// One round of waiting. `Some` once the lock is ours.
+    async fn step(&mut self) -> Result<Option<Acquired>, AcquireError> {
+        if self.ticket_touched.elapsed() >= self.opts.ticket_heartbeat() {
+            self.touch_ticket().await?;
+        }
+        if self.ahead != Some(0) {
+            self.pause(jitter(self.opts.queue_poll, 0.8, 1.2)).await?;
+            self.read_queue().await?;
+            return Ok(None);
+        }
+        // Head of the queue. Re-read the queue now and then: an older ticket may appear (a
+        // waiter with a slow clock), and the position events want the holder.
+        if self.queue_read.elapsed() >= self.opts.queue_poll {
+            self.read_queue().await?;
+            if self.ahead != Some(0) {
+                return Ok(None);
+            }
+        }
+        match self.lock.clone() {
+            LockState::Absent | LockState::Free(_) => self.try_take(None).await,
+            LockState::Held(r) if r.info.owner == self.me.owner => self.reenter(r).await,
+            LockState::Held(r) => {
+                let unchanged = self
+                    .lock_watch
+                    .observe(keys::LOCK, &r.version, Instant::now());
+                if unchanged >= r.lease() {
+                    let why = StaleReason::LeaseExpired {
+                        unchanged_ms: millis(unchanged),
+                    };
+                    return self.try_take(Some((r, why))).await;
+                }
+                if self.run_completed(&r).await? {
+                    return self.try_take(Some((r, StaleReason::RunCompleted))).await;
+                }
+                self.pause(jitter(self.opts.head_poll, 4.0 / 7.0, 10.0 / 7.0))
+                    .await?;
+                let lock = self.call(store::read_lock(self.reg, self.key)).await?;
+                self.set_lock(lock);
+                Ok(None)
+            }
+        }
+    }
+
+    fn set_lock(&mut self, lock: LockState) {
+        if let LockState::Held(r) = &lock {
+            self.lock_watch
+                .observe(keys::LOCK, &r.version, Instant::now());
+        }
+        self.lock = lock;
+    }
+
+    /// Asks GitHub about the holder's run, at most every `liveness_interval`.
+    async fn run_completed(&mut self, holder: &LockRecord) -> Result<bool, AcquireError> {
+        let (Some(repo), Some(run_id), Some(attempt)) = (
+            holder.info.repository.as_deref(),
+            holder.info.run_id,
+            holder.info.run_attempt,
+        ) else {
+            return Ok(false);
+        };
+        if self
+            .liveness_asked
+            .is_some_and(|t| t.elapsed() < self.opts.liveness_interval)
+        {
+            return Ok(false);
+        }
+        self.liveness_asked = Some(Instant::now());
+        let ask = tokio::time::timeout(
+            Duration::from_secs(10),
+            self.liveness.run_state(repo, run_id, attempt),
+        );
+        let state = tokio::select! {
+            _ = self.cancel.cancelled() => return Err(AcquireError::Cancelled),
+            state = ask => state.unwrap_or(RunState::Unknown),
+        };
+        tracing::debug!("holder's run {repo}#{run_id} attempt {attempt}: {state:?}");
+        Ok(state == RunState::Completed)
+    }
+
+    /// The conditional PutItem. `stale` is the holder being taken over, if any.
+    async fn try_take(
+        &mut self,
+        stale: Option<(LockRecord, StaleReason)>,
+    ) -> Result<Option<Acquired>, AcquireError> {
+        let (expect_version, fence) = match &self.lock {
+            LockState::Absent => (None, 1),
+            LockState::Free(f) => (Some(f.version.clone()), f.fence + 1),
+            LockState::Held(r) => (Some(r.version.clone()), r.fence + 1),
+        };
+        let expect = match &expect_version {
+            None => Expect::Absent,
+            Some(v) => Expect::Version(v),
+        };
+        let record = LockRecord {
+            info: self.me.clone(),
+            fence,
+            version: uuid::Uuid::new_v4().to_string(),
+            lease_ms: millis(self.opts.lease),
+            acquired_at: self.reg.clock().now_rfc3339(),
+            heartbeat_at: None,
+        };
+        self.in_flight = Some(record.clone());
+        let outcome = self
+            .call(store::put_lock(self.reg, self.key, &record, expect))
+            .await;
+        if !matches!(outcome, Err(AcquireError::Cancelled)) {
+            self.in_flight = None;
+        }
+        match outcome? {
+            Write::Done(()) => {
+                let took_over = stale.map(|(previous, why)| {
+                    self.announce_takeover(&previous, &why, &record);
+                    previous
+                });
+                Ok(Some(Acquired {
+                    record,
+                    waited: self.started.elapsed(),
+                    took_over,
+                    reentrant: false,
+                }))
+            }
+            Write::Refused(now) => {
+                self.set_lock(now);
+                Ok(None)
+            }
+        }
+    }
+
+    /// Takeovers are loud: a log line, an annotation, an event, and an audit record.
+    fn announce_takeover(&self, previous: &LockRecord, why: &StaleReason, record: &LockRecord) {
+        let text = format!(
+            "took over lock {:?} (fence {} → {}) from {}: {why}",
+            self.key,
+            previous.fence,
+            record.fence,
+            previous.info.describe()
+        );
+        tracing::warn!("{text}");
+        crate::action::log::warning("Lock taken over", &text);
+        (self.on_event)(LockEvent::TakingOver {
+            previous: previous.clone(),
+            why: why.clone(),
+        });
+        let (reg, key) = (self.reg.clone(), self.key.to_string());
+        let fields = vec![
+            ("by", record.info.owner.clone()),
+            ("previous_owner", previous.info.owner.clone()),
+            (
+                "previous_run_url",
+                previous.info.run_url.clone().unwrap_or_default(),
+            ),
+            ("reason", why.to_string()),
+            ("fence", record.fence.to_string()),
+        ];
+        tokio::spawn(async move {
+            let fields: Vec<(&str, String)> = fields.iter().map(|(k, v)| (*k, v.clone())).collect();
+            if let Err(e) = store::put_audit(&reg, &key, "takeover", &fields).await {
+                tracing::debug!("could not record the takeover: {e}");
+            }
+        });
+    }
+
+    /// Same owner already holds it: renew it as ours (new version, same fence).
+    async fn reenter(&mut self, held: LockRecord) -> Result<Option<Acquired>, AcquireError> {
+        let record = LockRecord {
+            info: self.me.clone(),
+            version: uuid::Uuid::new_v4().to_string(),
+            lease_ms: millis(self.opts.lease),
+            heartbeat_at: None,
+            ..held
+        };
+        match self
+            .call(store::put_lock(
+                self.reg,
+                self.key,
+                &record,
+                Expect::Owner(&self.me.owner),
+            ))
+            .await?
+        {
+            Write::Done(()) => {
+                tracing::info!(
+                    "lock {:?} is already ours (fence {}): reentering",
+                    self.key,
+                    record.fence
+                );
+                Ok(Some(Acquired {
+                    record,
+                    waited: self.started.elapsed(),
+                    took_over: None,
+                    reentrant: true,
+                }))
+            }
+            Write::Refused(now) => {
+                self.set_lock(now);
+                Ok(None)
+            }
+        }
+    }
+
+    async fn enqueue(&mut self) -> Result<(), AcquireError> {
+        let mut ms = self.reg.clock().now_ms();
+        let ticket = loop {
+            let ticket = QueueTicket {
+                sk: keys::queue_ticket(ms, &self.me.correlation_id),
+                info: self.me.clone(),
+                enqueued_ms: ms,
+                version: uuid::Uuid::new_v4().to_string(),
+                lease_ms: millis(self.opts.ticket_lease()),
+                wants_lease_ms: Some(millis(self.opts.lease)),
+            };
+            if self
+                .call(store::put_ticket(
+                    self.reg,
+                    self.key,
+                    &ticket,
+                    self.ticket_expiry(),
+                ))
+                .await?
+            {
+                break ticket;
+            }
+            // Same correlation ID in the same millisecond: take the next one.
+            ms += 1;
+        };
+        self.ticket = Some(ticket);
+        self.ticket_touched = Instant::now();
+        self.read_queue().await
+    }
+
+    fn ticket_expiry(&self) -> i64 {
+        let life = self.opts.wait + self.opts.ticket_lease() + Duration::from_secs(86_400);
+        self.reg.clock().now().timestamp() + i64::try_from(life.as_secs()).unwrap_or(i64::MAX / 2)
+    }
+
+    /// Rotates our ticket's version; puts it back if someone removed it as stale.
+    async fn touch_ticket(&mut self) -> Result<(), AcquireError> {
+        let Some(mut ticket) = self.ticket.clone() else {
+            return Ok(());
+        };
+        ticket.version = uuid::Uuid::new_v4().to_string();
+        if !self
+            .call(store::touch_ticket(
+                self.reg,
+                self.key,
+                &ticket.sk,
+                &ticket.version,
+            ))
+            .await?
+        {
+            tracing::warn!("our queue ticket was removed as stale; putting it back in its place");
+            self.call(store::put_ticket(
+                self.reg,
+                self.key,
+                &ticket,
+                self.ticket_expiry(),
+            ))
+            .await?;
+        }
+        self.ticket = Some(ticket);
+        self.ticket_touched = Instant::now();
+        Ok(())
+    }
+
+    /// Reads lock and queue, removes stale tickets, reports position changes.
+    async fn read_queue(&mut self) -> Result<(), AcquireError> {
+        let (lock, tickets) = self.call(store::read_partition(self.reg, self.key)).await?;
+        self.queue_read = Instant::now();
+        self.set_lock(lock);
+        let Some(mine) = self.ticket.as_ref().map(|t| t.sk.clone()) else {
+            return Ok(());
+        };
+        if !tickets.iter().any(|t| t.sk == mine) {
+            // Removed as stale by someone (our heartbeats did not get through): back in place.
+            if let Some(t) = self.ticket.clone() {
+                tracing::warn!("our queue ticket disappeared; putting it back in its place");
+                self.call(store::put_ticket(
+                    self.reg,
+                    self.key,
+                    &t,
+                    self.ticket_expiry(),
+                ))
+                .await?;
+                self.ticket_touched = Instant::now();
+            }
+        }
+        let holder = self.lock.holder().map(|r| r.info.owner.clone());
+        let mut view = QueueView::build(
+            tickets,
+            Some(&mine),
+            holder.as_deref(),
+            &mut self.ticket_watch,
+            Instant::now(),
+        );
+        for t in std::mem::take(&mut view.stale) {
+            tracing::warn!(
+                "skipping the queue ticket of {}: no sign of life for a whole ticket lease",
+                t.info.describe()
+            );
+            // Conditional on the version seen: a waiter that just came back keeps its place.
+            let _ = self
+                .call(store::delete_ticket(
+                    self.reg,
+                    self.key,
+                    &t.sk,
+                    Some(&t.version),
+                ))
+                .await?;
+        }
+        let ahead = view.ahead_of(&mine).unwrap_or(view.live.len());
+        if self.ahead != Some(ahead) {
+            let holder = self.lock.holder().cloned();
+            let event = if self.ahead.is_none() {
+                LockEvent::Queued {
+                    position: ahead + 1,
+                    ahead,
+                    holder,
+                    eta: None,
+                }
+            } else {
+                LockEvent::PositionChanged {
+                    position: ahead + 1,
+                    ahead,
+                    holder,
+                    eta: None,
+                }
+            };
+            self.ahead = Some(ahead);
+            (self.on_event)(event);
+        }
+        Ok(())
+    }
+
+    /// Runs a registry request unless cancelled first.
+    async fn call<T>(
+        &self,
+        fut: impl Future<Output = Result<T, RegistryError>>,
+    ) -> Result<T, AcquireError> {
+        tokio::select! {
+            biased;
+            _ = self.cancel.cancelled() => Err(AcquireError::Cancelled),
+            res = fut => res.map_err(AcquireError::Registry),
+        }
+    }
+
+    /// Sleeps, but never past the deadline, and returns at once on cancellation.
+    async fn pause(&self, d: Duration) -> Result<(), AcquireError> {
+        let until = (Instant::now() + d).min(self.deadline);
+        tokio::select! {
+            biased;
+            _ = self.cancel.cancelled() => Err(AcquireError::Cancelled),
+            _ = tokio::time::sleep_until(until) => Ok(()),
+        }
+    }
+
+    /// Leaves nothing behind: our ticket, and a lock we may have taken without seeing the
+    /// answer. Bounded, because it also runs after SIGTERM with the runner's kill coming.
+    async fn clean_up(&mut self) {
+        let (reg, key) = (self.reg, self.key);
+        let in_flight = self.in_flight.take();
+        let ticket = self.ticket.take();
+        let work = async move {
+            if let Some(record) = in_flight {
+                let version = uuid::Uuid::new_v4().to_string();
+                match store::free_if_version(reg, key, &record, &version, &record.info.owner, None)
+                    .await
+                {
+                    Ok(Write::Done(_)) => {
+                        tracing::info!("released the lock taken while cancelling")
+                    }
+                    Ok(Write::Refused(_)) => {}
+                    Err(e) => {
+                        tracing::warn!("could not check for a lock taken while cancelling: {e}")
+                    }
+                }
+            }
+            if let Some(t) = ticket {
+                if let Err(e) = store::delete_ticket(reg, key, &t.sk, None).await {
+                    tracing::warn!(
+                        "could not remove our queue ticket (it expires on its own): {e}"
+                    );
+                }
+            }
+        };
+        if tokio::time::timeout(Duration::from_secs(3), work)
+            .await
+            .is_err()
+        {
+            tracing::warn!("leaving the queue timed out; our ticket goes stale on its own");
+        }
+    }
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// `base` scaled by a random factor in [lo, hi): spreads waiters' requests apart.
+fn jitter(base: Duration, lo: f64, hi: f64) -> Duration {
+    base.mul_f64(rand::rng().random_range(lo..hi))
+}

@@ -1,0 +1,23 @@
+//! The deployment lock: a DynamoDB lease lock with a FIFO queue (DESIGN.md, "The lock").
+//!
+//! - [`acquire`]: take it (queueing), [`spawn_heartbeat`]: keep it, [`release`]: give it back;
+//! - [`status`] and [`force_unlock`] for operators.
+//!
+//! Correctness rests on three rules: every write of the lock item is conditional (absent,
+//! version seen, or owner); staleness is measured on the waiter's own monotonic clock (or
+//! GitHub says the holder's run is completed); the lock item is never deleted, so the fence
+//! keeps growing.
+
+mod acquire;
+pub mod clock;
+pub mod liveness;
+pub mod record;
+mod store;
+pub mod watch;
+
+pub use acquire::{
+    AcquireError, AcquireOptions, Acquired, LockEvent, StaleReason, acquire, leave_queue,
+};
+pub use clock::WallClock;
+pub use liveness::{NoLiveness, RunLiveness, RunState};
+pub use record::{FreeLock, HolderInfo, LockRecord, LockState, QueueTicket, owner_for};

@@ -1,0 +1,421 @@
+//! What the lock item and the queue tickets hold, and how they map to DynamoDB items.
+//!
+//! Pure data and conversions, no I/O: unit-tested here without a server.
+
+use serde::{Deserialize, Serialize};
+
+use crate::registry::item::{Item, get_n, get_s, n, put_opt_n, put_opt_s, s};
+use crate::registry::keys;
+
+/// Who holds (or waits for) a lock: everything a person needs to find that run.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HolderInfo {
+    /// The identity ownership checks compare: correlation ID + run id + attempt. A rerun attempt
+    /// of the same run is therefore a different owner (its previous attempt is completed, so the
+    /// GitHub liveness check frees the old lock).
+    pub owner: String,
+    pub correlation_id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub repository: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub run_id: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub run_attempt: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub job: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub actor: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sha: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub git_ref: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub run_url: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stack: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mode: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub workflow: Option<String>,
+    /// Machine (and user, outside GitHub) the holder runs on, like Terraform's `Who`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+}
+
+/// The owner string for a correlation ID and, inside GitHub Actions, a run id and attempt.
+pub fn owner_for(correlation_id: &str, run_id: Option<u64>, run_attempt: Option<u32>) -> String {
+    match (run_id, run_attempt) {
+        (Some(id), Some(attempt)) => format!("{correlation_id}/{id}/{attempt}"),
+        (Some(id), None) => format!("{correlation_id}/{id}"),
+        _ => correlation_id.to_string(),
+    }
+}
+
+impl HolderInfo {
+    /// Builds the holder description from the runner's `GITHUB_*` variables (all optional: the
+    /// CLI runs outside GitHub too).
+    pub fn from_env(correlation_id: &str, env: &dyn Fn(&str) -> Option<String>) -> HolderInfo {
+        let get = |name: &str| {
+            env(name)
+                .map(|v| v.trim().to_string())
+                .filter(|v| !v.is_empty())
+        };
+        let repository = get("GITHUB_REPOSITORY");
+        let run_id = get("GITHUB_RUN_ID").and_then(|v| v.parse().ok());
+        let run_attempt = get("GITHUB_RUN_ATTEMPT").and_then(|v| v.parse().ok());
+        let server = get("GITHUB_SERVER_URL").unwrap_or_else(|| "https://github.com".to_string());
+        let run_url = match (&repository, run_id) {
+            (Some(repo), Some(id)) => Some(match run_attempt {
+                Some(attempt) => format!("{server}/{repo}/actions/runs/{id}/attempts/{attempt}"),
+                None => format!("{server}/{repo}/actions/runs/{id}"),
+            }),
+            _ => None,
+        };
+        let host = match (get("GITHUB_ACTIONS"), get("USER")) {
+            (Some(_), _) => get("RUNNER_NAME").or_else(|| get("HOSTNAME")),
+            (None, user) => {
+                let host = get("HOSTNAME").or_else(read_hostname);
+                match (user, host) {
+                    (Some(u), Some(h)) => Some(format!("{u}@{h}")),
+                    (u, h) => u.or(h),
+                }
+            }
+        };
+        HolderInfo {
+            owner: owner_for(correlation_id, run_id, run_attempt),
+            correlation_id: correlation_id.to_string(),
+            repository,
+            run_id,
+            run_attempt,
+            job: get("GITHUB_JOB"),
+            actor: get("GITHUB_ACTOR"),
+            sha: get("GITHUB_SHA"),
+            git_ref: get("GITHUB_REF"),
+            run_url,
+            stack: None,
+            mode: None,
+            workflow: get("GITHUB_WORKFLOW"),
+            host,
+        }
+    }
+
+    /// One line for logs: `acme/api run 42 (attempt 1) by alice at abc1234 — <url>`.
+    pub fn describe(&self) -> String {
+        let mut out = String::new();
+        match (&self.repository, self.run_id) {
+            (Some(repo), Some(id)) => {
+                out.push_str(&format!("{repo} run {id}"));
+                if let Some(a) = self.run_attempt {
+                    out.push_str(&format!(" (attempt {a})"));
+                }
+            }
+            _ => out.push_str(&format!("owner {}", self.owner)),
+        }
+        if let Some(actor) = &self.actor {
+            out.push_str(&format!(" by {actor}"));
+        }
+        if let Some(sha) = &self.sha {
+            out.push_str(&format!(" at {}", sha.get(..7).unwrap_or(sha)));
+        }
+        if let Some(host) = &self.host {
+            out.push_str(&format!(" on {host}"));
+        }
+        if let Some(url) = &self.run_url {
+            out.push_str(&format!(" — {url}"));
+        }
+        out
+    }
+
+    fn write(&self, item: &mut Item) {
+        item.insert("owner".into(), s(&self.owner));
+        item.insert("correlation_id".into(), s(&self.correlation_id));
+        put_opt_s(item, "repository", self.repository.as_deref());
+        put_opt_n(item, "run_id", self.run_id);
+        put_opt_n(item, "run_attempt", self.run_attempt);
+        put_opt_s(item, "job", self.job.as_deref());
+        put_opt_s(item, "actor", self.actor.as_deref());
+        put_opt_s(item, "sha", self.sha.as_deref());
+        put_opt_s(item, "git_ref", self.git_ref.as_deref());
+        put_opt_s(item, "run_url", self.run_url.as_deref());
+        put_opt_s(item, "stack", self.stack.as_deref());
+        put_opt_s(item, "mode", self.mode.as_deref());
+        put_opt_s(item, "workflow", self.workflow.as_deref());
+        put_opt_s(item, "host", self.host.as_deref());
+    }
+
+    fn read(item: &Item) -> Option<HolderInfo> {
+        let text = |name: &str| get_s(item, name).map(str::to_string);
+        Some(HolderInfo {
+            owner: text("owner")?,
+            correlation_id: text("correlation_id").unwrap_or_default(),
+            repository: text("repository"),
+            run_id: get_n(item, "run_id"),
+            run_attempt: get_n(item, "run_attempt"),
+            job: text("job"),
+            actor: text("actor"),
+            sha: text("sha"),
+            git_ref: text("git_ref"),
+            run_url: text("run_url"),
+            stack: text("stack"),
+            mode: text("mode"),
+            workflow: text("workflow"),
+            host: text("host"),
+        })
+    }
+}
+
+fn read_hostname() -> Option<String> {
+    std::fs::read_to_string("/etc/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+}
+
+/// A held lock, as stored in the lock item.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LockRecord {
+    #[serde(flatten)]
+    pub info: HolderInfo,
+    /// Grows by one with every acquisition, never reused (also across release and
+    /// force-unlock): a deployment can hand it to systems that reject older fences.
+    pub fence: u64,
+    /// Random, rotated by every heartbeat. Waiters watch it on their own clock.
+    pub version: String,
+    /// How long the holder may go without a heartbeat before waiters may take over.
+    pub lease_ms: u64,
+    /// When it was acquired, on the HOLDER's clock: for people, never for staleness.
+    pub acquired_at: String,
+    /// Last heartbeat, on the holder's clock: for people, never for staleness.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub heartbeat_at: Option<String>,
+}
+
+/// The tombstone left by a release or a force-unlock. It keeps the fence counter.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FreeLock {
+    pub version: String,
+    pub fence: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_owner: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub released_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub released_by: Option<String>,
+    /// Set when the lock was removed by `lock force-unlock`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub force_reason: Option<String>,
+}
+
+/// The lock item as read from the table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LockState {
+    /// Never taken (or the table was recreated).
+    Absent,
+    Free(FreeLock),
+    Held(LockRecord),
+}
+
+impl LockState {
+    pub fn fence(&self) -> u64 {
+        match self {
+            LockState::Absent => 0,
+            LockState::Free(f) => f.fence,
+            LockState::Held(r) => r.fence,
+        }
+    }
+
+    pub fn holder(&self) -> Option<&LockRecord> {
+        match self {
+            LockState::Held(r) => Some(r),
+            _ => None,
+        }
+    }
+
+    /// Reads a lock item; `None` (no item) is [`LockState::Absent`].
+    pub fn from_item(item: Option<&Item>) -> Result<LockState, String> {
+        let Some(item) = item else {
+            return Ok(LockState::Absent);
+        };
+        let version = get_s(item, "version")
+            .ok_or("lock item without a version")?
+            .to_string();
+        let fence = get_n(item, "fence").ok_or("lock item without a fence")?;
+        if get_s(item, "state") == Some(STATE_HELD) {
+            let info = HolderInfo::read(item).ok_or("held lock item without an owner")?;
+            Ok(LockState::Held(LockRecord {
+                info,
+                fence,
+                version,
+                lease_ms: get_n(item, "lease_ms").ok_or("held lock item without lease_ms")?,
+                acquired_at: get_s(item, "acquired_at").unwrap_or_default().to_string(),
+                heartbeat_at: get_s(item, "heartbeat_at").map(str::to_string),
+            }))
+        } else {
+            let text = |name: &str| get_s(item, name).map(str::to_string);
+            Ok(LockState::Free(FreeLock {
+                version,
+                fence,
+                last_owner: text("last_owner"),
+                released_at: text("released_at"),
+                released_by: text("released_by"),
+                force_reason: text("force_reason"),
+            }))
+        }
+    }
+}
+
+pub(crate) const STATE_HELD: &str = "held";
+pub(crate) const STATE_FREE: &str = "free";
+
+impl LockRecord {
+    /// The whole lock item, as one PutItem writes it.
+    pub fn to_item(&self, key: &str) -> Item {
+        let mut item = Item::new();
+        item.insert("pk".into(), s(key));
+        item.insert("sk".into(), s(keys::LOCK));
+        item.insert("state".into(), s(STATE_HELD));
+        self.info.write(&mut item);
+        item.insert("fence".into(), n(self.fence));
+        item.insert("version".into(), s(&self.version));
+        item.insert("lease_ms".into(), n(self.lease_ms));
+        item.insert("acquired_at".into(), s(&self.acquired_at));
+        put_opt_s(&mut item, "heartbeat_at", self.heartbeat_at.as_deref());
+        item
+    }
+
+    pub fn lease(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.lease_ms)
+    }
+}
+
+/// A waiter's place in the queue.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueueTicket {
+    /// The ticket's sort key, `QUEUE#<ms>#<correlation ID>`.
+    pub sk: String,
+    #[serde(flatten)]
+    pub info: HolderInfo,
+    /// Wall-clock enqueue time on the WAITER's clock: it only orders the queue.
+    pub enqueued_ms: u64,
+    /// Rotated by the waiter's ticket heartbeat.
+    pub version: String,
+    /// A ticket whose version has not changed for this long (on the observer's clock) is
+    /// skipped: its waiter died.
+    pub lease_ms: u64,
+    /// The lease the waiter will ask for once it holds the lock (for ETAs).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub wants_lease_ms: Option<u64>,
+}
+
+impl QueueTicket {
+    pub fn to_item(&self, key: &str, expires_at: i64) -> Item {
+        let mut item = Item::new();
+        item.insert("pk".into(), s(key));
+        item.insert("sk".into(), s(&self.sk));
+        self.info.write(&mut item);
+        item.insert("enqueued_ms".into(), n(self.enqueued_ms));
+        item.insert("version".into(), s(&self.version));
+        item.insert("lease_ms".into(), n(self.lease_ms));
+        put_opt_n(&mut item, "wants_lease_ms", self.wants_lease_ms);
+        item.insert(crate::registry::TTL_ATTRIBUTE.into(), n(expires_at));
+        item
+    }
+
+    pub fn from_item(item: &Item) -> Result<QueueTicket, String> {
+        let sk = get_s(item, "sk").ok_or("ticket without sk")?.to_string();
+        let (ms, _) =
+            keys::parse_queue_ticket(&sk).ok_or_else(|| format!("malformed ticket key {sk:?}"))?;
+        Ok(QueueTicket {
+            info: HolderInfo::read(item).ok_or("ticket without an owner")?,
+            enqueued_ms: get_n(item, "enqueued_ms").unwrap_or(ms),
+            version: get_s(item, "version")
+                .ok_or("ticket without a version")?
+                .to_string(),
+            lease_ms: get_n(item, "lease_ms").ok_or("ticket without lease_ms")?,
+            wants_lease_ms: get_n(item, "wants_lease_ms"),
+            sk,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn info() -> HolderInfo {
+        let env = |name: &str| {
+            Some(
+                match name {
+                    "GITHUB_REPOSITORY" => "acme/api",
+                    "GITHUB_RUN_ID" => "42",
+                    "GITHUB_RUN_ATTEMPT" => "2",
+                    "GITHUB_ACTOR" => "alice",
+                    "GITHUB_SHA" => "abcdef0123456",
+                    "GITHUB_ACTIONS" => "true",
+                    "GITHUB_SERVER_URL" => "https://github.example",
+                    _ => return None,
+                }
+                .to_string(),
+            )
+        };
+        HolderInfo::from_env("20260114-123456-abcdef0", &env)
+    }
+
+    #[test]
+    fn owner_and_run_url_come_from_the_runner_env() {
+        let i = info();
+        assert_eq!(i.owner, "20260114-123456-abcdef0/42/2");
+        assert_eq!(
+            i.run_url.as_deref(),
+            Some("https://github.example/acme/api/actions/runs/42/attempts/2")
+        );
+        assert_eq!((i.run_id, i.run_attempt), (Some(42), Some(2)));
+        let d = i.describe();
+        assert!(
+            d.contains("acme/api run 42 (attempt 2) by alice at abcdef0"),
+            "{d}"
+        );
+    }
+
+    #[test]
+    fn held_and_free_items_round_trip() {
+        let rec = LockRecord {
+            info: info(),
+            fence: 7,
+            version: "v1".into(),
+            lease_ms: 30_000,
+            acquired_at: "2026-01-14T12:34:56.000Z".into(),
+            heartbeat_at: None,
+        };
+        let item = rec.to_item("prod");
+        assert_eq!(
+            LockState::from_item(Some(&item)),
+            Ok(LockState::Held(rec.clone()))
+        );
+        let mut free = item.clone();
+        free.insert("state".into(), s(STATE_FREE));
+        free.remove("owner");
+        match LockState::from_item(Some(&free)) {
+            Ok(LockState::Free(f)) => assert_eq!((f.fence, f.version.as_str()), (7, "v1")),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(LockState::from_item(None), Ok(LockState::Absent));
+        let mut broken = item;
+        broken.remove("fence");
+        assert!(LockState::from_item(Some(&broken)).is_err());
+    }
+
+    #[test]
+    fn tickets_round_trip() {
+        let t = QueueTicket {
+            sk: keys::queue_ticket(1_700_000_000_123, "c1"),
+            info: info(),
+            enqueued_ms: 1_700_000_000_123,
+            version: "tv".into(),
+            lease_ms: 9_000,
+            wants_lease_ms: Some(60_000),
+        };
+        let item = t.to_item("prod", 1);
+        assert_eq!(QueueTicket::from_item(&item), Ok(t));
+    }
+}

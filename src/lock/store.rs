@@ -1,0 +1,481 @@
+//! The lock's DynamoDB requests, one function per request shape.
+//!
+//! Every write to the lock item is conditional: on absence (first use), on the version last
+//! seen (free tombstone or stale holder), or on ownership (reentry, heartbeat, release). A
+//! failed condition returns the current item (`ReturnValuesOnConditionCheckFailure=ALL_OLD`);
+//! emulators that do not implement it (dynalite) return nothing, and a consistent GetItem
+//! fills in.
+
+use aws_sdk_dynamodb::error::SdkError;
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, ReturnValuesOnConditionCheckFailure};
+
+use super::record::{LockRecord, LockState, QueueTicket, STATE_FREE, STATE_HELD};
+use crate::registry::item::{Item, s};
+use crate::registry::{Registry, RegistryError, classify, keys};
+
+/// The condition an acquiring PutItem is made under.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Expect<'a> {
+    /// No lock item yet.
+    Absent,
+    /// The lock item still has this version (free tombstone, or a stale holder taken over).
+    Version(&'a str),
+    /// Held by this owner (reentry).
+    Owner(&'a str),
+}
+
+/// The result of a conditional write.
+#[derive(Debug)]
+pub(crate) enum Write<T> {
+    Done(T),
+    /// The condition failed; the lock item as it is now.
+    Refused(LockState),
+}
+
+fn key_of(key: &str, sk: &str) -> Item {
+    let mut k = Item::new();
+    k.insert("pk".into(), s(key));
+    k.insert("sk".into(), s(sk));
+    k
+}
+
+fn corrupt(reg: &Registry, detail: String) -> RegistryError {
+    RegistryError::Corrupt {
+        table: reg.table().to_string(),
+        detail,
+    }
+}
+
+/// The item returned with a ConditionalCheckFailedException, if any. `Some(None)` means the
+/// condition failed and no item came back (absent item, or an emulator without ALL_OLD).
+fn refused_item<E, R>(
+    err: &SdkError<E, R>,
+    extract: impl Fn(&E) -> Option<Option<Item>>,
+) -> Option<Option<Item>> {
+    err.as_service_error().and_then(extract)
+}
+
+pub(crate) async fn read_lock(reg: &Registry, key: &str) -> Result<LockState, RegistryError> {
+    let out = reg
+        .client()
+        .get_item()
+        .table_name(reg.table())
+        .set_key(Some(key_of(key, keys::LOCK)))
+        .consistent_read(true)
+        .send()
+        .await
+        .map_err(|e| classify(reg.table(), "GetItem", &e))?;
+    LockState::from_item(out.item()).map_err(|d| corrupt(reg, d))
+}
+
+/// After a refused write: the item that came back, or a consistent read when none did.
+async fn current(
+    reg: &Registry,
+    key: &str,
+    returned: Option<Item>,
+) -> Result<LockState, RegistryError> {
+    match returned {
+        Some(item) => LockState::from_item(Some(&item)).map_err(|d| corrupt(reg, d)),
+        None => read_lock(reg, key).await,
+    }
+}
+
+/// The acquiring PutItem: writes the whole lock item under `expect`.
+pub(crate) async fn put_lock(
+    reg: &Registry,
+    key: &str,
+    record: &LockRecord,
+    expect: Expect<'_>,
+) -> Result<Write<()>, RegistryError> {
+    let mut req = reg
+        .client()
+        .put_item()
+        .table_name(reg.table())
+        .set_item(Some(record.to_item(key)))
+        .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
+    req = match expect {
+        Expect::Absent => req.condition_expression("attribute_not_exists(pk)"),
+        Expect::Version(v) => req
+            .condition_expression("#v = :seen")
+            .expression_attribute_names("#v", "version")
+            .expression_attribute_values(":seen", s(v)),
+        Expect::Owner(o) => req
+            .condition_expression("#s = :held AND #o = :me")
+            .expression_attribute_names("#s", "state")
+            .expression_attribute_names("#o", "owner")
+            .expression_attribute_values(":held", s(STATE_HELD))
+            .expression_attribute_values(":me", s(o)),
+    };
+    match req.send().await {
+        Ok(_) => Ok(Write::Done(())),
+        Err(err) => match refused_item(&err, |e| {
+            e.is_conditional_check_failed_exception().then(|| match e {
+                aws_sdk_dynamodb::operation::put_item::PutItemError::ConditionalCheckFailedException(c) => {
+                    c.item().cloned()
+                }
+                _ => None,
+            })
+        }) {
+            Some(returned) => Ok(Write::Refused(current(reg, key, returned).await?)),
+            None => Err(classify(reg.table(), "PutItem", &err)),
+        },
+    }
+}
+
+/// Rotates the version of a lock this owner holds (heartbeat). Returns the renewed record.
+pub(crate) async fn renew(
+    reg: &Registry,
+    key: &str,
+    owner: &str,
+    new_version: &str,
+) -> Result<Write<LockRecord>, RegistryError> {
+    let res = reg
+        .client()
+        .update_item()
+        .table_name(reg.table())
+        .set_key(Some(key_of(key, keys::LOCK)))
+        .update_expression("SET #v = :v, heartbeat_at = :t")
+        .condition_expression("#s = :held AND #o = :me")
+        .expression_attribute_names("#v", "version")
+        .expression_attribute_names("#s", "state")
+        .expression_attribute_names("#o", "owner")
+        .expression_attribute_values(":v", s(new_version))
+        .expression_attribute_values(":t", s(reg.clock().now_rfc3339()))
+        .expression_attribute_values(":held", s(STATE_HELD))
+        .expression_attribute_values(":me", s(owner))
+        .return_values(ReturnValue::AllNew)
+        .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+        .send()
+        .await;
+    update_result(reg, key, res, "UpdateItem (heartbeat)").await
+}
+
+async fn update_result(
+    reg: &Registry,
+    key: &str,
+    res: Result<
+        aws_sdk_dynamodb::operation::update_item::UpdateItemOutput,
+        SdkError<
+            aws_sdk_dynamodb::operation::update_item::UpdateItemError,
+            aws_smithy_runtime_api::client::orchestrator::HttpResponse,
+        >,
+    >,
+    operation: &'static str,
+) -> Result<Write<LockRecord>, RegistryError> {
+    use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
+    match res {
+        Ok(out) => match LockState::from_item(out.attributes()) {
+            Ok(LockState::Held(r)) => Ok(Write::Done(r)),
+            Ok(other) => Err(corrupt(
+                reg,
+                format!("{operation} returned a lock that is not held: {other:?}"),
+            )),
+            Err(d) => Err(corrupt(reg, d)),
+        },
+        Err(err) => match refused_item(&err, |e| match e {
+            UpdateItemError::ConditionalCheckFailedException(c) => Some(c.item().cloned()),
+            _ => None,
+        }) {
+            Some(returned) => Ok(Write::Refused(current(reg, key, returned).await?)),
+            None => Err(classify(reg.table(), operation, &err)),
+        },
+    }
+}
+
+/// Turns the lock into a free tombstone if `owner` holds it (release). The fence stays.
+/// Returns the record that was released.
+pub(crate) async fn free_if_owner(
+    reg: &Registry,
+    key: &str,
+    owner: &str,
+    new_version: &str,
+) -> Result<Write<LockRecord>, RegistryError> {
+    let res = reg
+        .client()
+        .update_item()
+        .table_name(reg.table())
+        .set_key(Some(key_of(key, keys::LOCK)))
+        .update_expression("SET #s = :free, #v = :v, released_at = :t, released_by = :me, last_owner = :me REMOVE #o, force_reason")
+        .condition_expression("#s = :held AND #o = :me")
+        .expression_attribute_names("#v", "version")
+        .expression_attribute_names("#s", "state")
+        .expression_attribute_names("#o", "owner")
+        .expression_attribute_values(":v", s(new_version))
+        .expression_attribute_values(":t", s(reg.clock().now_rfc3339()))
+        .expression_attribute_values(":held", s(STATE_HELD))
+        .expression_attribute_values(":free", s(STATE_FREE))
+        .expression_attribute_values(":me", s(owner))
+        .return_values(ReturnValue::AllOld)
+        .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+        .send()
+        .await;
+    update_result(reg, key, res, "UpdateItem (release)").await
+}
+
+/// Frees the lock whatever its owner, if its version is still `seen` (force-unlock, or undoing
+/// an acquisition whose answer was lost). Records who and why on the tombstone.
+pub(crate) async fn free_if_version(
+    reg: &Registry,
+    key: &str,
+    seen: &LockRecord,
+    new_version: &str,
+    by: &str,
+    reason: Option<&str>,
+) -> Result<Write<LockRecord>, RegistryError> {
+    let mut req = reg
+        .client()
+        .update_item()
+        .table_name(reg.table())
+        .set_key(Some(key_of(key, keys::LOCK)))
+        .condition_expression("#s = :held AND #v = :seen")
+        .expression_attribute_names("#v", "version")
+        .expression_attribute_names("#s", "state")
+        .expression_attribute_names("#o", "owner")
+        .expression_attribute_values(":v", s(new_version))
+        .expression_attribute_values(":seen", s(&seen.version))
+        .expression_attribute_values(":prev", s(&seen.info.owner))
+        .expression_attribute_values(":t", s(reg.clock().now_rfc3339()))
+        .expression_attribute_values(":held", s(STATE_HELD))
+        .expression_attribute_values(":free", s(STATE_FREE))
+        .expression_attribute_values(":by", s(by))
+        .return_values(ReturnValue::AllOld)
+        .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
+    req = match reason {
+        Some(r) => req
+            .update_expression(
+                "SET #s = :free, #v = :v, released_at = :t, released_by = :by, last_owner = :prev, force_reason = :why REMOVE #o",
+            )
+            .expression_attribute_values(":why", s(r)),
+        None => req.update_expression(
+            "SET #s = :free, #v = :v, released_at = :t, released_by = :by, last_owner = :prev REMOVE #o, force_reason",
+        ),
+    };
+    let res = req.send().await;
+    update_result(reg, key, res, "UpdateItem (force-unlock)").await
+}
+
+/// The lock item and the queue tickets of one key, in one consistent Query (`sk >= LOCK`:
+/// history, dead letters and audit records sort before `LOCK`).
+pub(crate) async fn read_partition(
+    reg: &Registry,
+    key: &str,
+) -> Result<(LockState, Vec<QueueTicket>), RegistryError> {
+    let mut lock = LockState::Absent;
+    let mut tickets = Vec::new();
+    let mut start: Option<Item> = None;
+    loop {
+        let out = reg
+            .client()
+            .query()
+            .table_name(reg.table())
+            .key_condition_expression("pk = :k AND sk >= :lock")
+            .expression_attribute_values(":k", s(key))
+            .expression_attribute_values(":lock", s(keys::LOCK))
+            .consistent_read(true)
+            .set_exclusive_start_key(start.take())
+            .send()
+            .await
+            .map_err(|e| classify(reg.table(), "Query", &e))?;
+        for item in out.items() {
+            match item
+                .get("sk")
+                .and_then(|v| v.as_s().ok())
+                .map(String::as_str)
+            {
+                Some(keys::LOCK) => {
+                    lock = LockState::from_item(Some(item)).map_err(|d| corrupt(reg, d))?
+                }
+                Some(sk) if sk.starts_with(keys::QUEUE_PREFIX) => {
+                    match QueueTicket::from_item(item) {
+                        Ok(t) => tickets.push(t),
+                        // A ticket we cannot read must not stop the queue: skip it, say so.
+                        Err(d) => tracing::warn!("skipping unreadable queue ticket in {key}: {d}"),
+                    }
+                }
+                _ => {}
+            }
+        }
+        match out.last_evaluated_key() {
+            Some(k) if !k.is_empty() => start = Some(k.clone()),
+            _ => break,
+        }
+    }
+    tickets.sort_by(|a, b| a.sk.cmp(&b.sk));
+    Ok((lock, tickets))
+}
+
+/// Creates a ticket; false when one with this key already exists.
+pub(crate) async fn put_ticket(
+    reg: &Registry,
+    key: &str,
+    ticket: &QueueTicket,
+    expires_at: i64,
+) -> Result<bool, RegistryError> {
+    let res = reg
+        .client()
+        .put_item()
+        .table_name(reg.table())
+        .set_item(Some(ticket.to_item(key, expires_at)))
+        .condition_expression("attribute_not_exists(pk)")
+        .send()
+        .await;
+    match res {
+        Ok(_) => Ok(true),
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+        {
+            Ok(false)
+        }
+        Err(e) => Err(classify(reg.table(), "PutItem (ticket)", &e)),
+    }
+}
+
+/// Rotates a ticket's version; false when the ticket is gone (someone removed it as stale).
+pub(crate) async fn touch_ticket(
+    reg: &Registry,
+    key: &str,
+    sk: &str,
+    new_version: &str,
+) -> Result<bool, RegistryError> {
+    let res = reg
+        .client()
+        .update_item()
+        .table_name(reg.table())
+        .set_key(Some(key_of(key, sk)))
+        .update_expression("SET #v = :v")
+        .condition_expression("attribute_exists(pk)")
+        .expression_attribute_names("#v", "version")
+        .expression_attribute_values(":v", s(new_version))
+        .send()
+        .await;
+    match res {
+        Ok(_) => Ok(true),
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+        {
+            Ok(false)
+        }
+        Err(e) => Err(classify(reg.table(), "UpdateItem (ticket)", &e)),
+    }
+}
+
+/// Deletes a ticket: our own (unconditionally: nobody else writes it), or a stale one of
+/// somebody else (only if its version is still the one seen unchanged for a whole lease).
+pub(crate) async fn delete_ticket(
+    reg: &Registry,
+    key: &str,
+    sk: &str,
+    if_version: Option<&str>,
+) -> Result<bool, RegistryError> {
+    let mut req = reg
+        .client()
+        .delete_item()
+        .table_name(reg.table())
+        .set_key(Some(key_of(key, sk)));
+    if let Some(v) = if_version {
+        req = req
+            .condition_expression("#v = :seen")
+            .expression_attribute_names("#v", "version")
+            .expression_attribute_values(":seen", s(v));
+    }
+    match req.send().await {
+        Ok(_) => Ok(true),
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+        {
+            Ok(false)
+        }
+        Err(e) => Err(classify(reg.table(), "DeleteItem (ticket)", &e)),
+    }
+}
+
+/// Writes an audit record (force-unlock, takeover) kept for 90 days.
+pub(crate) async fn put_audit(
+    reg: &Registry,
+    key: &str,
+    what: &str,
+    fields: &[(&str, String)],
+) -> Result<(), RegistryError> {
+    let now = reg.clock().now();
+    let at_ms = u64::try_from(now.timestamp_millis()).unwrap_or(0);
+    let mut item = key_of(key, &keys::audit(at_ms, what));
+    item.insert("what".into(), s(what));
+    item.insert("at".into(), s(reg.clock().now_rfc3339()));
+    for (name, value) in fields {
+        if !value.is_empty() {
+            item.insert((*name).to_string(), s(value.clone()));
+        }
+    }
+    let expires = now.timestamp() + 90 * 86_400;
+    item.insert(
+        crate::registry::TTL_ATTRIBUTE.into(),
+        AttributeValue::N(expires.to_string()),
+    );
+    reg.client()
+        .put_item()
+        .table_name(reg.table())
+        .set_item(Some(item))
+        .send()
+        .await
+        .map_err(|e| classify(reg.table(), "PutItem (audit)", &e))?;
+    Ok(())
+}
+
+/// The newest audit records of a key, newest first.
+pub(crate) async fn read_audit(
+    reg: &Registry,
+    key: &str,
+    limit: i32,
+) -> Result<Vec<Item>, RegistryError> {
+    let out = reg
+        .client()
+        .query()
+        .table_name(reg.table())
+        .key_condition_expression("pk = :k AND begins_with(sk, :a)")
+        .expression_attribute_values(":k", s(key))
+        .expression_attribute_values(":a", s(keys::AUDIT_PREFIX))
+        .scan_index_forward(false)
+        .limit(limit)
+        .send()
+        .await
+        .map_err(|e| classify(reg.table(), "Query (audit)", &e))?;
+    Ok(out.items().to_vec())
+}
+
+/// Every lock item in the table (for `lock status` without a key).
+pub(crate) async fn scan_locks(reg: &Registry) -> Result<Vec<(String, LockState)>, RegistryError> {
+    let mut locks = Vec::new();
+    let mut start: Option<Item> = None;
+    loop {
+        let out = reg
+            .client()
+            .scan()
+            .table_name(reg.table())
+            .filter_expression("sk = :lock")
+            .expression_attribute_values(":lock", s(keys::LOCK))
+            .set_exclusive_start_key(start.take())
+            .send()
+            .await
+            .map_err(|e| classify(reg.table(), "Scan", &e))?;
+        for item in out.items() {
+            let key = item
+                .get("pk")
+                .and_then(|v| v.as_s().ok())
+                .cloned()
+                .unwrap_or_default();
+            locks.push((
+                key,
+                LockState::from_item(Some(item)).map_err(|d| corrupt(reg, d))?,
+            ));
+        }
+        match out.last_evaluated_key() {
+            Some(k) if !k.is_empty() => start = Some(k.clone()),
+            _ => break,
+        }
+    }
+    locks.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(locks)
+}

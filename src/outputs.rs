@@ -1,0 +1,37 @@
+//! The step's outputs and the state handed to the post step, by name.
+//!
+//! Names live here once, so the main step, the post step and the tests (which parse the
+//! runner's files) cannot drift apart.
+
+/// Keys saved with `GITHUB_STATE`; the post step reads them back as `STATE_<key>`.
+pub mod state {
+    pub const CORRELATION_ID: &str = "correlation_id";
+    pub const STARTED_AT: &str = "started_at";
+    pub const MODE: &str = "mode";
+    pub const LOCK_TABLE: &str = "lock_table";
+    pub const LOCK_KEY: &str = "lock_key";
+    pub const LOCK_OWNER: &str = "lock_owner";
+    pub const LOCK_FENCE: &str = "lock_fence";
+    pub const LOCK_ACQUIRED_AT: &str = "lock_acquired_at";
+    /// Set once the main step has released the lock itself: the post step then has nothing to do.
+    pub const LOCK_RELEASED: &str = "lock_released";
+    pub const REGION: &str = "region";
+}
+
+/// Output names, as declared in `action.yml` (a test checks the two agree).
+pub const OUTPUTS: &[&str] = &[
+    "correlation-id",
+    "lock-acquired",
+    "lock-wait-seconds",
+    "lock-fence",
+    "outcome",
+    "stack-status",
+    "stack-id",
+    "duration-seconds",
+    "estimated-duration-seconds",
+    "failure-reason",
+    "failed-resource",
+    "stack-outputs",
+    "slack-ts",
+    "deployment-id",
+];

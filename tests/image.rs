@@ -1,0 +1,708 @@
+//! The shipped container image, run the way the GitHub runner runs a container action.
+//!
+//! Each test issues the `docker run` of `../shared/reference/github-actions-contract.md` ("The
+//! `docker run` the runner issues") through `scripts/container` (rootful podman here, docker on
+//! GitHub-hosted runners): host temp dirs mounted at /github/workspace, /github/file_commands,
+//! /github/home, /github/workflow and /github/runner_temp, `--workdir /github/workspace`, every
+//! variable passed as `-e NAME` (value from the CLI's own environment, as the runner does, so
+//! hyphenated `INPUT_STACK-NAME` arrives intact), every input declared in action.yml exported
+//! (defaults applied, missing ones as ""). The post step is a second container from the same
+//! image with `--entrypoint /usr/local/bin/deploy-coordinator-post` and `STATE_*` parsed from
+//! the state file by the runner's rules.
+//!
+//! They need a built image, so they are ignored by default: `scripts/test` builds it and runs
+//! `DC_IMAGE=<image> cargo test --test image -- --ignored`.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, AttributeValue, KeySchemaElement, KeyType, ScalarAttributeType,
+};
+
+/// Paths inside the image; action.yml's `runs.post-entrypoint` names the second one.
+const POST_ENTRYPOINT: &str = "/usr/local/bin/deploy-coordinator-post";
+/// Longer than any step below takes; a hung container fails the test instead of hanging it.
+const STEP_TIMEOUT: Duration = Duration::from_secs(120);
+const REGION: &str = "us-east-1";
+
+fn repo() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The image under test. There is no sensible default: a stale image would test old code.
+fn image() -> String {
+    match std::env::var("DC_IMAGE") {
+        Ok(image) if !image.trim().is_empty() => image,
+        _ => panic!(
+            "DC_IMAGE is not set: build the image with `scripts/build-image` and run \
+             `DC_IMAGE=localhost/deploy-coordinator:test cargo test --test image -- --ignored` \
+             (scripts/test does both)"
+        ),
+    }
+}
+
+fn container_cli() -> Command {
+    Command::new(repo().join("scripts/container"))
+}
+
+/// What one container run left behind.
+struct StepResult {
+    status: ExitStatus,
+    stdout: String,
+    stderr: String,
+    outputs: BTreeMap<String, String>,
+    state: BTreeMap<String, String>,
+    summary: String,
+}
+
+impl StepResult {
+    fn log(&self) -> String {
+        format!(
+            "exit: {}\n--- stdout\n{}\n--- stderr\n{}",
+            self.status, self.stdout, self.stderr
+        )
+    }
+
+    /// Workflow-command lines (`::error ...`), from stdout and stderr: the runner scans both.
+    fn commands(&self, command: &str) -> Vec<String> {
+        let prefix = format!("::{command}");
+        self.stdout
+            .lines()
+            .chain(self.stderr.lines())
+            .map(str::trim_start)
+            .filter(|line| line.starts_with(&prefix))
+            .map(str::to_string)
+            .collect()
+    }
+}
+
+/// The host side of the runner's mounts for one job, and its fixed `GITHUB_*` environment.
+struct Job {
+    dir: tempfile::TempDir,
+    /// Variables every step of this job gets (besides inputs, file-command paths and state).
+    env: Vec<(String, String)>,
+}
+
+impl Job {
+    fn new() -> Job {
+        let dir = tempfile::tempdir().expect("temp dir");
+        for sub in [
+            "workspace",
+            "file_commands",
+            "home",
+            "workflow",
+            "runner_temp",
+        ] {
+            std::fs::create_dir(dir.path().join(sub)).expect("runner dir");
+        }
+        std::fs::write(
+            dir.path().join("workflow/event.json"),
+            r#"{"ref":"refs/heads/main"}"#,
+        )
+        .expect("event.json");
+        let run_id = (std::process::id() as u64) * 1000 + rand_suffix() % 1000;
+        let env = [
+            ("GITHUB_ACTIONS", "true".to_string()),
+            ("CI", "true".to_string()),
+            ("HOME", "/github/home".to_string()),
+            ("GITHUB_WORKSPACE", "/github/workspace".to_string()),
+            (
+                "GITHUB_EVENT_PATH",
+                "/github/workflow/event.json".to_string(),
+            ),
+            ("GITHUB_EVENT_NAME", "push".to_string()),
+            ("RUNNER_TEMP", "/github/runner_temp".to_string()),
+            ("GITHUB_REPOSITORY", "octo-org/image-test".to_string()),
+            ("GITHUB_REPOSITORY_OWNER", "octo-org".to_string()),
+            ("GITHUB_RUN_ID", run_id.to_string()),
+            ("GITHUB_RUN_NUMBER", "7".to_string()),
+            ("GITHUB_RUN_ATTEMPT", "1".to_string()),
+            ("GITHUB_JOB", "deploy".to_string()),
+            ("GITHUB_WORKFLOW", "image test".to_string()),
+            ("GITHUB_ACTOR", "octocat".to_string()),
+            (
+                "GITHUB_SHA",
+                "0123456789abcdef0123456789abcdef01234567".to_string(),
+            ),
+            ("GITHUB_REF", "refs/heads/main".to_string()),
+            ("GITHUB_REF_NAME", "main".to_string()),
+            ("GITHUB_SERVER_URL", "https://github.com".to_string()),
+            // Nothing in these tests may reach the real GitHub API: a closed local port.
+            ("GITHUB_API_URL", "http://127.0.0.1:9".to_string()),
+        ];
+        Job {
+            dir,
+            env: env.into_iter().map(|(k, v)| (k.to_string(), v)).collect(),
+        }
+    }
+
+    fn host(&self, sub: &str) -> PathBuf {
+        self.dir.path().join(sub)
+    }
+
+    /// Runs one step's container: `entrypoint` None is the main step (the image's ENTRYPOINT).
+    /// `env` holds the step's own variables (inputs, AWS settings, `STATE_*`).
+    fn run_step(
+        &self,
+        entrypoint: Option<&str>,
+        env: &[(String, String)],
+        args: &[&str],
+    ) -> StepResult {
+        // A new guid per step, as the runner does: each step gets fresh, empty files.
+        let guid = uuid::Uuid::new_v4();
+        let files = [
+            ("GITHUB_OUTPUT", format!("set_output_{guid}")),
+            ("GITHUB_STATE", format!("save_state_{guid}")),
+            ("GITHUB_STEP_SUMMARY", format!("step_summary_{guid}")),
+            ("GITHUB_ENV", format!("set_env_{guid}")),
+            ("GITHUB_PATH", format!("add_path_{guid}")),
+        ];
+        for (_, name) in &files {
+            std::fs::write(self.host("file_commands").join(name), "").expect("file command file");
+        }
+
+        let name = format!("dc-image-test-{guid}");
+        let mut cmd = container_cli();
+        cmd.args([
+            "run",
+            "--rm",
+            "--pull",
+            "never",
+            "--name",
+            &name,
+            "--label",
+            "deploy-coordinator-test",
+        ])
+        .args(["--workdir", "/github/workspace", "--network", "host"]);
+        let mut vars: Vec<(String, String)> = self.env.clone();
+        vars.extend(
+            files
+                .iter()
+                .map(|(k, v)| (k.to_string(), format!("/github/file_commands/{v}"))),
+        );
+        vars.extend(env.iter().cloned());
+        for (key, value) in &vars {
+            // `-e NAME` without a value: the CLI copies it from its own environment.
+            cmd.arg("-e").arg(key).env(key, value);
+        }
+        if let Some(entrypoint) = entrypoint {
+            cmd.arg("--entrypoint").arg(entrypoint);
+        }
+        for (host, inside) in [
+            ("runner_temp", "/github/runner_temp"),
+            ("home", "/github/home"),
+            ("workflow", "/github/workflow"),
+            ("file_commands", "/github/file_commands"),
+            ("workspace", "/github/workspace"),
+        ] {
+            cmd.arg("-v")
+                .arg(format!("{}:{inside}", self.host(host).display()));
+        }
+        cmd.arg(image()).args(args);
+
+        let (status, stdout, stderr) = run_bounded(cmd, &name);
+        let read = |file: &str| {
+            std::fs::read_to_string(self.host("file_commands").join(file)).unwrap_or_default()
+        };
+        StepResult {
+            status,
+            stdout,
+            stderr,
+            outputs: parse_file_commands(&read(&files[0].1))
+                .into_iter()
+                .collect(),
+            state: parse_file_commands(&read(&files[1].1))
+                .into_iter()
+                .collect(),
+            summary: read(&files[2].1),
+        }
+    }
+}
+
+fn rand_suffix() -> u64 {
+    u64::from(uuid::Uuid::new_v4().as_fields().0)
+}
+
+/// Runs a container CLI command to its end, or kills the container after `STEP_TIMEOUT`.
+fn run_bounded(mut cmd: Command, container: &str) -> (ExitStatus, String, String) {
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("scripts/container must be runnable");
+    let drain = |mut pipe: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut text = String::new();
+            let _ = pipe.read_to_string(&mut text);
+            text
+        })
+    };
+    let stdout = drain(Box::new(child.stdout.take().expect("stdout piped")));
+    let stderr = drain(Box::new(child.stderr.take().expect("stderr piped")));
+    let deadline = Instant::now() + STEP_TIMEOUT;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait for the container CLI") {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = container_cli().args(["rm", "-f", container]).output();
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("container {container} still running after {STEP_TIMEOUT:?}: killed");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    (
+        status,
+        stdout.join().unwrap_or_default(),
+        stderr.join().unwrap_or_default(),
+    )
+}
+
+/// Parses a file-command file by the runner's rules: `name=value` split at the first `=`, or a
+/// heredoc `name<<DELIM` … `DELIM`; only `\n` ends a line.
+fn parse_file_commands(text: &str) -> Vec<(String, String)> {
+    let mut records = Vec::new();
+    let mut lines = text.split('\n');
+    while let Some(line) = lines.next() {
+        if line.is_empty() {
+            continue;
+        }
+        let heredoc = line.find("<<");
+        let equals = line.find('=');
+        match (heredoc, equals) {
+            (Some(h), e) if e.is_none_or(|e| h < e) => {
+                let (name, delimiter) = (&line[..h], &line[h + 2..]);
+                let mut value = Vec::new();
+                loop {
+                    match lines.next() {
+                        Some(l) if l == delimiter => break,
+                        Some(l) => value.push(l),
+                        None => panic!(
+                            "file command {name:?}: heredoc without its delimiter {delimiter:?}"
+                        ),
+                    }
+                }
+                records.push((name.to_string(), value.join("\n")));
+            }
+            (_, Some(e)) => records.push((line[..e].to_string(), line[e + 1..].to_string())),
+            _ => panic!("file command line is neither name=value nor a heredoc: {line:?}"),
+        }
+    }
+    records
+}
+
+/// The runner exports every input declared in action.yml: its default when the workflow gives
+/// none, else "". Defaults are read with PyYAML (the tests' venv); expressions such as
+/// `${{ github.token }}` have no value here and become "".
+fn declared_inputs() -> BTreeMap<String, String> {
+    let python = repo().join(".venv/bin/python");
+    let python = if python.exists() {
+        python
+    } else {
+        PathBuf::from("python3")
+    };
+    let script = r#"
+import json, sys, yaml
+with open(sys.argv[1]) as f:
+    action = yaml.safe_load(f)
+inputs = {}
+for name, spec in (action.get("inputs") or {}).items():
+    default = (spec or {}).get("default", "")
+    default = "" if default is None else str(default)
+    inputs[name] = "" if "${{" in default else default
+print(json.dumps(inputs))
+"#;
+    let out = Command::new(&python)
+        .arg("-c")
+        .arg(script)
+        .arg(repo().join("action.yml"))
+        .output()
+        .expect("python with PyYAML (scripts/setup makes .venv)");
+    assert!(
+        out.status.success(),
+        "reading action.yml's inputs: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("inputs as JSON")
+}
+
+/// The `INPUT_*` variables the runner would export for a step given `with:` values.
+fn inputs(with: &[(&str, &str)]) -> Vec<(String, String)> {
+    let mut values = declared_inputs();
+    for (name, value) in with {
+        assert!(
+            values.contains_key(*name),
+            "input {name:?} is not declared in action.yml"
+        );
+        values.insert(name.to_string(), value.to_string());
+    }
+    values
+        .into_iter()
+        .map(|(name, value)| {
+            (
+                format!("INPUT_{}", name.replace(' ', "_").to_uppercase()),
+                value,
+            )
+        })
+        .collect()
+}
+
+/// `STATE_<name>` for each record the main step saved, as the runner exports them to the post step.
+fn state_env(main: &StepResult) -> Vec<(String, String)> {
+    main.state
+        .iter()
+        .map(|(k, v)| (format!("STATE_{k}"), v.clone()))
+        .collect()
+}
+
+// --- moto -----------------------------------------------------------------------------------
+
+/// A moto server on a free loopback port, stopped on drop.
+struct Moto {
+    child: Child,
+    url: String,
+}
+
+impl Moto {
+    fn start() -> Moto {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("free port")
+            .port();
+        let server = repo().join(".venv/bin/moto_server");
+        let server = if server.exists() {
+            server
+        } else {
+            PathBuf::from("moto_server")
+        };
+        let child = Command::new(&server)
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!(
+                    "starting {}: {e} (scripts/setup installs moto)",
+                    server.display()
+                )
+            });
+        let moto = Moto {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "moto did not listen on port {port} within 30 s"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        moto
+    }
+
+    /// What the container needs to reach moto with dummy credentials, as the runner would pass
+    /// the AWS_* variables that configure-aws-credentials exported.
+    fn env(&self) -> Vec<(String, String)> {
+        [
+            ("AWS_ENDPOINT_URL", self.url.as_str()),
+            ("AWS_ACCESS_KEY_ID", "test"),
+            ("AWS_SECRET_ACCESS_KEY", "test"),
+            ("AWS_SESSION_TOKEN", "test"),
+            ("AWS_REGION", REGION),
+            ("AWS_DEFAULT_REGION", REGION),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+    }
+
+    async fn sdk(&self) -> aws_config::SdkConfig {
+        let creds =
+            aws_credential_types::Credentials::new("test", "test", None, None, "image-test");
+        aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .endpoint_url(&self.url)
+            .region(aws_config::Region::new(REGION))
+            .credentials_provider(creds)
+            .load()
+            .await
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The registry table as DESIGN.md defines it: `pk` (S) + `sk` (S), on demand.
+async fn create_registry(ddb: &aws_sdk_dynamodb::Client, table: &str) {
+    let attr = |name: &str| {
+        AttributeDefinition::builder()
+            .attribute_name(name)
+            .attribute_type(ScalarAttributeType::S)
+            .build()
+            .expect("attribute definition")
+    };
+    let key = |name: &str, kind| {
+        KeySchemaElement::builder()
+            .attribute_name(name)
+            .key_type(kind)
+            .build()
+            .expect("key")
+    };
+    ddb.create_table()
+        .table_name(table)
+        .attribute_definitions(attr("pk"))
+        .attribute_definitions(attr("sk"))
+        .key_schema(key("pk", KeyType::Hash))
+        .key_schema(key("sk", KeyType::Range))
+        .billing_mode(aws_sdk_dynamodb::types::BillingMode::PayPerRequest)
+        .send()
+        .await
+        .expect("create the registry table in moto");
+}
+
+/// Every lock item in the table (`sk = LOCK`), whatever the lock key is.
+async fn lock_items(
+    ddb: &aws_sdk_dynamodb::Client,
+    table: &str,
+) -> Vec<BTreeMap<String, AttributeValue>> {
+    let items = ddb
+        .scan()
+        .table_name(table)
+        .send()
+        .await
+        .expect("scan the registry")
+        .items
+        .unwrap_or_default();
+    items
+        .into_iter()
+        .filter(|item| matches!(item.get("sk"), Some(AttributeValue::S(sk)) if sk == "LOCK"))
+        .map(|item| item.into_iter().collect())
+        .collect()
+}
+
+/// A small real stack in moto, so that the action finds the stack it coordinates.
+async fn create_stack(cfn: &aws_sdk_cloudformation::Client, stack: &str) {
+    let template =
+        r#"{"Resources":{"Handle":{"Type":"AWS::CloudFormation::WaitConditionHandle"}}}"#;
+    cfn.create_stack()
+        .stack_name(stack)
+        .template_body(template)
+        .send()
+        .await
+        .expect("create a stack in moto");
+}
+
+// --- the tests ------------------------------------------------------------------------------
+
+#[test]
+#[ignore = "needs the image: scripts/test builds it"]
+fn version_runs_without_a_shell() {
+    let job = Job::new();
+    let step = job.run_step(None, &[], &["--version"]);
+    assert!(step.status.success(), "{}", step.log());
+    assert!(
+        step.stdout.contains(env!("CARGO_PKG_VERSION")),
+        "--version should print {}: {}",
+        env!("CARGO_PKG_VERSION"),
+        step.log()
+    );
+}
+
+#[test]
+#[ignore = "needs the image: scripts/test builds it"]
+fn image_holds_the_binary_the_post_symlink_and_tls_roots() {
+    let image = image();
+    let created = container_cli()
+        .args(["create", "--label", "deploy-coordinator-test", &image])
+        .output()
+        .expect("create");
+    assert!(
+        created.status.success(),
+        "create: {}",
+        String::from_utf8_lossy(&created.stderr)
+    );
+    let id = String::from_utf8_lossy(&created.stdout).trim().to_string();
+    let export = Command::new("sh")
+        .arg("-c")
+        .arg(r#""$0" export "$1" | tar -tvf -"#)
+        .arg(repo().join("scripts/container"))
+        .arg(&id)
+        .output()
+        .expect("export the image's filesystem");
+    let _ = container_cli().args(["rm", "-f", &id]).output();
+    assert!(
+        export.status.success(),
+        "export: {}",
+        String::from_utf8_lossy(&export.stderr)
+    );
+    let listing = String::from_utf8_lossy(&export.stdout);
+    let entry = |path: &str| {
+        listing
+            .lines()
+            .find(|l| l.ends_with(&format!(" {path}")) || l.contains(&format!(" {path} -> ")))
+            .unwrap_or_else(|| panic!("{path} is not in the image:\n{listing}"))
+            .to_string()
+    };
+    let binary = entry("usr/local/bin/deploy-coordinator");
+    assert!(
+        binary.starts_with("-rwx"),
+        "the binary must be an executable file: {binary}"
+    );
+    let post = entry("usr/local/bin/deploy-coordinator-post");
+    assert!(
+        post.starts_with('l') && post.ends_with("-> deploy-coordinator"),
+        "the post entrypoint must be a symlink to the binary (a copy doubles the image): {post}"
+    );
+    let roots = entry("etc/ssl/certs/ca-certificates.crt");
+    let size: u64 = roots
+        .split_whitespace()
+        .nth(2)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    assert!(
+        size > 100_000,
+        "the CA bundle looks empty or truncated ({size} bytes): {roots}"
+    );
+}
+
+#[test]
+#[ignore = "needs the image: scripts/test builds it"]
+fn malformed_input_fails_naming_it_and_takes_nothing() {
+    let job = Job::new();
+    let mut env = inputs(&[("stack-name", "image-test"), ("mode", "bogus")]);
+    // Never reach real AWS, whatever the binary tries: a closed local port.
+    env.push(("AWS_ENDPOINT_URL".into(), "http://127.0.0.1:9".into()));
+    env.push(("AWS_REGION".into(), REGION.into()));
+    let main = job.run_step(None, &env, &[]);
+    assert_eq!(
+        main.status.code(),
+        Some(1),
+        "a bad input must fail the step with exit 1: {}",
+        main.log()
+    );
+    let errors = main.commands("error");
+    assert!(
+        errors.iter().any(|line| line.contains("mode")),
+        "an ::error annotation must name the input `mode`: {}",
+        main.log()
+    );
+    assert!(
+        main.state.is_empty(),
+        "nothing was taken, so nothing is saved for the post step: {:?}",
+        main.state
+    );
+
+    // The runner still runs the post step (post-if: always()): with nothing taken it has
+    // nothing to release and must not fail the job a second time.
+    let post = job.run_step(Some(POST_ENTRYPOINT), &env, &[]);
+    assert!(
+        post.status.success(),
+        "post step after a failed main step: {}",
+        post.log()
+    );
+    assert!(
+        post.commands("error").is_empty(),
+        "post step after a failed main step: {}",
+        post.log()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the image: scripts/test builds it"]
+async fn lock_mode_main_then_post_takes_and_releases_the_lock() {
+    let moto = Moto::start();
+    let sdk = moto.sdk().await;
+    let ddb = aws_sdk_dynamodb::Client::new(&sdk);
+    let cfn = aws_sdk_cloudformation::Client::new(&sdk);
+    let table = "deploy-coordinator-image-test";
+    let stack = "image-test-stack";
+    create_registry(&ddb, table).await;
+    create_stack(&cfn, stack).await;
+
+    let job = Job::new();
+    let mut env = inputs(&[
+        ("stack-name", stack),
+        ("mode", "lock"),
+        ("registry-table", table),
+    ]);
+    env.extend(moto.env());
+
+    let main = tokio::task::block_in_place(|| job.run_step(None, &env, &[]));
+    assert!(main.status.success(), "lock main step: {}", main.log());
+    assert!(
+        main.commands("error").is_empty(),
+        "lock main step: {}",
+        main.log()
+    );
+    let output = |name: &str| {
+        main.outputs
+            .get(name)
+            .cloned()
+            .unwrap_or_else(|| panic!("output {name} missing: {:?}", main.outputs))
+    };
+    assert!(
+        !output("correlation-id").trim().is_empty(),
+        "correlation-id must be set"
+    );
+    assert_eq!(output("lock-acquired"), "true");
+    let fence: u64 = output("lock-fence")
+        .parse()
+        .unwrap_or_else(|e| panic!("lock-fence is not a number: {e}"));
+    assert!(
+        fence >= 1,
+        "the first acquisition's fence is at least 1, got {fence}"
+    );
+    assert!(
+        !main.state.is_empty(),
+        "the main step must save state for the post step"
+    );
+
+    let held = lock_items(&ddb, table).await;
+    assert_eq!(
+        held.len(),
+        1,
+        "exactly one lock is held between main and post: {held:?}"
+    );
+    match held[0].get("fence") {
+        Some(AttributeValue::N(n)) => assert_eq!(
+            n.parse::<u64>().ok(),
+            Some(fence),
+            "the output fence is the lock's"
+        ),
+        other => panic!("the lock item has no numeric fence: {other:?}"),
+    }
+
+    let mut post_env = inputs(&[
+        ("stack-name", stack),
+        ("mode", "lock"),
+        ("registry-table", table),
+    ]);
+    post_env.extend(moto.env());
+    post_env.extend(state_env(&main));
+    let post = tokio::task::block_in_place(|| job.run_step(Some(POST_ENTRYPOINT), &post_env, &[]));
+    assert!(post.status.success(), "lock post step: {}", post.log());
+    assert!(
+        post.commands("error").is_empty(),
+        "lock post step: {}",
+        post.log()
+    );
+    assert!(
+        lock_items(&ddb, table).await.is_empty(),
+        "the post step must release the lock: {}",
+        post.log()
+    );
+    assert!(
+        !main.summary.is_empty() || !post.summary.is_empty(),
+        "a job summary is written"
+    );
+}

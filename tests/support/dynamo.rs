@@ -1,0 +1,1 @@
+//! DynamoDB emulators (being written).

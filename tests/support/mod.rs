@@ -1,0 +1,6 @@
+//! Test support shared by the integration tests: the runner emulation and the emulators.
+//! Each test binary uses part of it, hence the `dead_code` allowance.
+#![allow(dead_code)]
+
+pub mod dynamo;
+pub mod runner;
