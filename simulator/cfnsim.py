@@ -338,10 +338,12 @@ def main(argv=None) -> int:
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     if args.exit_on_stdin_eof:
         def watch_stdin():
+            # os.read, not sys.stdin: a daemon thread blocked in a buffered read holds the
+            # buffer's lock and makes the interpreter abort at shutdown.
             try:
-                while sys.stdin.buffer.read(4096):
+                while os.read(0, 4096):
                     pass
-            except (OSError, ValueError):
+            except OSError:
                 pass
             stop.set()
         threading.Thread(target=watch_stdin, name="stdin-eof", daemon=True).start()

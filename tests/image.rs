@@ -17,7 +17,7 @@ use std::collections::BTreeMap;
 use std::io::Read;
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use aws_sdk_dynamodb::types::{
@@ -50,35 +50,25 @@ fn container_cli() -> Command {
     Command::new(repo().join("scripts/container"))
 }
 
-/// What one container run left behind.
-struct StepResult {
-    status: ExitStatus,
-    stdout: String,
-    stderr: String,
-    outputs: BTreeMap<String, String>,
-    state: BTreeMap<String, String>,
-    summary: String,
+mod support;
+
+use support::runner::{Runner, StepRun, collect};
+
+/// Workflow-command lines of one kind (`error`, `warning`), from stdout and stderr: the runner
+/// scans both.
+fn commands(step: &StepRun, kind: &str) -> Vec<String> {
+    let prefix = format!("::{kind}");
+    step.commands()
+        .into_iter()
+        .filter(|line| line.starts_with(&prefix))
+        .collect()
 }
 
-impl StepResult {
-    fn log(&self) -> String {
-        format!(
-            "exit: {}\n--- stdout\n{}\n--- stderr\n{}",
-            self.status, self.stdout, self.stderr
-        )
-    }
-
-    /// Workflow-command lines (`::error ...`), from stdout and stderr: the runner scans both.
-    fn commands(&self, command: &str) -> Vec<String> {
-        let prefix = format!("::{command}");
-        self.stdout
-            .lines()
-            .chain(self.stderr.lines())
-            .map(str::trim_start)
-            .filter(|line| line.starts_with(&prefix))
-            .map(str::to_string)
-            .collect()
-    }
+fn describe(step: &StepRun) -> String {
+    format!(
+        "exit: {}\n--- stdout\n{}\n--- stderr\n{}",
+        step.status, step.stdout, step.stderr
+    )
 }
 
 /// The host side of the runner's mounts for one job, and its fixed `GITHUB_*` environment.
@@ -145,14 +135,24 @@ impl Job {
         self.dir.path().join(sub)
     }
 
-    /// Runs one step's container: `entrypoint` None is the main step (the image's ENTRYPOINT).
-    /// `env` holds the step's own variables (inputs, AWS settings, `STATE_*`).
+    /// Runs one step's container to its end: `entrypoint` None is the main step (the image's
+    /// ENTRYPOINT). `env` holds the step's own variables (inputs, AWS settings, `STATE_*`).
     fn run_step(
         &self,
         entrypoint: Option<&str>,
         env: &[(String, String)],
         args: &[&str],
-    ) -> StepResult {
+    ) -> StepRun {
+        self.start_step(entrypoint, env, args).finish()
+    }
+
+    /// Starts one step's container and returns while it runs.
+    fn start_step(
+        &self,
+        entrypoint: Option<&str>,
+        env: &[(String, String)],
+        args: &[&str],
+    ) -> RunningStep {
         // A new guid per step, as the runner does: each step gets fresh, empty files.
         let guid = uuid::Uuid::new_v4();
         let files = [
@@ -168,17 +168,9 @@ impl Job {
 
         let name = format!("dc-image-test-{guid}");
         let mut cmd = container_cli();
-        cmd.args([
-            "run",
-            "--rm",
-            "--pull",
-            "never",
-            "--name",
-            &name,
-            "--label",
-            "deploy-coordinator-test",
-        ])
-        .args(["--workdir", "/github/workspace", "--network", "host"]);
+        cmd.args(["run", "--rm", "--pull", "never", "--name", &name])
+            .args(["--label", "deploy-coordinator-test"])
+            .args(["--workdir", "/github/workspace", "--network", "host"]);
         let mut vars: Vec<(String, String)> = self.env.clone();
         vars.extend(
             files
@@ -204,22 +196,88 @@ impl Job {
                 .arg(format!("{}:{inside}", self.host(host).display()));
         }
         cmd.arg(image()).args(args);
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
 
-        let (status, stdout, stderr) = run_bounded(cmd, &name);
-        let read = |file: &str| {
-            std::fs::read_to_string(self.host("file_commands").join(file)).unwrap_or_default()
+        let started = Instant::now();
+        let mut child = cmd.spawn().expect("scripts/container must be runnable");
+        let drain = |mut pipe: Box<dyn Read + Send>| {
+            std::thread::spawn(move || {
+                let mut bytes = Vec::new();
+                let _ = pipe.read_to_end(&mut bytes);
+                bytes
+            })
         };
-        StepResult {
-            status,
-            stdout,
-            stderr,
-            outputs: parse_file_commands(&read(&files[0].1))
-                .into_iter()
-                .collect(),
-            state: parse_file_commands(&read(&files[1].1))
-                .into_iter()
-                .collect(),
-            summary: read(&files[2].1),
+        let stdout = drain(Box::new(child.stdout.take().expect("stdout piped")));
+        let stderr = drain(Box::new(child.stderr.take().expect("stderr piped")));
+        let host = |i: usize| self.host("file_commands").join(&files[i].1);
+        RunningStep {
+            child,
+            name,
+            files: [host(0), host(1), host(2)],
+            started,
+            streams: Some([stdout, stderr]),
+        }
+    }
+}
+
+/// A step whose container CLI process is still running.
+struct RunningStep {
+    child: Child,
+    name: String,
+    files: [PathBuf; 3],
+    started: Instant,
+    /// Readers of the CLI's pipes (taken by `finish`).
+    streams: Option<[std::thread::JoinHandle<Vec<u8>>; 2]>,
+}
+
+impl RunningStep {
+    /// What the runner does on cancellation: SIGINT to the CLI process, which proxies it to
+    /// the container's PID 1 (the binary).
+    fn interrupt(&self) {
+        let status = Command::new("kill")
+            .args(["-INT", &self.child.id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(status.success(), "could not signal the container CLI");
+    }
+
+    /// Waits for the container to end (killing it after `STEP_TIMEOUT`) and reads what the
+    /// step left, by the runner's own rules (a record it could not parse fails the test as it
+    /// would fail the step).
+    fn finish(mut self) -> StepRun {
+        let deadline = self.started + STEP_TIMEOUT;
+        let status = loop {
+            if let Some(status) = self.child.try_wait().expect("wait for the container CLI") {
+                break status;
+            }
+            if Instant::now() > deadline {
+                let _ = container_cli().args(["rm", "-f", &self.name]).output();
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                panic!(
+                    "container {} still running after {STEP_TIMEOUT:?}: killed",
+                    self.name
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        let elapsed = self.started.elapsed();
+        let [stdout, stderr] = self.streams.take().expect("finish is called once");
+        let stdout = stdout.join().unwrap_or_default();
+        let stderr = stderr.join().unwrap_or_default();
+        collect(status, stdout, stderr, self.files.clone(), elapsed)
+    }
+}
+
+impl Drop for RunningStep {
+    /// A test that panics while a container runs must not leave it behind.
+    fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            let _ = container_cli().args(["rm", "-f", &self.name]).output();
+            let _ = self.child.kill();
+            let _ = self.child.wait();
         }
     }
 }
@@ -228,112 +286,10 @@ fn rand_suffix() -> u64 {
     u64::from(uuid::Uuid::new_v4().as_fields().0)
 }
 
-/// Runs a container CLI command to its end, or kills the container after `STEP_TIMEOUT`.
-fn run_bounded(mut cmd: Command, container: &str) -> (ExitStatus, String, String) {
-    cmd.stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = cmd.spawn().expect("scripts/container must be runnable");
-    let drain = |mut pipe: Box<dyn Read + Send>| {
-        std::thread::spawn(move || {
-            let mut text = String::new();
-            let _ = pipe.read_to_string(&mut text);
-            text
-        })
-    };
-    let stdout = drain(Box::new(child.stdout.take().expect("stdout piped")));
-    let stderr = drain(Box::new(child.stderr.take().expect("stderr piped")));
-    let deadline = Instant::now() + STEP_TIMEOUT;
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait for the container CLI") {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = container_cli().args(["rm", "-f", container]).output();
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("container {container} still running after {STEP_TIMEOUT:?}: killed");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    (
-        status,
-        stdout.join().unwrap_or_default(),
-        stderr.join().unwrap_or_default(),
-    )
-}
-
-/// Parses a file-command file by the runner's rules: `name=value` split at the first `=`, or a
-/// heredoc `name<<DELIM` … `DELIM`; only `\n` ends a line.
-fn parse_file_commands(text: &str) -> Vec<(String, String)> {
-    let mut records = Vec::new();
-    let mut lines = text.split('\n');
-    while let Some(line) = lines.next() {
-        if line.is_empty() {
-            continue;
-        }
-        let heredoc = line.find("<<");
-        let equals = line.find('=');
-        match (heredoc, equals) {
-            (Some(h), e) if e.is_none_or(|e| h < e) => {
-                let (name, delimiter) = (&line[..h], &line[h + 2..]);
-                let mut value = Vec::new();
-                loop {
-                    match lines.next() {
-                        Some(l) if l == delimiter => break,
-                        Some(l) => value.push(l),
-                        None => panic!(
-                            "file command {name:?}: heredoc without its delimiter {delimiter:?}"
-                        ),
-                    }
-                }
-                records.push((name.to_string(), value.join("\n")));
-            }
-            (_, Some(e)) => records.push((line[..e].to_string(), line[e + 1..].to_string())),
-            _ => panic!("file command line is neither name=value nor a heredoc: {line:?}"),
-        }
-    }
-    records
-}
-
-/// The runner exports every input declared in action.yml: its default when the workflow gives
-/// none, else "". Defaults are read with PyYAML (the tests' venv); expressions such as
-/// `${{ github.token }}` have no value here and become "".
-fn declared_inputs() -> BTreeMap<String, String> {
-    let python = repo().join(".venv/bin/python");
-    let python = if python.exists() {
-        python
-    } else {
-        PathBuf::from("python3")
-    };
-    let script = r#"
-import json, sys, yaml
-with open(sys.argv[1]) as f:
-    action = yaml.safe_load(f)
-inputs = {}
-for name, spec in (action.get("inputs") or {}).items():
-    default = (spec or {}).get("default", "")
-    default = "" if default is None else str(default)
-    inputs[name] = "" if "${{" in default else default
-print(json.dumps(inputs))
-"#;
-    let out = Command::new(&python)
-        .arg("-c")
-        .arg(script)
-        .arg(repo().join("action.yml"))
-        .output()
-        .expect("python with PyYAML (scripts/setup makes .venv)");
-    assert!(
-        out.status.success(),
-        "reading action.yml's inputs: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("inputs as JSON")
-}
-
 /// The `INPUT_*` variables the runner would export for a step given `with:` values.
 fn inputs(with: &[(&str, &str)]) -> Vec<(String, String)> {
-    let mut values = declared_inputs();
+    // Every input declared in action.yml, with its default, as the runner exports them.
+    let mut values = Runner::new().inputs;
     for (name, value) in with {
         assert!(
             values.contains_key(*name),
@@ -353,7 +309,7 @@ fn inputs(with: &[(&str, &str)]) -> Vec<(String, String)> {
 }
 
 /// `STATE_<name>` for each record the main step saved, as the runner exports them to the post step.
-fn state_env(main: &StepResult) -> Vec<(String, String)> {
+fn state_env(main: &StepRun) -> Vec<(String, String)> {
     main.state
         .iter()
         .map(|(k, v)| (format!("STATE_{k}"), v.clone()))
@@ -509,12 +465,12 @@ async fn create_stack(cfn: &aws_sdk_cloudformation::Client, stack: &str) {
 fn version_runs_without_a_shell() {
     let job = Job::new();
     let step = job.run_step(None, &[], &["--version"]);
-    assert!(step.status.success(), "{}", step.log());
+    assert!(step.status.success(), "{}", describe(&step));
     assert!(
         step.stdout.contains(env!("CARGO_PKG_VERSION")),
         "--version should print {}: {}",
         env!("CARGO_PKG_VERSION"),
-        step.log()
+        describe(&step)
     );
 }
 
@@ -588,13 +544,13 @@ fn malformed_input_fails_naming_it_and_takes_nothing() {
         main.status.code(),
         Some(1),
         "a bad input must fail the step with exit 1: {}",
-        main.log()
+        describe(&main)
     );
-    let errors = main.commands("error");
+    let errors = commands(&main, "error");
     assert!(
         errors.iter().any(|line| line.contains("mode")),
         "an ::error annotation must name the input `mode`: {}",
-        main.log()
+        describe(&main)
     );
     assert!(
         main.state.is_empty(),
@@ -608,12 +564,12 @@ fn malformed_input_fails_naming_it_and_takes_nothing() {
     assert!(
         post.status.success(),
         "post step after a failed main step: {}",
-        post.log()
+        describe(&post)
     );
     assert!(
-        post.commands("error").is_empty(),
+        commands(&post, "error").is_empty(),
         "post step after a failed main step: {}",
-        post.log()
+        describe(&post)
     );
 }
 
@@ -638,11 +594,11 @@ async fn lock_mode_main_then_post_takes_and_releases_the_lock() {
     env.extend(moto.env());
 
     let main = tokio::task::block_in_place(|| job.run_step(None, &env, &[]));
-    assert!(main.status.success(), "lock main step: {}", main.log());
+    assert!(main.status.success(), "lock main step: {}", describe(&main));
     assert!(
-        main.commands("error").is_empty(),
+        commands(&main, "error").is_empty(),
         "lock main step: {}",
-        main.log()
+        describe(&main)
     );
     let output = |name: &str| {
         main.outputs
@@ -690,16 +646,16 @@ async fn lock_mode_main_then_post_takes_and_releases_the_lock() {
     post_env.extend(moto.env());
     post_env.extend(state_env(&main));
     let post = tokio::task::block_in_place(|| job.run_step(Some(POST_ENTRYPOINT), &post_env, &[]));
-    assert!(post.status.success(), "lock post step: {}", post.log());
+    assert!(post.status.success(), "lock post step: {}", describe(&post));
     assert!(
-        post.commands("error").is_empty(),
+        commands(&post, "error").is_empty(),
         "lock post step: {}",
-        post.log()
+        describe(&post)
     );
     assert!(
         lock_items(&ddb, table).await.is_empty(),
         "the post step must release the lock: {}",
-        post.log()
+        describe(&post)
     );
     assert!(
         !main.summary.is_empty() || !post.summary.is_empty(),

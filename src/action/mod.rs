@@ -17,8 +17,3 @@ pub mod log;
 pub use files::{FileCommandError, FileCommands};
 pub use inputs::Inputs;
 pub use log::Log;
-
-/// True when the process runs as a step of a GitHub Actions job.
-pub fn in_github_actions(env: &dyn Fn(&str) -> Option<String>) -> bool {
-    env("GITHUB_ACTIONS").is_some_and(|v| v == "true")
-}

@@ -10,7 +10,9 @@
 
 mod acquire;
 pub mod clock;
+mod heartbeat;
 pub mod liveness;
+mod ops;
 pub mod record;
 mod store;
 pub mod watch;
@@ -19,5 +21,7 @@ pub use acquire::{
     AcquireError, AcquireOptions, Acquired, LockEvent, StaleReason, acquire, leave_queue,
 };
 pub use clock::WallClock;
+pub use heartbeat::{Heartbeat, LostLock, spawn_heartbeat};
 pub use liveness::{NoLiveness, RunLiveness, RunState};
+pub use ops::{AuditEntry, LockStatus, ReleaseOutcome, force_unlock, list, release, status};
 pub use record::{FreeLock, HolderInfo, LockRecord, LockState, QueueTicket, owner_for};

@@ -5,6 +5,7 @@
 //! AWS: [`client`]. On top of them: [`guard`] (wait while someone else deploys), [`deploy`]
 //! (mode `deploy`) and [`monitor`] (follow an operation, modes `monitor` and `lock`).
 
+pub mod client;
 pub mod events;
 pub mod poll;
 pub mod status;

@@ -1,0 +1,596 @@
+//! The thin layer over the CloudFormation API: typed answers in, typed errors out, no policy.
+//!
+//! Everything that decides (what is new, when to poll, what an outcome is) lives in the pure
+//! modules; this one only translates. Errors are classified so callers can act on them:
+//! throttling slows polling down, expired credentials and missing permissions fail with what to
+//! change, transient failures are retried by the supervisor.
+//!
+//! Error messages include text from AWS: log them through `action::log::sanitize`.
+
+use std::fmt;
+
+use aws_sdk_cloudformation::Client;
+use aws_sdk_cloudformation::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_cloudformation::types::{Capability, ChangeSetType, Parameter, Tag};
+use chrono::{DateTime, Utc};
+use thiserror::Error;
+
+use super::events::{Baseline, Cursor, Event, Scan};
+
+/// Reading more pages than this in one poll means something is off (a stack with a huge
+/// history and no start found): stop and use what was read.
+const MAX_PAGES: usize = 200;
+
+/// What kind of failure, for deciding what to do about it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// `Throttling`: slow down, not a failure.
+    Throttling,
+    /// The session's credentials expired (OIDC roles last 1 hour by default).
+    ExpiredToken,
+    /// Invalid credentials or signature.
+    Credentials,
+    /// An IAM permission is missing.
+    AccessDenied,
+    /// The stack or change set does not exist.
+    NotFound,
+    /// A change set with that name exists already.
+    AlreadyExists,
+    /// CloudFormation refused the request (bad template, wrong state …).
+    Validation,
+    /// Network, timeout or a 5xx: worth retrying.
+    Transient,
+    Other,
+}
+
+/// A failed CloudFormation call.
+#[derive(Debug, Clone, Error)]
+pub struct ClientError {
+    pub kind: ErrorKind,
+    /// The API action, as IAM names it (`DescribeStackEvents`).
+    pub action: &'static str,
+    pub code: Option<String>,
+    pub message: String,
+}
+
+impl ClientError {
+    /// Worth trying again later (the supervisor restarts on these).
+    pub fn is_retryable(&self) -> bool {
+        matches!(
+            self.kind,
+            ErrorKind::Throttling | ErrorKind::Transient | ErrorKind::Other
+        )
+    }
+}
+
+impl fmt::Display for ClientError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let action = self.action;
+        let code = self.code.as_deref().unwrap_or("error");
+        match self.kind {
+            ErrorKind::ExpiredToken => write!(
+                f,
+                "cloudformation:{action}: the AWS credentials expired ({code}). Raise `role-duration-seconds` \
+                 of aws-actions/configure-aws-credentials (1 hour by default) above the lock wait plus the \
+                 deployment time, and allow it in the role's MaxSessionDuration"
+            ),
+            ErrorKind::AccessDenied => write!(
+                f,
+                "cloudformation:{action} was denied ({code}): allow \"cloudformation:{action}\" on the stack in \
+                 the policy of the role the job uses. AWS said: {}",
+                self.message
+            ),
+            ErrorKind::Credentials => write!(
+                f,
+                "cloudformation:{action}: the AWS credentials were refused ({code}): check the \
+                 configure-aws-credentials step. AWS said: {}",
+                self.message
+            ),
+            _ => write!(
+                f,
+                "cloudformation:{action} failed: {code}: {}",
+                self.message
+            ),
+        }
+    }
+}
+
+/// Classifies an SDK error (pure: also used by tests on hand-built codes).
+pub fn classify(code: Option<&str>, message: &str, http_status: Option<u16>) -> ErrorKind {
+    match code {
+        Some(
+            "Throttling"
+            | "ThrottlingException"
+            | "RequestLimitExceeded"
+            | "TooManyRequestsException",
+        ) => ErrorKind::Throttling,
+        Some("ExpiredToken" | "ExpiredTokenException" | "RequestExpired") => {
+            ErrorKind::ExpiredToken
+        }
+        Some("AccessDenied" | "AccessDeniedException" | "UnauthorizedOperation") => {
+            ErrorKind::AccessDenied
+        }
+        Some(
+            "InvalidClientTokenId"
+            | "UnrecognizedClientException"
+            | "SignatureDoesNotMatch"
+            | "IncompleteSignature"
+            | "MissingAuthenticationToken",
+        ) => ErrorKind::Credentials,
+        Some("ChangeSetNotFound" | "ChangeSetNotFoundException" | "StackNotFoundException") => {
+            ErrorKind::NotFound
+        }
+        Some("AlreadyExistsException") => ErrorKind::AlreadyExists,
+        Some("ValidationError") if message.contains("does not exist") => ErrorKind::NotFound,
+        Some(
+            "ValidationError"
+            | "InsufficientCapabilitiesException"
+            | "LimitExceededException"
+            | "TokenAlreadyExistsException"
+            | "InvalidChangeSetStatus"
+            | "InvalidChangeSetStatusException",
+        ) => ErrorKind::Validation,
+        _ if http_status.is_some_and(|s| s >= 500) => ErrorKind::Transient,
+        _ => ErrorKind::Other,
+    }
+}
+
+fn to_error<E, R>(action: &'static str, err: SdkError<E, R>) -> ClientError
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+    R: fmt::Debug + HttpStatus,
+{
+    match &err {
+        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
+            ClientError {
+                kind: ErrorKind::Transient,
+                action,
+                code: None,
+                message: aws_smithy_types::error::display::DisplayErrorContext(&err).to_string(),
+            }
+        }
+        _ => {
+            let code = err.code().map(str::to_string);
+            let message = err.message().unwrap_or("").to_string();
+            let status = err.raw_response().map(HttpStatus::status_code);
+            let message = if message.is_empty() && code.is_none() {
+                aws_smithy_types::error::display::DisplayErrorContext(&err).to_string()
+            } else {
+                message
+            };
+            ClientError {
+                kind: classify(code.as_deref(), &message, status),
+                action,
+                code,
+                message,
+            }
+        }
+    }
+}
+
+/// The HTTP status of a raw response, whatever its type.
+pub trait HttpStatus {
+    fn status_code(&self) -> u16;
+}
+
+impl HttpStatus for aws_smithy_runtime_api::http::Response {
+    fn status_code(&self) -> u16 {
+        self.status().as_u16()
+    }
+}
+
+/// What DescribeStacks says about a stack.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StackInfo {
+    pub stack_id: String,
+    pub name: String,
+    pub status: String,
+    pub status_reason: Option<String>,
+    pub last_updated: Option<DateTime<Utc>>,
+    pub outputs: Vec<(String, String)>,
+    /// `LastOperations`: (type, id), newest first, when the service provides them.
+    pub last_operations: Vec<(String, String)>,
+}
+
+/// What DescribeChangeSet says.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChangeSetInfo {
+    pub id: Option<String>,
+    pub status: String,
+    pub status_reason: Option<String>,
+    pub execution_status: Option<String>,
+    /// Every change, across pages.
+    pub change_count: u32,
+}
+
+/// A change set to create.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChangeSetRequest {
+    pub stack_name: String,
+    pub change_set_name: String,
+    pub create: bool,
+    pub template_body: Option<String>,
+    pub template_url: Option<String>,
+    pub parameters: Vec<(String, String)>,
+    pub capabilities: Vec<String>,
+    pub tags: Vec<(String, String)>,
+    pub role_arn: Option<String>,
+    pub client_token: String,
+    pub description: Option<String>,
+}
+
+fn time(t: Option<&aws_smithy_types::DateTime>) -> Option<DateTime<Utc>> {
+    let t = t?;
+    DateTime::<Utc>::from_timestamp(t.secs(), t.subsec_nanos())
+}
+
+/// Converts an SDK event; None for an event without the fields every event has.
+pub fn convert_event(e: &aws_sdk_cloudformation::types::StackEvent) -> Option<Event> {
+    Some(Event {
+        event_id: e.event_id()?.to_string(),
+        stack_id: e.stack_id().unwrap_or_default().to_string(),
+        stack_name: e.stack_name().unwrap_or_default().to_string(),
+        logical_id: e.logical_resource_id().unwrap_or_default().to_string(),
+        physical_id: e
+            .physical_resource_id()
+            .filter(|p| !p.is_empty())
+            .map(str::to_string),
+        resource_type: e.resource_type().unwrap_or_default().to_string(),
+        status: e
+            .resource_status()
+            .map(|s| s.as_str().to_string())
+            .unwrap_or_default(),
+        reason: e.resource_status_reason().map(str::to_string),
+        timestamp: time(e.timestamp())?,
+        operation_id: e
+            .operation_id()
+            .filter(|p| !p.is_empty())
+            .map(str::to_string),
+        client_request_token: e
+            .client_request_token()
+            .filter(|p| !p.is_empty())
+            .map(str::to_string),
+    })
+}
+
+/// CloudFormation, as the rest of the crate needs it.
+#[derive(Debug, Clone)]
+pub struct StackClient {
+    cfn: Client,
+}
+
+impl StackClient {
+    pub fn new(cfn: Client) -> Self {
+        Self { cfn }
+    }
+
+    pub fn from_conf(conf: &aws_config::SdkConfig) -> Self {
+        Self::new(Client::new(conf))
+    }
+
+    /// The stack, or None when it does not exist. `stack` is a name or a stack id (a deleted
+    /// stack is only found by its id).
+    pub async fn describe_stack(&self, stack: &str) -> Result<Option<StackInfo>, ClientError> {
+        let out = match self.cfn.describe_stacks().stack_name(stack).send().await {
+            Ok(out) => out,
+            Err(err) => {
+                let err = to_error("DescribeStacks", err);
+                return if err.kind == ErrorKind::NotFound {
+                    Ok(None)
+                } else {
+                    Err(err)
+                };
+            }
+        };
+        let Some(s) = out.stacks().first() else {
+            return Ok(None);
+        };
+        Ok(Some(StackInfo {
+            stack_id: s.stack_id().unwrap_or_default().to_string(),
+            name: s.stack_name().unwrap_or_default().to_string(),
+            status: s
+                .stack_status()
+                .map(|s| s.as_str().to_string())
+                .unwrap_or_default(),
+            status_reason: s.stack_status_reason().map(str::to_string),
+            last_updated: time(s.last_updated_time()).or_else(|| time(s.creation_time())),
+            outputs: s
+                .outputs()
+                .iter()
+                .filter_map(|o| {
+                    Some((
+                        o.output_key()?.to_string(),
+                        o.output_value().unwrap_or_default().to_string(),
+                    ))
+                })
+                .collect(),
+            last_operations: s
+                .last_operations()
+                .iter()
+                .filter_map(|o| {
+                    let kind = o
+                        .operation_type()
+                        .map(|t| t.as_str().to_string())
+                        .unwrap_or_default();
+                    Some((kind, o.operation_id()?.to_string()))
+                })
+                .collect(),
+        }))
+    }
+
+    /// One page of events (newest first) and the token of the next one.
+    pub async fn events_page(
+        &self,
+        stack: &str,
+        next_token: Option<String>,
+    ) -> Result<(Vec<Event>, Option<String>), ClientError> {
+        let out = self
+            .cfn
+            .describe_stack_events()
+            .stack_name(stack)
+            .set_next_token(next_token)
+            .send()
+            .await
+            .map_err(|e| to_error("DescribeStackEvents", e))?;
+        let events = out
+            .stack_events()
+            .iter()
+            .filter_map(convert_event)
+            .collect();
+        Ok((events, out.next_token().map(str::to_string)))
+    }
+
+    /// The events new to `cursor`, oldest first, reading as many pages as the cursor needs.
+    pub async fn read_new_events(
+        &self,
+        stack: &str,
+        cursor: &mut Cursor,
+    ) -> Result<Vec<Event>, ClientError> {
+        let mut batch = Vec::new();
+        let mut token = None;
+        for _ in 0..MAX_PAGES {
+            let (page, next) = self.events_page(stack, token).await?;
+            if cursor.scan_page(&page, &mut batch) == Scan::Done || next.is_none() {
+                break;
+            }
+            token = next;
+        }
+        Ok(cursor.finish(batch))
+    }
+
+    /// Where the stack's history stands now (empty when the stack does not exist).
+    pub async fn baseline(&self, stack: &str) -> Result<Baseline, ClientError> {
+        match self.events_page(stack, None).await {
+            Ok((page, _)) => Ok(Baseline::from_newest_page(&page)),
+            Err(e) if e.kind == ErrorKind::NotFound => Ok(Baseline::default()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The number of resources the stack has now (ListStackResources, every page).
+    pub async fn resource_count(&self, stack: &str) -> Result<u32, ClientError> {
+        let mut count = 0u32;
+        let mut token = None;
+        for _ in 0..MAX_PAGES {
+            let out = self
+                .cfn
+                .list_stack_resources()
+                .stack_name(stack)
+                .set_next_token(token)
+                .send()
+                .await
+                .map_err(|e| to_error("ListStackResources", e))?;
+            count = count.saturating_add(
+                u32::try_from(out.stack_resource_summaries().len()).unwrap_or(u32::MAX),
+            );
+            token = out.next_token().map(str::to_string);
+            if token.is_none() {
+                break;
+            }
+        }
+        Ok(count)
+    }
+
+    /// Creates a change set; returns its id.
+    pub async fn create_change_set(&self, req: &ChangeSetRequest) -> Result<String, ClientError> {
+        let kind = if req.create {
+            ChangeSetType::Create
+        } else {
+            ChangeSetType::Update
+        };
+        let mut call = self
+            .cfn
+            .create_change_set()
+            .stack_name(&req.stack_name)
+            .change_set_name(&req.change_set_name)
+            .change_set_type(kind)
+            .client_token(&req.client_token)
+            .set_template_body(req.template_body.clone())
+            .set_template_url(req.template_url.clone())
+            .set_role_arn(req.role_arn.clone())
+            .set_description(req.description.clone());
+        for (key, value) in &req.parameters {
+            call = call.parameters(
+                Parameter::builder()
+                    .parameter_key(key)
+                    .parameter_value(value)
+                    .build(),
+            );
+        }
+        for capability in &req.capabilities {
+            call = call.capabilities(Capability::from(capability.as_str()));
+        }
+        for (key, value) in &req.tags {
+            call = call.tags(Tag::builder().key(key).value(value).build());
+        }
+        let out = call
+            .send()
+            .await
+            .map_err(|e| to_error("CreateChangeSet", e))?;
+        Ok(out.id().unwrap_or_default().to_string())
+    }
+
+    pub async fn describe_change_set(
+        &self,
+        stack: &str,
+        change_set: &str,
+    ) -> Result<ChangeSetInfo, ClientError> {
+        let mut info: Option<ChangeSetInfo> = None;
+        let mut token = None;
+        for _ in 0..MAX_PAGES {
+            let out = self
+                .cfn
+                .describe_change_set()
+                .stack_name(stack)
+                .change_set_name(change_set)
+                .set_next_token(token)
+                .send()
+                .await
+                .map_err(|e| to_error("DescribeChangeSet", e))?;
+            let changes = u32::try_from(out.changes().len()).unwrap_or(u32::MAX);
+            match info.as_mut() {
+                Some(i) => i.change_count = i.change_count.saturating_add(changes),
+                None => {
+                    info = Some(ChangeSetInfo {
+                        id: out.change_set_id().map(str::to_string),
+                        status: out
+                            .status()
+                            .map(|s| s.as_str().to_string())
+                            .unwrap_or_default(),
+                        status_reason: out.status_reason().map(str::to_string),
+                        execution_status: out.execution_status().map(|s| s.as_str().to_string()),
+                        change_count: changes,
+                    });
+                }
+            }
+            token = out.next_token().map(str::to_string);
+            if token.is_none() {
+                break;
+            }
+        }
+        info.ok_or_else(|| ClientError {
+            kind: ErrorKind::Other,
+            action: "DescribeChangeSet",
+            code: None,
+            message: "no answer".into(),
+        })
+    }
+
+    pub async fn execute_change_set(
+        &self,
+        stack: &str,
+        change_set: &str,
+        token: &str,
+    ) -> Result<(), ClientError> {
+        self.cfn
+            .execute_change_set()
+            .stack_name(stack)
+            .change_set_name(change_set)
+            .client_request_token(token)
+            .send()
+            .await
+            .map_err(|e| to_error("ExecuteChangeSet", e))?;
+        Ok(())
+    }
+
+    pub async fn delete_change_set(
+        &self,
+        stack: &str,
+        change_set: &str,
+    ) -> Result<(), ClientError> {
+        match self
+            .cfn
+            .delete_change_set()
+            .stack_name(stack)
+            .change_set_name(change_set)
+            .send()
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                let e = to_error("DeleteChangeSet", e);
+                if e.kind == ErrorKind::NotFound {
+                    Ok(())
+                } else {
+                    Err(e)
+                }
+            }
+        }
+    }
+
+    pub async fn delete_stack(&self, stack: &str, token: &str) -> Result<(), ClientError> {
+        self.cfn
+            .delete_stack()
+            .stack_name(stack)
+            .client_request_token(token)
+            .send()
+            .await
+            .map_err(|e| to_error("DeleteStack", e))?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classifies_what_callers_act_on() {
+        assert_eq!(
+            classify(Some("Throttling"), "Rate exceeded", Some(400)),
+            ErrorKind::Throttling
+        );
+        assert_eq!(
+            classify(
+                Some("ExpiredToken"),
+                "The security token included in the request is expired",
+                Some(403)
+            ),
+            ErrorKind::ExpiredToken
+        );
+        assert_eq!(
+            classify(Some("AccessDenied"), "not authorized", Some(403)),
+            ErrorKind::AccessDenied
+        );
+        assert_eq!(
+            classify(
+                Some("ValidationError"),
+                "Stack with id x does not exist",
+                Some(400)
+            ),
+            ErrorKind::NotFound
+        );
+        assert_eq!(
+            classify(Some("ValidationError"), "Template format error", Some(400)),
+            ErrorKind::Validation
+        );
+        assert_eq!(
+            classify(Some("InternalFailure"), "", Some(500)),
+            ErrorKind::Transient
+        );
+        assert_eq!(classify(None, "", Some(503)), ErrorKind::Transient);
+        assert_eq!(
+            classify(Some("AlreadyExistsException"), "", Some(400)),
+            ErrorKind::AlreadyExists
+        );
+    }
+
+    #[test]
+    fn tells_what_to_change() {
+        let err = |kind, code: &str| ClientError {
+            kind,
+            action: "DescribeStackEvents",
+            code: Some(code.into()),
+            message: "User: arn:aws:sts::1:assumed-role/r is not authorized".into(),
+        };
+        let expired = err(ErrorKind::ExpiredToken, "ExpiredToken").to_string();
+        assert!(expired.contains("role-duration-seconds"), "{expired}");
+        let denied = err(ErrorKind::AccessDenied, "AccessDenied").to_string();
+        assert!(
+            denied.contains("\"cloudformation:DescribeStackEvents\""),
+            "{denied}"
+        );
+        assert!(!err(ErrorKind::ExpiredToken, "ExpiredToken").is_retryable());
+        assert!(err(ErrorKind::Transient, "InternalFailure").is_retryable());
+    }
+}

@@ -1,0 +1,579 @@
+//! Following one operation to its end: the polling loop around the pure tracker, supervised.
+//!
+//! The loop reads the root stack's new events (and those of every nested stack still
+//! running), feeds them to [`Tracker`], reports what changed through a callback, and sleeps as
+//! [`PollSchedule`] says. It ends on the ROOT stack's terminal event, on `deploy-timeout`
+//! (outcome timed-out) or on cancellation (outcome cancelled); in neither of the last two does
+//! it touch the CloudFormation operation, which goes on.
+//!
+//! Supervision: a failed poll (network, 5xx) is retried with backoff from where the cursors
+//! stand, so no event is lost or repeated across the gap; every gap is reported. More than
+//! `restart_budget` failures within `restart_window` and the state is declared unknown.
+//! Throttling is not a failure: it only slows polling down.
+
+use std::collections::{HashMap, VecDeque};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use thiserror::Error;
+use tokio_util::sync::CancellationToken;
+
+use super::client::{ClientError, ErrorKind, StackClient};
+use super::events::{Baseline, Cursor, Event, Matcher, ResourceTiming, Tracker, Update};
+use super::poll::{Hint, PollResult, PollSchedule, PollSettings};
+use super::status::{self, Outcome};
+
+/// What the caller sees while an operation is followed (logs now, Slack later).
+#[derive(Debug, Clone, PartialEq)]
+pub enum MonitorEvent {
+    /// Nothing runs yet; waiting up to `timeout` for the next operation to start.
+    Waiting { timeout: Duration },
+    /// The operation started (its first stack-level event).
+    Started { stack_id: String, status: String, operation_id: Option<String> },
+    /// An event of the operation, root or nested stack. Its texts come from AWS: sanitize
+    /// them before logging.
+    Resource(Event),
+    /// Completed resources out of the expected total (goes down during a rollback).
+    Progress { done: u32, total: u32 },
+    /// The failed resource (`Nested/Logical` inside nested stacks) and why.
+    RootCause { resource: String, reason: String },
+    /// CloudFormation throttles us: polling slows down.
+    Throttled { next_poll: Duration },
+    /// Following failed; it restarts after `retry_in` (restart `restart` of `budget`).
+    Interrupted { error: String, restart: u32, budget: u32, retry_in: Duration },
+    /// Following works again after a gap.
+    Resumed { gap: Duration },
+    Finished(Outcome),
+}
+
+/// The constants of the loop. Defaults are the design's; tests shorten them.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct MonitorSettings {
+    pub poll: PollSettings,
+    /// At most this many restarts within `restart_window`.
+    pub restart_budget: u32,
+    pub restart_window: Duration,
+    /// The first restart's delay; doubles with each restart in the window, up to `poll.max`.
+    pub restart_backoff: Duration,
+}
+
+impl Default for MonitorSettings {
+    fn default() -> Self {
+        Self {
+            poll: PollSettings::default(),
+            restart_budget: 5,
+            restart_window: Duration::from_secs(300),
+            restart_backoff: Duration::from_secs(2),
+        }
+    }
+}
+
+/// What the lead turns into the step's outputs (and history).
+#[derive(Debug, Clone, PartialEq)]
+pub struct StackResult {
+    pub outcome: Outcome,
+    pub stack_status: Option<String>,
+    pub stack_id: Option<String>,
+    pub operation_id: Option<String>,
+    /// From the operation's first to its last event (CloudFormation's clock), or as measured
+    /// here when it did not end.
+    pub duration: Duration,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+    /// From AWS (sanitize before logging).
+    pub failure_reason: Option<String>,
+    pub failed_resource: Option<String>,
+    pub outputs: Vec<(String, String)>,
+    /// Per-resource timings, for history and estimates.
+    pub resources: Vec<ResourceTiming>,
+    /// Resources done / expected when it ended.
+    pub progress: (u32, u32),
+}
+
+impl StackResult {
+    /// A result without an operation (no changes, nothing started).
+    pub fn without_operation(outcome: Outcome, stack: Option<&super::client::StackInfo>) -> Self {
+        Self {
+            outcome,
+            stack_status: stack.map(|s| s.status.clone()),
+            stack_id: stack.map(|s| s.stack_id.clone()),
+            operation_id: None,
+            duration: Duration::ZERO,
+            started_at: None,
+            finished_at: None,
+            failure_reason: None,
+            failed_resource: None,
+            outputs: stack.map(|s| s.outputs.clone()).unwrap_or_default(),
+            resources: Vec::new(),
+            progress: (0, 0),
+        }
+    }
+}
+
+#[derive(Debug, Error)]
+pub enum StackError {
+    #[error(transparent)]
+    Aws(#[from] ClientError),
+    #[error(
+        "the deployment's state is unknown: following stack {stack} failed {failures} times within {window}, \
+         last error: {last}. Check the stack in the CloudFormation console before deploying again"
+    )]
+    StateUnknown { stack: String, failures: u32, window: String, last: ClientError },
+    #[error("template {path}: {source}")]
+    Template { path: String, source: std::io::Error },
+    #[error(
+        "template {path} is {size} bytes; CloudFormation accepts at most 51,200 bytes inline: upload it to S3 \
+         and pass its https URL as `template`"
+    )]
+    TemplateTooLarge { path: String, size: usize },
+    #[error("change set {name} on stack {stack} failed: {reason}")]
+    ChangeSetFailed { stack: String, name: String, reason: String },
+    #[error("stack {stack} cannot be deployed: {problem}")]
+    BadState { stack: String, problem: String },
+    #[error("cancelled")]
+    Cancelled,
+}
+
+/// Where the followed operation is found.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Start {
+    /// The operation running now (read back to its first event).
+    Current,
+    /// The first operation after this point.
+    After(Baseline),
+}
+
+/// What to follow and for how long.
+#[derive(Debug, Clone)]
+pub struct Follow {
+    pub stack: String,
+    pub start: Start,
+    pub matcher: Matcher,
+    /// Expected number of resource changes (a change set's size).
+    pub total_hint: Option<u32>,
+    /// The whole budget (`deploy-timeout`), measured on this machine's monotonic clock.
+    pub timeout: Duration,
+    /// Give up when nothing started within this (mode monitor's `start-timeout`).
+    pub start_timeout: Option<Duration>,
+    /// The operation's usual duration (history), to poll faster as its end approaches.
+    pub expected_duration: Option<Duration>,
+}
+
+struct Supervisor {
+    failures: VecDeque<Instant>,
+    budget: u32,
+    window: Duration,
+    backoff: Duration,
+    max_backoff: Duration,
+    interrupted_at: Option<Instant>,
+}
+
+impl Supervisor {
+    /// Records a failure; the delay before the restart, or None when the budget is spent.
+    fn failed(&mut self, now: Instant) -> Option<(u32, Duration)> {
+        while self.failures.front().is_some_and(|t| now.duration_since(*t) > self.window) {
+            self.failures.pop_front();
+        }
+        let count = u32::try_from(self.failures.len()).unwrap_or(u32::MAX);
+        if count >= self.budget {
+            return None;
+        }
+        self.failures.push_back(now);
+        self.interrupted_at.get_or_insert(now);
+        let delay = self.backoff.saturating_mul(1 << count.min(16)).min(self.max_backoff);
+        Some((count + 1, delay))
+    }
+}
+
+/// Follows one operation to its end. Errors: credentials, permissions and an exhausted
+/// restart budget; every other end is a [`StackResult`].
+pub async fn follow<F>(
+    client: &StackClient,
+    follow: Follow,
+    settings: &MonitorSettings,
+    cancel: &CancellationToken,
+    on_event: &mut F,
+) -> Result<StackResult, StackError>
+where
+    F: FnMut(MonitorEvent) + Send,
+{
+    let began = Instant::now();
+    let mut state = FollowState::new(&follow);
+    let mut schedule = PollSchedule::new(settings.poll);
+    let mut supervisor = Supervisor {
+        failures: VecDeque::new(),
+        budget: settings.restart_budget,
+        window: settings.restart_window,
+        backoff: settings.restart_backoff,
+        max_backoff: settings.poll.max,
+        interrupted_at: None,
+    };
+    if let (Some(timeout), Start::After(_)) = (follow.start_timeout, &follow.start) {
+        on_event(MonitorEvent::Waiting { timeout });
+    }
+    let mut started_here: Option<Instant> = None;
+    loop {
+        let delay = match state.poll(client, on_event).await {
+            Ok(news) => {
+                if let Some(since) = supervisor.interrupted_at.take() {
+                    on_event(MonitorEvent::Resumed { gap: since.elapsed() });
+                }
+                if state.tracker.is_started() && started_here.is_none() {
+                    started_here = Some(Instant::now());
+                }
+                if state.tracker.is_finished() {
+                    return Ok(state.finish(client, began, on_event).await);
+                }
+                let expected_in = follow
+                    .expected_duration
+                    .zip(started_here)
+                    .map(|(expected, at)| expected.saturating_sub(at.elapsed()));
+                let hint = Hint { imminent: state.tracker.end_is_imminent(), expected_in };
+                let delay = schedule.next(if news { PollResult::News } else { PollResult::Quiet }, hint);
+                if state.tracker.is_started() {
+                    delay
+                } else {
+                    // Waiting for someone else's operation: notice its start quickly.
+                    delay.min(settings.poll.max / 3)
+                }
+            }
+            Err(err) if err.kind == ErrorKind::Throttling => {
+                let next_poll = schedule.next(PollResult::Throttled, Hint::default());
+                on_event(MonitorEvent::Throttled { next_poll });
+                next_poll
+            }
+            Err(err) if !err.is_retryable() => return Err(err.into()),
+            Err(err) => match supervisor.failed(Instant::now()) {
+                Some((restart, retry_in)) => {
+                    on_event(MonitorEvent::Interrupted {
+                        error: err.to_string(),
+                        restart,
+                        budget: settings.restart_budget,
+                        retry_in,
+                    });
+                    retry_in
+                }
+                None => {
+                    return Err(StackError::StateUnknown {
+                        stack: follow.stack.clone(),
+                        failures: settings.restart_budget + 1,
+                        window: crate::duration::human(settings.restart_window),
+                        last: err,
+                    });
+                }
+            },
+        };
+        let elapsed = began.elapsed();
+        if !state.tracker.is_started() {
+            if let Some(start_timeout) = follow.start_timeout.filter(|t| elapsed >= *t) {
+                let mut result = state.finish(client, began, on_event).await;
+                result.outcome = Outcome::TimedOut;
+                result.failure_reason = Some(format!(
+                    "no operation started on stack {} within {} (start-timeout)",
+                    follow.stack,
+                    crate::duration::human(start_timeout)
+                ));
+                on_event(MonitorEvent::Finished(Outcome::TimedOut));
+                return Ok(result);
+            }
+        }
+        if elapsed >= follow.timeout {
+            let mut result = state.finish(client, began, on_event).await;
+            result.outcome = Outcome::TimedOut;
+            result.failure_reason = Some(format!(
+                "stack {} was still {} after {} (deploy-timeout); the operation goes on in CloudFormation",
+                follow.stack,
+                result.stack_status.as_deref().unwrap_or("in progress"),
+                crate::duration::human(follow.timeout)
+            ));
+            on_event(MonitorEvent::Finished(Outcome::TimedOut));
+            return Ok(result);
+        }
+        let mut delay = delay.min(follow.timeout - elapsed);
+        if let Some(start_timeout) = follow.start_timeout.filter(|_| !state.tracker.is_started()) {
+            delay = delay.min(start_timeout.saturating_sub(elapsed));
+        }
+        tokio::select! {
+            () = tokio::time::sleep(delay) => {}
+            () = cancel.cancelled() => {
+                let mut result = state.finish(client, began, on_event).await;
+                result.outcome = Outcome::Cancelled;
+                result.failure_reason = Some(format!(
+                    "the step was cancelled while stack {} was {}; the operation goes on in CloudFormation",
+                    follow.stack,
+                    result.stack_status.as_deref().unwrap_or("in progress"),
+                ));
+                on_event(MonitorEvent::Finished(Outcome::Cancelled));
+                return Ok(result);
+            }
+        }
+    }
+}
+
+/// The cursors and the tracker of one followed operation.
+struct FollowState {
+    stack: String,
+    tracker: Tracker,
+    root: Cursor,
+    nested: HashMap<String, Cursor>,
+}
+
+impl FollowState {
+    fn new(follow: &Follow) -> Self {
+        let root = match &follow.start {
+            Start::Current => Cursor::current_operation(),
+            Start::After(baseline) => Cursor::after(baseline),
+        };
+        Self {
+            stack: follow.stack.clone(),
+            tracker: Tracker::new(&follow.stack, follow.matcher.clone(), follow.total_hint),
+            root,
+            nested: HashMap::new(),
+        }
+    }
+
+    /// One round of reads; true when something new was seen.
+    async fn poll<F: FnMut(MonitorEvent) + Send>(
+        &mut self,
+        client: &StackClient,
+        on_event: &mut F,
+    ) -> Result<bool, ClientError> {
+        // By id once known: a deleted stack's events are only found by its id.
+        let root_ref = self.tracker.root_id().unwrap_or(&self.stack).to_string();
+        let events = match client.read_new_events(&root_ref, &mut self.root).await {
+            Ok(events) => events,
+            // Not created yet: nothing to read.
+            Err(e) if e.kind == ErrorKind::NotFound && !self.tracker.is_started() => Vec::new(),
+            Err(e) => return Err(e),
+        };
+        let mut news = !events.is_empty();
+        for event in &events {
+            let updates = self.tracker.apply_root(event);
+            self.report(updates, on_event);
+        }
+        for stack_id in self.tracker.nested_to_poll() {
+            let since = self.tracker.nested_since(&stack_id).unwrap_or_else(Utc::now);
+            let cursor = self.nested.entry(stack_id.clone()).or_insert_with(|| Cursor::since(since));
+            let events = client.read_new_events(&stack_id, cursor).await?;
+            news |= !events.is_empty();
+            for event in &events {
+                let updates = self.tracker.apply_nested(&stack_id, event);
+                self.report(updates, on_event);
+            }
+            self.tracker.nested_read(&stack_id);
+        }
+        Ok(news)
+    }
+
+    fn report<F: FnMut(MonitorEvent) + Send>(&self, updates: Vec<Update>, on_event: &mut F) {
+        for update in updates {
+            match update {
+                Update::Started(e) => on_event(MonitorEvent::Started {
+                    stack_id: e.stack_id,
+                    status: e.status,
+                    operation_id: e.operation_id,
+                }),
+                Update::Resource(e) => on_event(MonitorEvent::Resource(e)),
+                Update::Progress { done, total } => on_event(MonitorEvent::Progress { done, total }),
+                Update::RootCause(e) => on_event(MonitorEvent::RootCause {
+                    resource: self.tracker.root_cause_path().unwrap_or(&e.logical_id).to_string(),
+                    reason: e.reason.unwrap_or_default(),
+                }),
+                Update::NestedStack(_) | Update::Finished(_) => {}
+            }
+        }
+    }
+
+    /// The result as it stands; reads the stack once more for its status and outputs.
+    async fn finish<F: FnMut(MonitorEvent) + Send>(
+        &self,
+        client: &StackClient,
+        began: Instant,
+        on_event: &mut F,
+    ) -> StackResult {
+        let stack_ref = self.tracker.root_id().unwrap_or(&self.stack);
+        // Best effort: the events already say how it ended; outputs are a bonus.
+        let info = client.describe_stack(stack_ref).await.ok().flatten();
+        let result = result_of(&self.tracker, info.as_ref(), began.elapsed());
+        if self.tracker.is_finished() {
+            on_event(MonitorEvent::Finished(result.outcome));
+        }
+        result
+    }
+}
+
+/// The result of what `tracker` saw; `info` is the stack now, `elapsed` the time measured here
+/// (used when the operation did not end).
+pub fn result_of(tracker: &Tracker, info: Option<&super::client::StackInfo>, elapsed: Duration) -> StackResult {
+    let start = tracker.started();
+    let end = tracker.end();
+    let end_status = end.map(|e| e.status.clone());
+    let outcome = end_status.as_deref().and_then(status::outcome_of).unwrap_or(Outcome::TimedOut);
+    let duration = match (start, end) {
+        (Some(s), Some(e)) => (e.timestamp - s.timestamp).to_std().unwrap_or_default(),
+        _ => elapsed,
+    };
+    let failed = !matches!(outcome, Outcome::Succeeded | Outcome::NoChanges);
+    let (failure_reason, failed_resource) = match tracker.root_cause() {
+        Some(cause) if failed => (cause.reason.clone(), tracker.root_cause_path().map(str::to_string)),
+        _ if failed && end.is_some() => (info.and_then(|i| i.status_reason.clone()), None),
+        _ => (None, None),
+    };
+    StackResult {
+        outcome,
+        stack_status: end_status.or_else(|| info.map(|i| i.status.clone())).or_else(|| tracker.root_status().map(str::to_string)),
+        stack_id: tracker.root_id().map(str::to_string).or_else(|| info.map(|i| i.stack_id.clone())),
+        operation_id: tracker.operation_id().map(str::to_string),
+        duration,
+        started_at: start.map(|e| e.timestamp),
+        finished_at: end.map(|e| e.timestamp),
+        failure_reason,
+        failed_resource,
+        outputs: info.map(|i| i.outputs.clone()).unwrap_or_default(),
+        resources: tracker.resources(),
+        progress: tracker.progress(),
+    }
+}
+
+/// Mode `monitor`: follows the operation running now, or waits up to `start_timeout` for
+/// the next one to start (a deployer elsewhere: CodePipeline, another job) and follows it.
+pub async fn monitor<F>(
+    client: &StackClient,
+    stack: &str,
+    start_timeout: Duration,
+    deploy_timeout: Duration,
+    settings: &MonitorSettings,
+    cancel: &CancellationToken,
+    on_event: &mut F,
+) -> Result<StackResult, StackError>
+where
+    F: FnMut(MonitorEvent) + Send,
+{
+    // Baseline first, status second: an operation starting between the two is either running
+    // (followed from its start) or after the baseline (found as the next one). Never missed.
+    let baseline = client.baseline(stack).await?;
+    let info = client.describe_stack(stack).await?;
+    let running = info.as_ref().is_some_and(|i| status::is_in_progress(&i.status));
+    let operation_id = info
+        .as_ref()
+        .filter(|_| running)
+        .and_then(|i| i.last_operations.first().map(|(_, id)| id.clone()));
+    let follow_spec = Follow {
+        stack: stack.to_string(),
+        start: if running { Start::Current } else { Start::After(baseline) },
+        matcher: Matcher { operation_id, client_request_token: None },
+        total_hint: None,
+        timeout: deploy_timeout.saturating_add(if running { Duration::ZERO } else { start_timeout }),
+        start_timeout: (!running).then_some(start_timeout),
+        expected_duration: None,
+    };
+    follow(client, follow_spec, settings, cancel, on_event).await
+}
+
+/// What ran on a stack since a baseline (mode `lock`: what the job's later steps deployed).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reconstruction {
+    /// Every operation that ended, oldest first.
+    pub operations: Vec<StackResult>,
+    /// An operation still running now (its status in `stack_status`).
+    pub running: Option<StackResult>,
+    /// The stack now (None: it does not exist).
+    pub stack_status: Option<String>,
+}
+
+/// Reads the operations that ran on `stack` since `baseline` (taken when the lock was
+/// acquired), nested stacks included, with their outcomes, root causes and durations.
+pub async fn reconstruct_since(
+    client: &StackClient,
+    stack: &str,
+    baseline: &Baseline,
+) -> Result<Reconstruction, StackError> {
+    let info = client.describe_stack(stack).await?;
+    let mut cursor = Cursor::after(baseline);
+    let events = match client.read_new_events(stack, &mut cursor).await {
+        Ok(events) => events,
+        Err(e) if e.kind == ErrorKind::NotFound => Vec::new(),
+        Err(e) => return Err(e.into()),
+    };
+    let mut trackers: Vec<Tracker> = Vec::new();
+    let mut current = Tracker::new(stack, Matcher::default(), None);
+    for event in &events {
+        current.apply_root(event);
+        if current.is_finished() {
+            trackers.push(std::mem::replace(&mut current, Tracker::new(stack, Matcher::default(), None)));
+        }
+    }
+    let running = current.is_started().then_some(current);
+    let mut operations = Vec::new();
+    for mut tracker in trackers {
+        read_nested(client, &mut tracker).await?;
+        operations.push(result_of(&tracker, info.as_ref(), Duration::ZERO));
+    }
+    let running = match running {
+        Some(mut tracker) => {
+            read_nested(client, &mut tracker).await?;
+            let mut result = result_of(&tracker, info.as_ref(), Duration::ZERO);
+            result.stack_status = info.as_ref().map(|i| i.status.clone());
+            Some(result)
+        }
+        None => None,
+    };
+    // Outputs are the stack's now: only the last operation gets them.
+    let last = operations.len();
+    for (i, op) in operations.iter_mut().enumerate() {
+        if i + 1 != last || running.is_some() {
+            op.outputs.clear();
+        }
+    }
+    Ok(Reconstruction { operations, running, stack_status: info.map(|i| i.status) })
+}
+
+async fn read_nested(client: &StackClient, tracker: &mut Tracker) -> Result<(), StackError> {
+    // Nested stacks can nest further: read until no new one appears (bounded).
+    let mut cursors: HashMap<String, Cursor> = HashMap::new();
+    for _ in 0..8 {
+        let pending: Vec<String> = tracker.nested_to_poll().into_iter().filter(|id| !cursors.contains_key(id)).collect();
+        if pending.is_empty() {
+            break;
+        }
+        for id in pending {
+            let since = tracker.nested_since(&id).unwrap_or_else(Utc::now);
+            let cursor = cursors.entry(id.clone()).or_insert_with(|| Cursor::since(since));
+            let events = match client.read_new_events(&id, cursor).await {
+                Ok(events) => events,
+                Err(e) if e.kind == ErrorKind::NotFound => Vec::new(),
+                Err(e) => return Err(e.into()),
+            };
+            for event in &events {
+                tracker.apply_nested(&id, event);
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn supervisor_allows_the_budget_within_the_window_then_gives_up() {
+        let mut s = Supervisor {
+            failures: VecDeque::new(),
+            budget: 5,
+            window: Duration::from_secs(300),
+            backoff: Duration::from_secs(2),
+            max_backoff: Duration::from_secs(30),
+            interrupted_at: None,
+        };
+        let t0 = Instant::now();
+        let delays: Vec<_> = (0..5).filter_map(|i| s.failed(t0 + Duration::from_secs(i))).collect();
+        assert_eq!(
+            delays.iter().map(|(n, d)| (*n, d.as_secs())).collect::<Vec<_>>(),
+            [(1, 2), (2, 4), (3, 8), (4, 16), (5, 30)]
+        );
+        assert_eq!(s.failed(t0 + Duration::from_secs(10)), None, "the sixth failure within 5 minutes");
+        // Once the early failures left the window, restarts are allowed again.
+        assert!(s.failed(t0 + Duration::from_secs(302)).is_some());
+    }
+}
