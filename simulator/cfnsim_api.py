@@ -168,7 +168,7 @@ class Api:
             name=cs_name, stack=stack, type=cs_type, template=template, body=body, params=new_params,
             raw_params=params, tags=tags, capabilities=caps, description=params.get("Description"),
             status="CREATE_PENDING", reason=None, exec_status="UNAVAILABLE",
-            creation_time=sim.clock.sim_now(), changes=changes, client_token=token, exec_token=None,
+            creation_time=sim.scheduler.now(), changes=changes, client_token=token, exec_token=None,
         )
         sim.change_sets[cs.id] = cs
         rng = sc.rng_for(sim.scenario.get("seed", 0), stack.path, cs_name, "changeset")

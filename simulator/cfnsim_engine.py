@@ -56,11 +56,18 @@ class Clock:
         self.mono0 = time.monotonic()
 
     def sim_now(self) -> float:
-        return self.real0 + (time.monotonic() - self.mono0) * self.scale
+        return self.sim_at(time.monotonic())
+
+    def sim_at(self, mono: float) -> float:
+        return self.real0 + (mono - self.mono0) * self.scale
 
 
 class Scheduler:
-    """Runs callbacks at simulated delays, one at a time, under the simulation lock."""
+    """Runs callbacks at simulated delays, one at a time, under the simulation lock.
+
+    While a callback runs, `current` is its due time: events it emits are stamped with it and
+    the callbacks it schedules count from it. At a high time scale a millisecond of thread
+    latency is many simulated seconds; this keeps the simulated timeline exact anyway."""
 
     def __init__(self, lock, clock: Clock):
         self.lock = lock
@@ -69,11 +76,13 @@ class Scheduler:
         self.cond = threading.Condition()
         self.seq = itertools.count()
         self.stopped = False
+        self.current = None
         self.thread = threading.Thread(target=self._run, name="cfnsim-scheduler", daemon=True)
         self.thread.start()
 
     def after(self, sim_seconds: float, fn) -> None:
-        due = time.monotonic() + max(0.0, sim_seconds) / self.clock.scale
+        base = self.current if self.current is not None else time.monotonic()
+        due = base + max(0.0, sim_seconds) / self.clock.scale
         with self.cond:
             heapq.heappush(self.heap, (due, next(self.seq), fn))
             self.cond.notify()
@@ -100,12 +109,21 @@ class Scheduler:
                         self.cond.wait()
                 if self.stopped:
                     return
-                _, _, fn = heapq.heappop(self.heap)
+                due, _, fn = heapq.heappop(self.heap)
             with self.lock:
+                self.current = due
                 try:
                     fn()
                 except Exception:  # a bug in one callback must not stop the whole simulation
                     traceback.print_exc(file=sys.stderr)
+                finally:
+                    self.current = None
+
+    def now(self) -> float:
+        """Simulated now: the running callback's due time, else the clock."""
+        if self.current is not None:
+            return self.clock.sim_at(self.current)
+        return self.clock.sim_now()
 
 
 def _rand_suffix(rng: random.Random, n: int = 12) -> str:
@@ -144,7 +162,7 @@ class Stack:
         self.scope = scope or []
         self.status = None
         self.reason = None
-        self.creation_time = sim.clock.sim_now()
+        self.creation_time = sim.scheduler.now()
         self.last_updated = None
         self.deletion_time = None
         self.template = None
@@ -238,7 +256,9 @@ class Sim:
     # ------------------------------------------------------------------ events
     def emit(self, stack: Stack, logical: str, rtype: str, status: str, reason=None, physical=None,
              op=None, stack_level: bool = False) -> Event:
-        ts = self.clock.sim_now()
+        ts = self.scheduler.now()
+        if stack.events:  # a request handler and a late callback may race: never go back in time
+            ts = max(ts, stack.events[-1].ts)
         precision = sc.scope_get(stack.scope, "timestamp_precision_ms", 1) or 1
         ts = (int(ts * 1000) // int(precision)) * int(precision) / 1000.0
         # Same-timestamp groups: the completion events of the listed logical ids all carry the
@@ -498,7 +518,7 @@ class Operation:
             deps = tpl.dependencies(stack.template)
             self.after(self.overhead(), lambda: self.run_phase(items, deps, self._create_done, True))
         elif self.kind == "UPDATE":
-            stack.last_updated = self.sim.clock.sim_now()
+            stack.last_updated = self.sim.scheduler.now()
             self.stack_event("UPDATE_IN_PROGRESS", "User Initiated")
             items = {k: ("create" if a == "Add" else "update") for k, a in self.changes.items() if a != "Remove"}
             deps = tpl.dependencies(stack.template)
@@ -627,7 +647,7 @@ class Operation:
         if status in ("CREATE_COMPLETE", "UPDATE_COMPLETE"):
             stack.outputs = self.sim.compute_outputs(stack)
         if status == "DELETE_COMPLETE":
-            stack.deletion_time = self.sim.clock.sim_now()
+            stack.deletion_time = self.sim.scheduler.now()
         self.done = True
         self.final_status = status
         stack.current_op = None

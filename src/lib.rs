@@ -14,6 +14,7 @@ pub mod correlation;
 pub mod duration;
 pub mod estimate;
 pub mod github;
+pub mod history;
 pub mod lock;
 pub mod main_step;
 pub mod outputs;

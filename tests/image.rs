@@ -427,9 +427,10 @@ async fn create_registry(ddb: &aws_sdk_dynamodb::Client, table: &str) {
 }
 
 /// Every lock item in the table (`sk = LOCK`), whatever the lock key is.
-async fn lock_items(
+async fn registry_items(
     ddb: &aws_sdk_dynamodb::Client,
     table: &str,
+    sk_prefix: &str,
 ) -> Vec<BTreeMap<String, AttributeValue>> {
     let items = ddb
         .scan()
@@ -441,9 +442,46 @@ async fn lock_items(
         .unwrap_or_default();
     items
         .into_iter()
-        .filter(|item| matches!(item.get("sk"), Some(AttributeValue::S(sk)) if sk == "LOCK"))
+        .filter(|item| {
+            matches!(item.get("sk"), Some(AttributeValue::S(sk)) if sk.starts_with(sk_prefix))
+        })
         .map(|item| item.into_iter().collect())
         .collect()
+}
+
+/// The fence number of a lock item.
+fn fence_of(item: &BTreeMap<String, AttributeValue>) -> u64 {
+    match item.get("fence") {
+        Some(AttributeValue::N(n)) => n.parse().expect("numeric fence"),
+        other => panic!("the lock item has no numeric fence: {other:?}"),
+    }
+}
+
+const TABLE: &str = "deploy-coordinator-image-test";
+const STACK: &str = "image-test-stack";
+
+/// moto with the registry table and the stack the lock-mode steps coordinate.
+async fn lock_fixture() -> (Moto, aws_sdk_dynamodb::Client) {
+    let moto = Moto::start();
+    let sdk = moto.sdk().await;
+    let ddb = aws_sdk_dynamodb::Client::new(&sdk);
+    create_registry(&ddb, TABLE).await;
+    create_stack(&aws_sdk_cloudformation::Client::new(&sdk), STACK).await;
+    (moto, ddb)
+}
+
+/// A lock-mode step's environment: its inputs, moto, and the main step's state for a post step.
+fn lock_env(moto: &Moto, main: Option<&StepRun>) -> Vec<(String, String)> {
+    let mut env = inputs(&[
+        ("stack-name", STACK),
+        ("mode", "lock"),
+        ("registry-table", TABLE),
+    ]);
+    env.extend(moto.env());
+    if let Some(main) = main {
+        env.extend(state_env(main));
+    }
+    env
 }
 
 /// A small real stack in moto, so that the action finds the stack it coordinates.
@@ -576,24 +614,10 @@ fn malformed_input_fails_naming_it_and_takes_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs the image: scripts/test builds it"]
 async fn lock_mode_main_then_post_takes_and_releases_the_lock() {
-    let moto = Moto::start();
-    let sdk = moto.sdk().await;
-    let ddb = aws_sdk_dynamodb::Client::new(&sdk);
-    let cfn = aws_sdk_cloudformation::Client::new(&sdk);
-    let table = "deploy-coordinator-image-test";
-    let stack = "image-test-stack";
-    create_registry(&ddb, table).await;
-    create_stack(&cfn, stack).await;
-
+    let (moto, ddb) = lock_fixture().await;
     let job = Job::new();
-    let mut env = inputs(&[
-        ("stack-name", stack),
-        ("mode", "lock"),
-        ("registry-table", table),
-    ]);
-    env.extend(moto.env());
 
-    let main = tokio::task::block_in_place(|| job.run_step(None, &env, &[]));
+    let main = tokio::task::block_in_place(|| job.run_step(None, &lock_env(&moto, None), &[]));
     assert!(main.status.success(), "lock main step: {}", describe(&main));
     assert!(
         commands(&main, "error").is_empty(),
@@ -615,36 +639,23 @@ async fn lock_mode_main_then_post_takes_and_releases_the_lock() {
         .parse()
         .unwrap_or_else(|e| panic!("lock-fence is not a number: {e}"));
     assert!(
-        fence >= 1,
-        "the first acquisition's fence is at least 1, got {fence}"
-    );
-    assert!(
         !main.state.is_empty(),
         "the main step must save state for the post step"
     );
 
-    let held = lock_items(&ddb, table).await;
+    let held = registry_items(&ddb, TABLE, "LOCK").await;
     assert_eq!(
         held.len(),
         1,
-        "exactly one lock is held between main and post: {held:?}"
+        "one lock is held between main and post: {held:?}"
     );
-    match held[0].get("fence") {
-        Some(AttributeValue::N(n)) => assert_eq!(
-            n.parse::<u64>().ok(),
-            Some(fence),
-            "the output fence is the lock's"
-        ),
-        other => panic!("the lock item has no numeric fence: {other:?}"),
-    }
+    assert_eq!(
+        fence_of(&held[0]),
+        fence,
+        "the lock-fence output is the lock's fence"
+    );
 
-    let mut post_env = inputs(&[
-        ("stack-name", stack),
-        ("mode", "lock"),
-        ("registry-table", table),
-    ]);
-    post_env.extend(moto.env());
-    post_env.extend(state_env(&main));
+    let post_env = lock_env(&moto, Some(&main));
     let post = tokio::task::block_in_place(|| job.run_step(Some(POST_ENTRYPOINT), &post_env, &[]));
     assert!(post.status.success(), "lock post step: {}", describe(&post));
     assert!(
@@ -653,7 +664,7 @@ async fn lock_mode_main_then_post_takes_and_releases_the_lock() {
         describe(&post)
     );
     assert!(
-        lock_items(&ddb, table).await.is_empty(),
+        registry_items(&ddb, TABLE, "LOCK").await.is_empty(),
         "the post step must release the lock: {}",
         describe(&post)
     );
@@ -661,4 +672,92 @@ async fn lock_mode_main_then_post_takes_and_releases_the_lock() {
         !main.summary.is_empty() || !post.summary.is_empty(),
         "a job summary is written"
     );
+}
+
+/// Cancelling a waiting job: the runner sends SIGINT to the CLI, which proxies it to the
+/// binary, PID 1 in its container (PID 1 ignores signals it has no handler for). The waiter
+/// must stop before the runner escalates to SIGTERM (7.5 s), withdraw its queue ticket, and
+/// its post step must leave the other job's lock alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the image: scripts/test builds it"]
+async fn cancelled_waiter_stops_on_sigint_and_leaves_the_holders_lock() {
+    let (moto, ddb) = lock_fixture().await;
+    let (holder_job, waiter_job) = (Job::new(), Job::new());
+
+    let holder =
+        tokio::task::block_in_place(|| holder_job.run_step(None, &lock_env(&moto, None), &[]));
+    assert!(
+        holder.status.success(),
+        "holder main step: {}",
+        describe(&holder)
+    );
+    let held = registry_items(&ddb, TABLE, "LOCK").await;
+    assert_eq!(
+        held.len(),
+        1,
+        "the first job holds the lock: {}",
+        describe(&holder)
+    );
+    let fence = fence_of(&held[0]);
+
+    let waiter = waiter_job.start_step(None, &lock_env(&moto, None), &[]);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while registry_items(&ddb, TABLE, "QUEUE#").await.is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "the second job never queued behind the first"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let interrupted = Instant::now();
+    waiter.interrupt();
+    let waiter = tokio::task::block_in_place(|| waiter.finish());
+    let stop = interrupted.elapsed();
+    assert!(
+        stop < Duration::from_millis(7500),
+        "SIGINT took {stop:?} to stop the step (the runner sends SIGTERM at 7.5 s): {}",
+        describe(&waiter)
+    );
+    assert!(
+        !waiter.status.success(),
+        "a cancelled step does not report success: {}",
+        describe(&waiter)
+    );
+    assert!(
+        registry_items(&ddb, TABLE, "QUEUE#").await.is_empty(),
+        "the cancelled waiter must withdraw its queue ticket: {}",
+        describe(&waiter)
+    );
+
+    let waiter_post_env = lock_env(&moto, Some(&waiter));
+    let waiter_post = tokio::task::block_in_place(|| {
+        waiter_job.run_step(Some(POST_ENTRYPOINT), &waiter_post_env, &[])
+    });
+    assert!(
+        waiter_post.status.success(),
+        "the waiter's post step: {}",
+        describe(&waiter_post)
+    );
+    let held = registry_items(&ddb, TABLE, "LOCK").await;
+    assert_eq!(
+        held.len(),
+        1,
+        "the holder's lock must survive the waiter's post step"
+    );
+    assert_eq!(
+        fence_of(&held[0]),
+        fence,
+        "and still be the holder's acquisition"
+    );
+
+    let holder_post_env = lock_env(&moto, Some(&holder));
+    let holder_post = tokio::task::block_in_place(|| {
+        holder_job.run_step(Some(POST_ENTRYPOINT), &holder_post_env, &[])
+    });
+    assert!(
+        holder_post.status.success(),
+        "holder post: {}",
+        describe(&holder_post)
+    );
+    assert!(registry_items(&ddb, TABLE, "LOCK").await.is_empty());
 }

@@ -3,14 +3,14 @@
 //!
 //! Pure: pages of events in, updates out. Two pieces:
 //! - [`Cursor`] reads DescribeStackEvents pages (newest first) and keeps only events not seen
-//!   before. It stops below a time floor instead of at one EventId, and remembers every id at
-//!   or above the floor: events that share a timestamp (CloudFormation writes several in the
-//!   same millisecond, and their order among equals is not guaranteed between calls) are then
-//!   neither dropped nor repeated, and an event that shows up late, a little older than the
-//!   newest seen, is still caught.
-//! - [`Tracker`] takes the new events in chronological order and follows ONE operation: it
-//!   starts at the operation's first stack-level event, follows nested stacks, counts progress,
-//!   picks the root cause, and ends only on the ROOT stack's terminal status.
+//!   before. It reads down to the event that topped the list last time (an event written late
+//!   with an older timestamp still appears above it), then on down to a time floor a little
+//!   below the newest timestamp seen, skipping every id it already has: events that share a
+//!   timestamp, whose order among equals is not guaranteed between calls, are then neither
+//!   dropped nor repeated.
+//! - [`Tracker`] takes the new events in the order CloudFormation wrote them and follows ONE
+//!   operation: it starts at the operation's first stack-level event, follows nested stacks,
+//!   counts progress, picks the root cause, and ends only on the ROOT stack's terminal status.
 //!
 //! Timestamps are CloudFormation's own (one clock); the local clock is never compared with
 //! them, so clock skew on the runner cannot hide or invent events.
@@ -96,13 +96,17 @@ impl Event {
 }
 
 /// Where a stack's event history stood at some moment (when the lock was taken, before a
-/// change set was executed): the newest timestamp and every event id carrying it. Stored in
-/// the step's state so the post step can read what happened since.
+/// change set was executed): the event on top of the list, the newest timestamp and every
+/// event id carrying it. Stored in the step's state so the post step can read what happened
+/// since.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Baseline {
     /// None when the stack did not exist: every event is new.
     pub newest: Option<DateTime<Utc>>,
     pub ids: Vec<String>,
+    /// The first event of the list (newest first).
+    #[serde(default)]
+    pub top: Option<String>,
 }
 
 impl Baseline {
@@ -119,6 +123,7 @@ impl Baseline {
         Self {
             newest: Some(newest),
             ids,
+            top: page.first().map(|e| e.event_id.clone()),
         }
     }
 
@@ -138,6 +143,10 @@ pub enum Scan {
     Done,
 }
 
+/// When the previous top of the list is never met (the stack was replaced), reading stops this
+/// far below the floor instead of going through the whole history.
+const ANCHOR_GIVE_UP: TimeDelta = TimeDelta::hours(1);
+
 /// Reads one stack's event pages and returns only what is new. See the module docs.
 #[derive(Debug, Clone)]
 pub struct Cursor {
@@ -147,52 +156,66 @@ pub struct Cursor {
     min_floor: Option<DateTime<Utc>>,
     /// Ids seen at or above the floor, with their timestamps (for pruning).
     seen: HashMap<String, DateTime<Utc>>,
+    /// The event on top of the list at the previous read, and whether this read passed it.
+    anchor: Option<String>,
+    passed_anchor: bool,
+    /// The top of the list in this read: the next anchor.
+    next_anchor: Option<String>,
     /// Reading back to the newest event that starts an operation (following one that runs).
     until_start: bool,
 }
 
 impl Cursor {
+    fn with(floor: Option<DateTime<Utc>>, anchor: Option<String>, until_start: bool) -> Self {
+        Self {
+            floor,
+            min_floor: floor,
+            seen: HashMap::new(),
+            anchor,
+            passed_anchor: false,
+            next_anchor: None,
+            until_start,
+        }
+    }
+
     /// Only events after `baseline`.
     pub fn after(baseline: &Baseline) -> Self {
-        let seen = match baseline.newest {
-            Some(ts) => baseline.ids.iter().map(|id| (id.clone(), ts)).collect(),
-            None => HashMap::new(),
-        };
-        Self {
-            floor: baseline.newest,
-            min_floor: baseline.newest,
-            seen,
-            until_start: false,
+        let mut cursor = Self::with(baseline.newest, baseline.top.clone(), false);
+        if let Some(ts) = baseline.newest {
+            cursor.seen = baseline.ids.iter().map(|id| (id.clone(), ts)).collect();
         }
+        cursor
     }
 
     /// Events from `since` on (a nested stack, from its parent's first event about it).
     pub fn since(since: DateTime<Utc>) -> Self {
-        let floor = since - NESTED_TOLERANCE;
-        Self {
-            floor: Some(floor),
-            min_floor: Some(floor),
-            seen: HashMap::new(),
-            until_start: false,
-        }
+        Self::with(Some(since - NESTED_TOLERANCE), None, false)
     }
 
     /// Events of the operation running now: reads back to its first stack-level event.
     pub fn current_operation() -> Self {
-        Self {
-            floor: None,
-            min_floor: None,
-            seen: HashMap::new(),
-            until_start: true,
-        }
+        Self::with(None, None, true)
     }
 
     /// Takes the new events of one page (newest first) into `batch`; says whether the next
     /// page is needed.
     pub fn scan_page(&mut self, page: &[Event], batch: &mut Vec<Event>) -> Scan {
+        if self.next_anchor.is_none() {
+            self.next_anchor = page.first().map(|e| e.event_id.clone());
+        }
         for event in page {
-            if self.floor.is_some_and(|floor| event.timestamp < floor) {
-                return Scan::Done;
+            if self.anchor.as_deref() == Some(event.event_id.as_str()) {
+                self.passed_anchor = true;
+            }
+            if let Some(floor) = self.floor {
+                let below = if self.anchor.is_none() || self.passed_anchor {
+                    event.timestamp < floor
+                } else {
+                    event.timestamp < floor - ANCHOR_GIVE_UP
+                };
+                if below {
+                    return Scan::Done;
+                }
             }
             // Pages can overlap when events arrive between two page requests.
             if self.seen.contains_key(&event.event_id) {
@@ -205,19 +228,25 @@ impl Cursor {
                 self.until_start = false;
                 self.floor = Some(event.timestamp);
                 self.min_floor = Some(event.timestamp);
+                self.anchor = None;
             }
         }
         Scan::More
     }
 
-    /// Ends one read: returns the batch in chronological order and moves the floor up.
+    /// Ends one read: returns the batch in the order CloudFormation wrote it (the reverse of
+    /// the list's), and moves the anchor and the floor up.
     pub fn finish(&mut self, mut batch: Vec<Event>) -> Vec<Event> {
-        // Pages are newest first; among equal timestamps the page order is kept, reversed.
         batch.reverse();
-        batch.sort_by_key(|e| e.timestamp);
+        if let Some(top) = self.next_anchor.take() {
+            self.anchor = Some(top);
+        }
+        self.passed_anchor = false;
         if self.until_start {
-            // No start found in the whole history: keep every id, read everything again
-            // next time (only happens while nothing runs).
+            // No start found in the whole history: read everything again next time (only
+            // happens while nothing runs).
+            self.seen.clear();
+            self.anchor = None;
             return batch;
         }
         if let Some(newest) = self.seen.values().max().copied() {
@@ -470,10 +499,10 @@ impl Tracker {
     /// Tells the tracker a nested stack's events were read completely: once its parent's
     /// resource has settled, that read was the last one needed.
     pub fn nested_read(&mut self, stack_id: &str) {
-        if let Some(n) = self.nested.get_mut(stack_id) {
-            if n.parent_settled {
-                n.done = true;
-            }
+        if let Some(n) = self.nested.get_mut(stack_id)
+            && n.parent_settled
+        {
+            n.done = true;
         }
     }
 
@@ -560,10 +589,10 @@ impl Tracker {
             }
             Phase::Running => {}
         }
-        if let (Some(ours), Some(theirs)) = (&nested.operation_id, &event.operation_id) {
-            if ours != theirs {
-                return updates;
-            }
+        if let (Some(ours), Some(theirs)) = (&nested.operation_id, &event.operation_id)
+            && ours != theirs
+        {
+            return updates;
         }
         let path = nested.path.clone();
         updates.push(Update::Resource(event.clone()));
@@ -618,11 +647,15 @@ impl Tracker {
             done: false,
             root,
         });
-        // An event that became visible late must not roll a resource's status back.
-        if event.timestamp >= resource.last_seen {
-            resource.last_seen = event.timestamp;
+        // Events come in the order they were written; only an older "in progress" that
+        // became visible late must not reopen a resource that has finished since.
+        let class = status::classify_resource(&event.status);
+        let stale = class == ResourceClass::InProgress
+            && !resource.in_progress
+            && event.timestamp < resource.last_seen;
+        if !stale {
+            resource.last_seen = resource.last_seen.max(event.timestamp);
             resource.timing.status = event.status.clone();
-            let class = status::classify_resource(&event.status);
             resource.in_progress = class == ResourceClass::InProgress;
             if rolling_back && root {
                 // Undoing it: whatever it had reached no longer counts.
@@ -944,6 +977,69 @@ pub(crate) mod tests {
         let late = ev.res(4.0, "B", "UPDATE_IN_PROGRESS", None);
         let got = read(&mut cursor, &[vec![b, late.clone(), a]]);
         assert_eq!(ids(&got), ids(&[late]));
+    }
+
+    #[test]
+    fn an_event_written_late_with_an_older_timestamp_is_caught_and_applied_in_order() {
+        // CloudFormation can stamp several COMPLETE events with the first one's timestamp
+        // while writing them at their own times: a reader that keeps only events newer than
+        // the last timestamp it saw loses them.
+        let mut ev = Ev::new();
+        let mut cursor = Cursor::after(&Baseline::default());
+        let start = ev.stack(0.0, "CREATE_IN_PROGRESS", Some("User Initiated"));
+        let q1 = ev.res(1.0, "Queue", "CREATE_IN_PROGRESS", None);
+        let q2 = ev.res(5.0, "Queue", "CREATE_COMPLETE", None);
+        let t1 = ev.res(6.0, "Topic", "CREATE_IN_PROGRESS", None);
+        let db = ev.res(30.0, "Db", "CREATE_IN_PROGRESS", None);
+        let first = read(
+            &mut cursor,
+            &[vec![
+                db.clone(),
+                t1.clone(),
+                q2.clone(),
+                q1.clone(),
+                start.clone(),
+            ]],
+        );
+        assert_eq!(
+            ids(&first),
+            ids(&[
+                start.clone(),
+                q1.clone(),
+                q2.clone(),
+                t1.clone(),
+                db.clone()
+            ])
+        );
+        // Written after Db's event, stamped with Queue's completion time.
+        let t2 = ev.res(5.0, "Topic", "CREATE_COMPLETE", None);
+        let second = read(
+            &mut cursor,
+            &[vec![
+                t2.clone(),
+                db.clone(),
+                t1.clone(),
+                q2.clone(),
+                q1,
+                start,
+            ]],
+        );
+        assert_eq!(ids(&second), ids(std::slice::from_ref(&t2)));
+        let mut t = Tracker::new("app", Matcher::default(), Some(3));
+        feed(&mut t, &first);
+        feed(&mut t, &second);
+        let topic = t
+            .resources()
+            .into_iter()
+            .find(|r| r.path == "Topic")
+            .map(|r| r.status);
+        assert_eq!(
+            topic.as_deref(),
+            Some("CREATE_COMPLETE"),
+            "complete, although stamped before it started"
+        );
+        assert_eq!(t.progress(), (2, 3));
+        assert_eq!(t.in_progress().len(), 1);
     }
 
     #[test]

@@ -37,7 +37,11 @@ pub struct Settled {
 #[derive(Debug, Error)]
 pub enum GuardError {
     #[error("stack {stack} was still {status} after waiting {}: someone else is deploying it", crate::duration::human(*waited))]
-    Timeout { stack: String, status: String, waited: Duration },
+    Timeout {
+        stack: String,
+        status: String,
+        waited: Duration,
+    },
     #[error("cancelled while waiting for stack {stack} to settle")]
     Cancelled { stack: String },
     #[error(transparent)]
@@ -63,9 +67,17 @@ where
     let mut transient_failures = 0u32;
     loop {
         let result = match client.describe_stack(stack).await {
-            Ok(None) => return Ok(Settled { status: None, waited: began.elapsed() }),
+            Ok(None) => {
+                return Ok(Settled {
+                    status: None,
+                    waited: began.elapsed(),
+                });
+            }
             Ok(Some(info)) if !status::is_in_progress(&info.status) => {
-                return Ok(Settled { status: Some(info.status), waited: began.elapsed() });
+                return Ok(Settled {
+                    status: Some(info.status),
+                    waited: began.elapsed(),
+                });
             }
             Ok(Some(info)) => {
                 transient_failures = 0;
@@ -79,7 +91,11 @@ where
                     });
                     last_status = Some(info.status);
                 }
-                if changed { PollResult::News } else { PollResult::Quiet }
+                if changed {
+                    PollResult::News
+                } else {
+                    PollResult::Quiet
+                }
             }
             Err(e) if e.kind == ErrorKind::Throttling => PollResult::Throttled,
             // A few network hiccups while waiting are not worth failing the step for.

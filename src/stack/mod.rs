@@ -3,11 +3,23 @@
 //! Pure logic (no I/O, unit-tested): [`status`] (what a status means), [`events`] (which
 //! events are new and what they say), [`poll`] (when to poll next). One thin layer talks to
 //! AWS: [`client`]. On top of them: [`guard`] (wait while someone else deploys), [`deploy`]
-//! (mode `deploy`) and [`monitor`] (follow an operation, modes `monitor` and `lock`).
+//! (mode `deploy`) and [`monitor`] (follow an operation; modes `monitor` and `lock`).
 
 pub mod client;
+pub mod deploy;
 pub mod events;
+pub mod guard;
+pub mod monitor;
 pub mod poll;
 pub mod status;
 
+pub use client::{ClientError, ErrorKind, StackClient, StackInfo};
+pub use deploy::{DeployRequest, deploy};
+pub use events::{Baseline, Event, ResourceTiming};
+pub use guard::{GuardError, SettleWait, Settled, wait_until_settled};
+pub use monitor::{
+    MonitorEvent, MonitorSettings, Reconstruction, StackError, StackResult, monitor,
+    reconstruct_since,
+};
+pub use poll::PollSettings;
 pub use status::Outcome;

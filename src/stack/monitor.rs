@@ -27,22 +27,53 @@ use super::status::{self, Outcome};
 #[derive(Debug, Clone, PartialEq)]
 pub enum MonitorEvent {
     /// Nothing runs yet; waiting up to `timeout` for the next operation to start.
-    Waiting { timeout: Duration },
+    Waiting {
+        timeout: Duration,
+    },
+    /// Mode deploy: the stack was left by a failed first create (ROLLBACK_COMPLETE): it is
+    /// deleted and created again.
+    DeletingFailedStack {
+        stack_id: String,
+    },
+    /// Mode deploy: the change set is ready with this many resource changes.
+    ChangeSetCreated {
+        name: String,
+        changes: u32,
+    },
     /// The operation started (its first stack-level event).
-    Started { stack_id: String, status: String, operation_id: Option<String> },
+    Started {
+        stack_id: String,
+        status: String,
+        operation_id: Option<String>,
+    },
     /// An event of the operation, root or nested stack. Its texts come from AWS: sanitize
     /// them before logging.
     Resource(Event),
     /// Completed resources out of the expected total (goes down during a rollback).
-    Progress { done: u32, total: u32 },
+    Progress {
+        done: u32,
+        total: u32,
+    },
     /// The failed resource (`Nested/Logical` inside nested stacks) and why.
-    RootCause { resource: String, reason: String },
+    RootCause {
+        resource: String,
+        reason: String,
+    },
     /// CloudFormation throttles us: polling slows down.
-    Throttled { next_poll: Duration },
+    Throttled {
+        next_poll: Duration,
+    },
     /// Following failed; it restarts after `retry_in` (restart `restart` of `budget`).
-    Interrupted { error: String, restart: u32, budget: u32, retry_in: Duration },
+    Interrupted {
+        error: String,
+        restart: u32,
+        budget: u32,
+        retry_in: Duration,
+    },
     /// Following works again after a gap.
-    Resumed { gap: Duration },
+    Resumed {
+        gap: Duration,
+    },
     Finished(Outcome),
 }
 
@@ -88,6 +119,9 @@ pub struct StackResult {
     pub resources: Vec<ResourceTiming>,
     /// Resources done / expected when it ended.
     pub progress: (u32, u32),
+    /// The step must fail: the outcome is not a success, or an empty change set with
+    /// `fail-on-empty-changeset`.
+    pub fail_step: bool,
 }
 
 impl StackResult {
@@ -106,6 +140,7 @@ impl StackResult {
             outputs: stack.map(|s| s.outputs.clone()).unwrap_or_default(),
             resources: Vec::new(),
             progress: (0, 0),
+            fail_step: !outcome.is_success(),
         }
     }
 }
@@ -118,16 +153,28 @@ pub enum StackError {
         "the deployment's state is unknown: following stack {stack} failed {failures} times within {window}, \
          last error: {last}. Check the stack in the CloudFormation console before deploying again"
     )]
-    StateUnknown { stack: String, failures: u32, window: String, last: ClientError },
+    StateUnknown {
+        stack: String,
+        failures: u32,
+        window: String,
+        last: ClientError,
+    },
     #[error("template {path}: {source}")]
-    Template { path: String, source: std::io::Error },
+    Template {
+        path: String,
+        source: std::io::Error,
+    },
     #[error(
         "template {path} is {size} bytes; CloudFormation accepts at most 51,200 bytes inline: upload it to S3 \
          and pass its https URL as `template`"
     )]
     TemplateTooLarge { path: String, size: usize },
     #[error("change set {name} on stack {stack} failed: {reason}")]
-    ChangeSetFailed { stack: String, name: String, reason: String },
+    ChangeSetFailed {
+        stack: String,
+        name: String,
+        reason: String,
+    },
     #[error("stack {stack} cannot be deployed: {problem}")]
     BadState { stack: String, problem: String },
     #[error("cancelled")]
@@ -171,7 +218,11 @@ struct Supervisor {
 impl Supervisor {
     /// Records a failure; the delay before the restart, or None when the budget is spent.
     fn failed(&mut self, now: Instant) -> Option<(u32, Duration)> {
-        while self.failures.front().is_some_and(|t| now.duration_since(*t) > self.window) {
+        while self
+            .failures
+            .front()
+            .is_some_and(|t| now.duration_since(*t) > self.window)
+        {
             self.failures.pop_front();
         }
         let count = u32::try_from(self.failures.len()).unwrap_or(u32::MAX);
@@ -180,7 +231,10 @@ impl Supervisor {
         }
         self.failures.push_back(now);
         self.interrupted_at.get_or_insert(now);
-        let delay = self.backoff.saturating_mul(1 << count.min(16)).min(self.max_backoff);
+        let delay = self
+            .backoff
+            .saturating_mul(1 << count.min(16))
+            .min(self.max_backoff);
         Some((count + 1, delay))
     }
 }
@@ -216,7 +270,9 @@ where
         let delay = match state.poll(client, on_event).await {
             Ok(news) => {
                 if let Some(since) = supervisor.interrupted_at.take() {
-                    on_event(MonitorEvent::Resumed { gap: since.elapsed() });
+                    on_event(MonitorEvent::Resumed {
+                        gap: since.elapsed(),
+                    });
                 }
                 if state.tracker.is_started() && started_here.is_none() {
                     started_here = Some(Instant::now());
@@ -228,8 +284,18 @@ where
                     .expected_duration
                     .zip(started_here)
                     .map(|(expected, at)| expected.saturating_sub(at.elapsed()));
-                let hint = Hint { imminent: state.tracker.end_is_imminent(), expected_in };
-                let delay = schedule.next(if news { PollResult::News } else { PollResult::Quiet }, hint);
+                let hint = Hint {
+                    imminent: state.tracker.end_is_imminent(),
+                    expected_in,
+                };
+                let delay = schedule.next(
+                    if news {
+                        PollResult::News
+                    } else {
+                        PollResult::Quiet
+                    },
+                    hint,
+                );
                 if state.tracker.is_started() {
                     delay
                 } else {
@@ -264,22 +330,24 @@ where
             },
         };
         let elapsed = began.elapsed();
-        if !state.tracker.is_started() {
-            if let Some(start_timeout) = follow.start_timeout.filter(|t| elapsed >= *t) {
-                let mut result = state.finish(client, began, on_event).await;
-                result.outcome = Outcome::TimedOut;
-                result.failure_reason = Some(format!(
-                    "no operation started on stack {} within {} (start-timeout)",
-                    follow.stack,
-                    crate::duration::human(start_timeout)
-                ));
-                on_event(MonitorEvent::Finished(Outcome::TimedOut));
-                return Ok(result);
-            }
+        if !state.tracker.is_started()
+            && let Some(start_timeout) = follow.start_timeout.filter(|t| elapsed >= *t)
+        {
+            let mut result = state.finish(client, began, on_event).await;
+            result.outcome = Outcome::TimedOut;
+            result.fail_step = true;
+            result.failure_reason = Some(format!(
+                "no operation started on stack {} within {} (start-timeout)",
+                follow.stack,
+                crate::duration::human(start_timeout)
+            ));
+            on_event(MonitorEvent::Finished(Outcome::TimedOut));
+            return Ok(result);
         }
         if elapsed >= follow.timeout {
             let mut result = state.finish(client, began, on_event).await;
             result.outcome = Outcome::TimedOut;
+            result.fail_step = true;
             result.failure_reason = Some(format!(
                 "stack {} was still {} after {} (deploy-timeout); the operation goes on in CloudFormation",
                 follow.stack,
@@ -298,6 +366,7 @@ where
             () = cancel.cancelled() => {
                 let mut result = state.finish(client, began, on_event).await;
                 result.outcome = Outcome::Cancelled;
+                result.fail_step = true;
                 result.failure_reason = Some(format!(
                     "the step was cancelled while stack {} was {}; the operation goes on in CloudFormation",
                     follow.stack,
@@ -352,8 +421,14 @@ impl FollowState {
             self.report(updates, on_event);
         }
         for stack_id in self.tracker.nested_to_poll() {
-            let since = self.tracker.nested_since(&stack_id).unwrap_or_else(Utc::now);
-            let cursor = self.nested.entry(stack_id.clone()).or_insert_with(|| Cursor::since(since));
+            let since = self
+                .tracker
+                .nested_since(&stack_id)
+                .unwrap_or_else(Utc::now);
+            let cursor = self
+                .nested
+                .entry(stack_id.clone())
+                .or_insert_with(|| Cursor::since(since));
             let events = client.read_new_events(&stack_id, cursor).await?;
             news |= !events.is_empty();
             for event in &events {
@@ -374,9 +449,15 @@ impl FollowState {
                     operation_id: e.operation_id,
                 }),
                 Update::Resource(e) => on_event(MonitorEvent::Resource(e)),
-                Update::Progress { done, total } => on_event(MonitorEvent::Progress { done, total }),
+                Update::Progress { done, total } => {
+                    on_event(MonitorEvent::Progress { done, total })
+                }
                 Update::RootCause(e) => on_event(MonitorEvent::RootCause {
-                    resource: self.tracker.root_cause_path().unwrap_or(&e.logical_id).to_string(),
+                    resource: self
+                        .tracker
+                        .root_cause_path()
+                        .unwrap_or(&e.logical_id)
+                        .to_string(),
                     reason: e.reason.unwrap_or_default(),
                 }),
                 Update::NestedStack(_) | Update::Finished(_) => {}
@@ -404,25 +485,40 @@ impl FollowState {
 
 /// The result of what `tracker` saw; `info` is the stack now, `elapsed` the time measured here
 /// (used when the operation did not end).
-pub fn result_of(tracker: &Tracker, info: Option<&super::client::StackInfo>, elapsed: Duration) -> StackResult {
+pub fn result_of(
+    tracker: &Tracker,
+    info: Option<&super::client::StackInfo>,
+    elapsed: Duration,
+) -> StackResult {
     let start = tracker.started();
     let end = tracker.end();
     let end_status = end.map(|e| e.status.clone());
-    let outcome = end_status.as_deref().and_then(status::outcome_of).unwrap_or(Outcome::TimedOut);
+    let outcome = end_status
+        .as_deref()
+        .and_then(status::outcome_of)
+        .unwrap_or(Outcome::TimedOut);
     let duration = match (start, end) {
         (Some(s), Some(e)) => (e.timestamp - s.timestamp).to_std().unwrap_or_default(),
         _ => elapsed,
     };
     let failed = !matches!(outcome, Outcome::Succeeded | Outcome::NoChanges);
     let (failure_reason, failed_resource) = match tracker.root_cause() {
-        Some(cause) if failed => (cause.reason.clone(), tracker.root_cause_path().map(str::to_string)),
+        Some(cause) if failed => (
+            cause.reason.clone(),
+            tracker.root_cause_path().map(str::to_string),
+        ),
         _ if failed && end.is_some() => (info.and_then(|i| i.status_reason.clone()), None),
         _ => (None, None),
     };
     StackResult {
         outcome,
-        stack_status: end_status.or_else(|| info.map(|i| i.status.clone())).or_else(|| tracker.root_status().map(str::to_string)),
-        stack_id: tracker.root_id().map(str::to_string).or_else(|| info.map(|i| i.stack_id.clone())),
+        stack_status: end_status
+            .or_else(|| info.map(|i| i.status.clone()))
+            .or_else(|| tracker.root_status().map(str::to_string)),
+        stack_id: tracker
+            .root_id()
+            .map(str::to_string)
+            .or_else(|| info.map(|i| i.stack_id.clone())),
         operation_id: tracker.operation_id().map(str::to_string),
         duration,
         started_at: start.map(|e| e.timestamp),
@@ -432,6 +528,7 @@ pub fn result_of(tracker: &Tracker, info: Option<&super::client::StackInfo>, ela
         outputs: info.map(|i| i.outputs.clone()).unwrap_or_default(),
         resources: tracker.resources(),
         progress: tracker.progress(),
+        fail_step: !outcome.is_success(),
     }
 }
 
@@ -453,17 +550,30 @@ where
     // (followed from its start) or after the baseline (found as the next one). Never missed.
     let baseline = client.baseline(stack).await?;
     let info = client.describe_stack(stack).await?;
-    let running = info.as_ref().is_some_and(|i| status::is_in_progress(&i.status));
+    let running = info
+        .as_ref()
+        .is_some_and(|i| status::is_in_progress(&i.status));
     let operation_id = info
         .as_ref()
         .filter(|_| running)
         .and_then(|i| i.last_operations.first().map(|(_, id)| id.clone()));
     let follow_spec = Follow {
         stack: stack.to_string(),
-        start: if running { Start::Current } else { Start::After(baseline) },
-        matcher: Matcher { operation_id, client_request_token: None },
+        start: if running {
+            Start::Current
+        } else {
+            Start::After(baseline)
+        },
+        matcher: Matcher {
+            operation_id,
+            client_request_token: None,
+        },
         total_hint: None,
-        timeout: deploy_timeout.saturating_add(if running { Duration::ZERO } else { start_timeout }),
+        timeout: deploy_timeout.saturating_add(if running {
+            Duration::ZERO
+        } else {
+            start_timeout
+        }),
         start_timeout: (!running).then_some(start_timeout),
         expected_duration: None,
     };
@@ -500,7 +610,10 @@ pub async fn reconstruct_since(
     for event in &events {
         current.apply_root(event);
         if current.is_finished() {
-            trackers.push(std::mem::replace(&mut current, Tracker::new(stack, Matcher::default(), None)));
+            trackers.push(std::mem::replace(
+                &mut current,
+                Tracker::new(stack, Matcher::default(), None),
+            ));
         }
     }
     let running = current.is_started().then_some(current);
@@ -525,20 +638,30 @@ pub async fn reconstruct_since(
             op.outputs.clear();
         }
     }
-    Ok(Reconstruction { operations, running, stack_status: info.map(|i| i.status) })
+    Ok(Reconstruction {
+        operations,
+        running,
+        stack_status: info.map(|i| i.status),
+    })
 }
 
 async fn read_nested(client: &StackClient, tracker: &mut Tracker) -> Result<(), StackError> {
     // Nested stacks can nest further: read until no new one appears (bounded).
     let mut cursors: HashMap<String, Cursor> = HashMap::new();
     for _ in 0..8 {
-        let pending: Vec<String> = tracker.nested_to_poll().into_iter().filter(|id| !cursors.contains_key(id)).collect();
+        let pending: Vec<String> = tracker
+            .nested_to_poll()
+            .into_iter()
+            .filter(|id| !cursors.contains_key(id))
+            .collect();
         if pending.is_empty() {
             break;
         }
         for id in pending {
             let since = tracker.nested_since(&id).unwrap_or_else(Utc::now);
-            let cursor = cursors.entry(id.clone()).or_insert_with(|| Cursor::since(since));
+            let cursor = cursors
+                .entry(id.clone())
+                .or_insert_with(|| Cursor::since(since));
             let events = match client.read_new_events(&id, cursor).await {
                 Ok(events) => events,
                 Err(e) if e.kind == ErrorKind::NotFound => Vec::new(),
@@ -567,12 +690,21 @@ mod tests {
             interrupted_at: None,
         };
         let t0 = Instant::now();
-        let delays: Vec<_> = (0..5).filter_map(|i| s.failed(t0 + Duration::from_secs(i))).collect();
+        let delays: Vec<_> = (0..5)
+            .filter_map(|i| s.failed(t0 + Duration::from_secs(i)))
+            .collect();
         assert_eq!(
-            delays.iter().map(|(n, d)| (*n, d.as_secs())).collect::<Vec<_>>(),
+            delays
+                .iter()
+                .map(|(n, d)| (*n, d.as_secs()))
+                .collect::<Vec<_>>(),
             [(1, 2), (2, 4), (3, 8), (4, 16), (5, 30)]
         );
-        assert_eq!(s.failed(t0 + Duration::from_secs(10)), None, "the sixth failure within 5 minutes");
+        assert_eq!(
+            s.failed(t0 + Duration::from_secs(10)),
+            None,
+            "the sixth failure within 5 minutes"
+        );
         // Once the early failures left the window, restarts are allowed again.
         assert!(s.failed(t0 + Duration::from_secs(302)).is_some());
     }

@@ -1,0 +1,1 @@
+//! Deployment history (being written).
