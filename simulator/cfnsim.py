@@ -137,11 +137,7 @@ class Server:
     def set_scenario(self, doc: dict) -> None:
         scenario = sc.Scenario(doc)
         with self.sim.lock:
-            self.sim.scenario = scenario
-            # Existing top-level stacks pick up the new per-stack settings for later operations.
-            for stack in self.sim.stacks.values():
-                if stack.parent is None:
-                    stack.scope = scenario.root_scope(stack.name)
+            self.sim.scenario = scenario  # stacks compute their settings from it on use
         self.chaos.load(scenario)
 
     # -------------------------------------------------------------- admin
@@ -203,6 +199,9 @@ class Server:
 def make_handler(server: Server):
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        # Headers and body go out in two writes: with Nagle on, keep-alive clients wait for a
+        # delayed ACK (~40 ms) on every request.
+        disable_nagle_algorithm = True
 
         def log_message(self, fmt, *args):  # quiet unless asked: tests read our stdout/stderr
             if server.verbose:

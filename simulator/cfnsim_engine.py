@@ -151,15 +151,15 @@ class Resource:
 
 
 class Stack:
-    def __init__(self, sim, name: str, parent=None, scope=None):
+    def __init__(self, sim, name: str, parent=None, parent_logical=None):
         self.sim = sim
         self.name = name
         self.id = f"arn:aws:cloudformation:{sim.region}:{ACCOUNT}:stack/{name}/{uuid.uuid4()}"
         self.parent = parent
         self.root = parent.root if parent else self
         # A stable name for seeding: nested stacks get random names, their path does not.
-        self.path = name
-        self.scope = scope or []
+        self.path = f"{parent.path}/{parent_logical}" if parent else name
+        self.parent_logical = parent_logical
         self.status = None
         self.reason = None
         self.creation_time = sim.scheduler.now()
@@ -181,6 +181,14 @@ class Stack:
         self.pending: list = []
         self.change_set_id = None
         self.terminal_events: list = []
+
+    @property
+    def scope(self) -> list:
+        """Scenario layers for this stack, computed on use so /_sim/scenario applies at once."""
+        if self.parent is None:
+            return self.sim.scenario.root_scope(self.name)
+        parent_scope = self.parent.scope
+        return parent_scope + [sc.nested_config(parent_scope, self.parent_logical)]
 
     @property
     def deleted(self) -> bool:
@@ -311,17 +319,15 @@ class Sim:
         return event
 
     # ------------------------------------------------------------------ stacks
-    def new_stack(self, name: str, parent=None, scope=None) -> Stack:
-        stack = Stack(self, name, parent, scope if scope is not None else self.scenario.root_scope(name))
+    def new_stack(self, name: str, parent=None, parent_logical=None) -> Stack:
+        stack = Stack(self, name, parent, parent_logical)
         self.stacks[stack.id] = stack
         return stack
 
     def new_child(self, parent: Stack, logical: str) -> Stack:
         cfg = sc.nested_config(parent.scope, logical)
         rng = random.Random()
-        child = self.new_stack(f"{parent.name}-{logical}-{_rand_suffix(rng)}", parent=parent,
-                               scope=parent.scope + [cfg])
-        child.path = f"{parent.path}/{logical}"
+        child = self.new_stack(f"{parent.name}-{logical}-{_rand_suffix(rng)}", parent=parent, parent_logical=logical)
         template = cfg.get("template") or {
             "Resources": {"Resource": {"Type": "AWS::CloudFormation::WaitConditionHandle"}}}
         body = json.dumps(template)
@@ -360,11 +366,10 @@ class Sim:
         return outputs
 
     def start_operation(self, stack: Stack, kind: str, token=None, disable_rollback=False, changes=None,
-                        old=None, change_set=None, op_type=None, cancel_reason=None):
+                        old=None, change_set=None):
         op = Operation(self, stack, kind, token, disable_rollback, changes or {}, old, change_set)
-        op_type = op_type or {"CREATE": "CREATE_STACK", "UPDATE": "UPDATE_STACK", "DELETE": "DELETE_STACK",
-                              "UPDATE_ROLLBACK": "ROLLBACK"}[kind]
-        op.op_type = op_type
+        op.op_type = {"CREATE": "CREATE_STACK", "UPDATE": "UPDATE_STACK", "DELETE": "DELETE_STACK",
+                      "UPDATE_ROLLBACK": "ROLLBACK"}[kind]
         stack.operations.append(op)
         stack.current_op = op
         op.start()
@@ -530,7 +535,7 @@ class Operation:
             deps = self._reverse_deps(stack.template)
             self.after(self.overhead(), lambda: self.run_phase(items, deps, self._delete_done, False))
         elif self.kind == "UPDATE_ROLLBACK":
-            self._update_rollback(self.cancel_reason or "Rollback requested by parent stack")
+            self._update_rollback("Rollback requested by parent stack")
         else:  # pragma: no cover - programming error
             raise ValueError(self.kind)
 

@@ -30,7 +30,7 @@ NO_RETRY = botocore.config.Config(retries={"total_max_attempts": 1, "mode": "sta
 class Sim:
     """A simulator process on a free port; stopped on exit (and on our death via stdin EOF)."""
 
-    def __init__(self, scenario: dict | None = None, time_scale: float = 50.0):
+    def __init__(self, scenario: dict | None = None, time_scale: float = 100.0):
         self.scenario_file = tempfile.NamedTemporaryFile("w", suffix=".json", delete=False)
         json.dump(scenario or {}, self.scenario_file)
         self.scenario_file.close()
@@ -189,7 +189,7 @@ class TemplateTest(unittest.TestCase):
 
 class CreateTest(unittest.TestCase):
     def test_create_via_change_set_plays_cloudformation_event_sequence(self):
-        with Sim({**FAST, "change_set_seconds": 20}) as sim:
+        with Sim({**FAST, "change_set_seconds": 60}) as sim:
             cf = sim.client()
             r = cf.create_change_set(StackName="app", ChangeSetName="cs1", ChangeSetType="CREATE",
                                      TemplateBody=TEMPLATE, Capabilities=["CAPABILITY_IAM"],
@@ -323,6 +323,20 @@ class FailureTest(unittest.TestCase):
                 cf.update_stack(StackName="rb", UsePreviousTemplate=True, Capabilities=["CAPABILITY_IAM"])
             self.assertIn("ROLLBACK_COMPLETE state and can not be updated", str(ctx.exception))
 
+    def test_delete_failure_during_rollback_ends_in_rollback_failed(self):
+        scenario = {**self.SCENARIO, "resources": {**self.SCENARIO["resources"],
+                                                   "Bucket": {"duration": 5, "fail_delete": "Bucket is not empty"}}}
+        with Sim(scenario) as sim:
+            cf = sim.client()
+            deploy(cf, "rf")
+            stack = wait_stack(cf, "rf")
+            self.assertEqual(stack["StackStatus"], "ROLLBACK_FAILED")
+            self.assertEqual(stack["StackStatusReason"], "The following resource(s) failed to delete: [Bucket]. ")
+            events, _ = all_events(cf, "rf")
+            failed = [e for e in events if e["ResourceStatus"] == "DELETE_FAILED"]
+            self.assertEqual([(e["LogicalResourceId"], e["ResourceStatusReason"]) for e in failed],
+                             [("Bucket", "Bucket is not empty")])
+
     def test_disable_rollback_leaves_create_failed(self):
         with Sim(self.SCENARIO) as sim:
             cf = sim.client()
@@ -415,7 +429,7 @@ class FailureTest(unittest.TestCase):
                               for c in cs["Changes"]], [("Modify", "Fn")])
 
     def test_validation_errors_match_cloudformation(self):
-        with Sim({**FAST, "change_set_seconds": 60}) as sim:
+        with Sim({**FAST, "change_set_seconds": 600}) as sim:
             cf = sim.client()
             with self.assertRaises(botocore.exceptions.ClientError) as ctx:
                 cf.create_change_set(StackName="caps", ChangeSetName="c", ChangeSetType="CREATE",
@@ -533,20 +547,79 @@ class NestedTest(unittest.TestCase):
                             seq.index((child["StackName"], "DELETE_COMPLETE")))
 
 
+    def test_nested_update_failure_rolls_back_child_and_parent(self):
+        nested = {**self.NESTED, "update_changes": ["Subnet"]}
+        with Sim({**FAST, "nested": {"Network": nested}}) as sim:
+            cf = sim.client()
+            cf.create_stack(StackName="root", TemplateBody=self.PARENT)
+            wait_stack(cf, "root")
+            # The scenario changes between operations; the existing child stack follows it.
+            sim.admin("scenario", {**FAST, "nested": {"Network": {
+                **nested, "resources": {"Subnet": {"fail_update": "Subnet update broke"}}}}})
+            r = cf.update_stack(StackName="root", TemplateBody=self.PARENT.replace("s3/x", "s3/y"),
+                                ClientRequestToken="u1")
+            stack = wait_stack(cf, "root")
+            self.assertEqual(stack["StackStatus"], "UPDATE_ROLLBACK_COMPLETE")
+            events, _ = all_events(cf, "root")
+            mine = [e for e in events if e.get("OperationId") == r["OperationId"]]
+            seq = brief(mine)
+            failed = mine[seq.index(("Network", "UPDATE_FAILED"))]
+            child_arn = failed["PhysicalResourceId"]
+            self.assertEqual(failed["ResourceStatusReason"],
+                             f"Embedded stack {child_arn} was not successfully updated. Currently in "
+                             "UPDATE_ROLLBACK_IN_PROGRESS with reason: The following resource(s) failed to "
+                             "update: [Subnet]. ")
+            self.assertEqual(seq[-1], ("root", "UPDATE_ROLLBACK_COMPLETE"))
+            child_events, _ = all_events(cf, child_arn)
+            child = [e for e in child_events if e.get("ClientRequestToken") == "u1"]
+            name = child[0]["StackName"]
+            child_seq = brief(child)
+            self.assertEqual(child_seq[-1], (name, "UPDATE_ROLLBACK_COMPLETE"))
+            child_done = child[-1]["Timestamp"]
+            self.assertLess(child_done, mine[-1]["Timestamp"])
+            self.assertIn(("Subnet", "UPDATE_FAILED"), child_seq)
+
+
 class TimingTest(unittest.TestCase):
-    def test_same_timestamp_group(self):
-        scenario = {**FAST, "defaults": {"duration": 10},
+    def test_same_timestamp_group_defeats_clients_that_dedupe_by_timestamp(self):
+        scenario = {**FAST, "resources": {"A": {"duration": 10}, "B": {"duration": 30}, "C": {"duration": 50}},
                     "same_timestamp_groups": [["A", "B", "C", "same"]]}
         resources = {k: {"Type": "AWS::SNS::Topic"} for k in "ABC"}
-        with Sim(scenario) as sim:
+        with Sim(scenario, time_scale=20) as sim:
             cf = sim.client()
             cf.create_stack(StackName="same", TemplateBody=json.dumps({"Resources": resources}))
-            wait_stack(cf, "same")
+            by_id, by_time, newest = {}, [], None
+            while True:
+                page = cf.describe_stack_events(StackName="same")["StackEvents"]
+                for e in page:
+                    by_id.setdefault(e["EventId"], e)
+                fresh = [e for e in page if newest is None or e["Timestamp"] > newest]
+                by_time.extend(fresh)
+                if fresh:
+                    newest = max(e["Timestamp"] for e in fresh)
+                if cf.describe_stacks(StackName="same")["Stacks"][0]["StackStatus"] == "CREATE_COMPLETE":
+                    break
+                time.sleep(0.05)
             events, _ = all_events(cf, "same")
             done = [e for e in events if e["ResourceStatus"] == "CREATE_COMPLETE"]
             self.assertEqual(len(done), 4)
             self.assertEqual(len({e["Timestamp"] for e in done}), 1)
             self.assertEqual(len({e["EventId"] for e in done}), 4)
+            # B and C complete 20 and 40 simulated seconds after A but carry A's timestamp: a
+            # client that keeps "events newer than the last one seen" never sees them.
+            self.assertEqual(len(by_id), len(events))
+            missed = {e["LogicalResourceId"] for e in events} - {
+                e["LogicalResourceId"] for e in by_time if e["ResourceStatus"] == "CREATE_COMPLETE"}
+            self.assertTrue({"B", "C"} <= missed, missed)
+
+    def test_timestamp_precision_makes_events_share_a_second(self):
+        with Sim({**FAST, "timestamp_precision_ms": 1000}) as sim:
+            cf = sim.client()
+            cf.create_stack(StackName="sec", TemplateBody=TEMPLATE, Capabilities=["CAPABILITY_IAM"])
+            wait_stack(cf, "sec")
+            events, _ = all_events(cf, "sec")
+            self.assertTrue(all(e["Timestamp"].microsecond == 0 for e in events))
+            self.assertLess(len({e["Timestamp"] for e in events}), len(events))
 
     def test_time_scale_plays_simulated_minutes_in_real_seconds(self):
         scenario = {"seed": 2, "change_set_seconds": 5,
@@ -607,6 +680,22 @@ class ChaosTest(unittest.TestCase):
             # boto3's own retry handles the burst like real throttling.
             sim.admin("fault?kind=throttle&count=2&action=DescribeStacks", {})
             self.assertEqual(sim.client().describe_stacks()["Stacks"], [])
+
+    def test_max_per_second_throttles_fast_pollers_only(self):
+        with Sim({"throttle": {"max_per_second": 3, "actions": ["DescribeStacks"]}}) as sim:
+            cf = sim.client(NO_RETRY)
+            outcomes = []
+            for _ in range(6):
+                try:
+                    cf.describe_stacks()
+                    outcomes.append("ok")
+                except botocore.exceptions.ClientError as e:
+                    outcomes.append(e.response["Error"]["Code"])
+            self.assertEqual(outcomes[:3], ["ok"] * 3)
+            self.assertIn("Throttling", outcomes[3:])
+            time.sleep(1.1)
+            cf.describe_stacks()  # a patient poller is not throttled
+            self.assertEqual(sim.admin("stats")["throttled"]["DescribeStacks"], outcomes.count("Throttling"))
 
     def test_faults_500_hang_and_applied_before_failure(self):
         with Sim(FAST) as sim:

@@ -23,3 +23,4 @@ pub mod registry;
 pub mod shutdown;
 pub mod slack;
 pub mod stack;
+pub mod summary;

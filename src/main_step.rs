@@ -28,7 +28,11 @@ use crate::lock::{
 };
 use crate::outputs::state;
 use crate::registry::Registry;
-use crate::{aws, correlation, duration, github};
+use crate::stack::{
+    self, DeployRequest, GuardError, MonitorEvent, MonitorSettings, PollSettings, StackClient,
+    StackError, StackResult,
+};
+use crate::{aws, correlation, duration, github, summary};
 
 /// Runs the main step with this process's environment.
 pub async fn run(ctx: RunContext) -> ExitCode {
@@ -92,22 +96,21 @@ struct Step {
     write_failed: AtomicBool,
 }
 
-/// What the step ended with, for the `outcome` output.
+/// What the step ended with: the `outcome` output, and whether the step fails.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Outcome {
-    Succeeded,
-    TimedOut,
-    Cancelled,
-    Failed,
+struct Ending {
+    outcome: stack::Outcome,
+    fail: bool,
+    /// The monitor gave up: nobody knows whether the operation still runs.
+    state_unknown: bool,
 }
 
-impl Outcome {
-    fn as_str(self) -> &'static str {
-        match self {
-            Outcome::Succeeded => "succeeded",
-            Outcome::TimedOut => "timed-out",
-            Outcome::Cancelled => "cancelled",
-            Outcome::Failed => "failed",
+impl Ending {
+    fn of(outcome: stack::Outcome) -> Self {
+        Ending {
+            outcome,
+            fail: !outcome.is_success(),
+            state_unknown: false,
         }
     }
 }
@@ -151,44 +154,247 @@ impl Step {
         // 3. The lock.
         let coordination = match self.take_lock(&sdk).await {
             Ok(c) => c,
-            Err(outcome) => return self.finish(outcome),
+            Err(ending) => return self.finish(ending),
         };
 
-        // 5. Mode lock: the job's later steps deploy; the post step releases.
-        match config.mode {
-            Mode::Lock => {
-                let line = match &coordination {
-                    Coordination::Locked { record, .. } => format!(
-                        "Lock `{}` held (fence {}) until the post step of this job; later steps deploy.",
-                        config.lock_key, record.fence
-                    ),
-                    Coordination::Fallback => format!(
-                        "Registry unavailable: lock `{}` NOT taken; CloudFormation-only coordination.",
-                        config.lock_key
-                    ),
-                };
-                self.summary(&format!(
-                    "### deploy-coordinator `{}`\n\n{line}\n",
-                    self.correlation_id
-                ));
-                self.finish(Outcome::Succeeded)
-            }
+        // 4. Someone may be deploying this stack outside the lock (a console user, a pipeline
+        // that does not use the lock): wait until the stack is settled.
+        let stacks = StackClient::from_conf(&sdk);
+        if let Err(ending) = self.wait_for_stack(&stacks).await {
+            self.release_if_locked(&coordination).await;
+            return self.finish(ending);
+        }
+
+        // 5. The work itself.
+        let ending = match config.mode {
+            Mode::Lock => self.hand_over(&stacks, &coordination).await,
             Mode::Deploy | Mode::Monitor => {
-                let outcome = if self.cancel.is_cancelled() {
-                    Outcome::Cancelled
-                } else {
-                    Outcome::Succeeded
+                // The heartbeat keeps the lease alive while we follow the stack.
+                let heartbeat = match &coordination {
+                    Coordination::Locked { registry, record } => Some(lock::spawn_heartbeat(
+                        registry.clone(),
+                        config.lock_key.clone(),
+                        record.clone(),
+                    )),
+                    Coordination::Fallback => None,
                 };
-                if let Coordination::Locked { registry, record } = coordination {
-                    self.release(&registry, &record).await;
+                let ending = self.deploy_or_follow(&stacks).await;
+                if let Some(heartbeat) = heartbeat {
+                    if let Err(lost) = heartbeat.stop().await {
+                        log::warning(
+                            "The deployment lock was lost while deploying",
+                            &format!(
+                                "{lost}. Another run may have deployed at the same time: check the stack's events. \
+                                 A lost lock means our heartbeats did not reach DynamoDB for a whole lease (lock-lease)."
+                            ),
+                        );
+                    }
                 }
-                self.finish(outcome)
+                // 6. The operation has ended: hand the lock on now rather than at the post
+                // step. Not when its state is unknown: the post step checks the stack first.
+                if !ending.state_unknown {
+                    self.release_if_locked(&coordination).await;
+                }
+                ending
+            }
+        };
+        self.finish(ending)
+    }
+
+    /// Waits while the stack has an operation in progress, bounded by `deploy-timeout`.
+    async fn wait_for_stack(&self, stacks: &StackClient) -> Result<(), Ending> {
+        let config = &self.config;
+        let on_wait = |w: &stack::SettleWait| {
+            info!(
+                "stack {} is {} (changed {}): waiting for it to settle before we start ({} so far)",
+                w.stack,
+                w.status,
+                w.since
+                    .map(|t| t.to_rfc3339())
+                    .unwrap_or_else(|| "at an unknown time".into()),
+                duration::human(w.waited)
+            )
+        };
+        match stack::wait_until_settled(
+            stacks,
+            &config.stack_name,
+            config.deploy_timeout,
+            PollSettings::default(),
+            &self.cancel,
+            on_wait,
+        )
+        .await
+        {
+            Ok(settled) => {
+                if settled.waited >= Duration::from_secs(1) {
+                    info!(
+                        "stack {} settled as {} after {}",
+                        config.stack_name,
+                        settled.status.as_deref().unwrap_or("absent"),
+                        duration::human(settled.waited)
+                    );
+                }
+                Ok(())
+            }
+            Err(GuardError::Timeout { .. }) => {
+                log::error(
+                    "Stack busy",
+                    &format!(
+                        "stack {} stayed busy longer than deploy-timeout ({})",
+                        config.stack_name,
+                        duration::human(config.deploy_timeout)
+                    ),
+                );
+                Err(Ending::of(stack::Outcome::TimedOut))
+            }
+            Err(GuardError::Cancelled { .. }) => Err(Ending::of(stack::Outcome::Cancelled)),
+            Err(GuardError::Aws(e)) => {
+                log::error("Cannot read the stack", &format!("{e}"));
+                Err(Ending::of(stack::Outcome::Failed))
             }
         }
     }
 
+    /// Mode lock: remember where the stack's history stands, so the post step can tell what
+    /// the job's later steps deployed; the lock stays held until then.
+    async fn hand_over(&self, stacks: &StackClient, coordination: &Coordination) -> Ending {
+        let config = &self.config;
+        match stacks.baseline(&config.stack_name).await {
+            Ok(baseline) => self.state(state::STACK_BASELINE, &baseline.encode()),
+            Err(e) => warn!(
+                "cannot read the stack's events now ({e}): the post step will report the stack's final state only"
+            ),
+        }
+        let line = match coordination {
+            Coordination::Locked { record, .. } => format!(
+                "Lock `{}` held (fence {}) until the post step of this job; later steps deploy.",
+                config.lock_key, record.fence
+            ),
+            Coordination::Fallback => format!(
+                "Registry unavailable: lock `{}` NOT taken; CloudFormation-only coordination.",
+                config.lock_key
+            ),
+        };
+        self.summary(&format!(
+            "### deploy-coordinator `{}`\n\n{line}\n",
+            self.correlation_id
+        ));
+        Ending::of(stack::Outcome::Succeeded)
+    }
+
+    /// Modes deploy and monitor: run or find the operation and follow it to its end.
+    async fn deploy_or_follow(&self, stacks: &StackClient) -> Ending {
+        let config = &self.config;
+        let mut on_event = |event: MonitorEvent| log_monitor_event(&config.stack_name, event);
+        let settings = MonitorSettings::default();
+        let result = match config.mode {
+            Mode::Deploy => match DeployRequest::from_config(config, &self.correlation_id) {
+                Some(request) => {
+                    stack::deploy(stacks, &request, &settings, &self.cancel, &mut on_event).await
+                }
+                // Config guarantees a template in mode deploy.
+                None => Err(StackError::BadState {
+                    stack: config.stack_name.clone(),
+                    problem: "no template".into(),
+                }),
+            },
+            _ => {
+                stack::monitor(
+                    stacks,
+                    &config.stack_name,
+                    config.start_timeout,
+                    config.deploy_timeout,
+                    &settings,
+                    &self.cancel,
+                    &mut on_event,
+                )
+                .await
+            }
+        };
+        match result {
+            Ok(result) => self.report(&result),
+            Err(StackError::Cancelled) => Ending::of(stack::Outcome::Cancelled),
+            Err(e) => {
+                let state_unknown = matches!(e, StackError::StateUnknown { .. });
+                log::error(
+                    if state_unknown {
+                        "Deployment state unknown"
+                    } else {
+                        "Deployment failed"
+                    },
+                    &e.to_string(),
+                );
+                Ending {
+                    state_unknown,
+                    ..Ending::of(stack::Outcome::Failed)
+                }
+            }
+        }
+    }
+
+    /// Outputs, annotations and the job summary of a finished stack operation.
+    fn report(&self, result: &StackResult) -> Ending {
+        let ending = Ending {
+            outcome: result.outcome,
+            fail: result.fail_step,
+            state_unknown: false,
+        };
+        if let Some(status) = &result.stack_status {
+            self.output("stack-status", status);
+        }
+        if let Some(id) = &result.stack_id {
+            self.output("stack-id", id);
+        }
+        self.output("duration-seconds", &result.duration.as_secs().to_string());
+        if let Some(reason) = &result.failure_reason {
+            self.output("failure-reason", reason);
+        }
+        if let Some(resource) = &result.failed_resource {
+            self.output("failed-resource", resource);
+        }
+        let outputs: serde_json::Map<String, serde_json::Value> = result
+            .outputs
+            .iter()
+            .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
+            .collect();
+        self.output(
+            "stack-outputs",
+            &serde_json::Value::Object(outputs).to_string(),
+        );
+        for (key, value) in &result.outputs {
+            // A stack output named like one of ours would overwrite it: keep ours.
+            if crate::outputs::OUTPUTS.contains(&key.as_str()) {
+                warn!(
+                    "stack output {key:?} has the name of one of this action's outputs: read it from stack-outputs"
+                );
+            } else {
+                self.output(key, value);
+            }
+        }
+        if let (Some(resource), Some(reason)) = (&result.failed_resource, &result.failure_reason) {
+            log::error(&format!("{} failed", resource), reason);
+        }
+        let (done, total) = result.progress;
+        let status = result.stack_status.as_deref().unwrap_or("unknown");
+        info!(
+            "{} {}: {} in {} ({done}/{total} resources)",
+            self.config.stack_name,
+            result.outcome,
+            status,
+            duration::human(result.duration)
+        );
+        self.summary(&summary::render(&self.correlation_id, &self.config, result));
+        ending
+    }
+
+    async fn release_if_locked(&self, coordination: &Coordination) {
+        if let Coordination::Locked { registry, record } = coordination {
+            self.release(registry, record).await;
+        }
+    }
+
     /// Takes the lock, waiting in the queue; `Err` carries the outcome to end the step with.
-    async fn take_lock(&self, sdk: &aws_config::SdkConfig) -> Result<Coordination, Outcome> {
+    async fn take_lock(&self, sdk: &aws_config::SdkConfig) -> Result<Coordination, Ending> {
         let config = &self.config;
         let registry = Registry::new(aws_sdk_dynamodb::Client::new(sdk), &config.registry_table)
             .with_clock(self.clock.clone());
@@ -256,7 +462,7 @@ impl Step {
             Err(AcquireError::Registry(e)) => {
                 log::error("Cannot take the deployment lock", &e.to_string());
                 self.output("lock-acquired", "false");
-                Err(Outcome::Failed)
+                Err(Ending::of(stack::Outcome::Failed))
             }
             Err(AcquireError::TimedOut { holder }) => {
                 let who = holder
@@ -278,7 +484,7 @@ impl Step {
                     "lock-wait-seconds",
                     &started.elapsed().as_secs().to_string(),
                 );
-                Err(Outcome::TimedOut)
+                Err(Ending::of(stack::Outcome::TimedOut))
             }
             Err(AcquireError::Cancelled) => {
                 warn!(
@@ -286,7 +492,7 @@ impl Step {
                     config.lock_key
                 );
                 self.output("lock-acquired", "false");
-                Err(Outcome::Cancelled)
+                Err(Ending::of(stack::Outcome::Cancelled))
             }
         }
     }
@@ -327,8 +533,8 @@ impl Step {
         }
     }
 
-    fn finish(&self, outcome: Outcome) -> ExitCode {
-        self.output("outcome", outcome.as_str());
+    fn finish(&self, ending: Ending) -> ExitCode {
+        self.output("outcome", ending.outcome.as_str());
         if self.write_failed.load(Ordering::Relaxed) {
             log::error(
                 "Cannot write the runner's files",
@@ -336,10 +542,10 @@ impl Step {
             );
             return ExitCode::FAILURE;
         }
-        if outcome == Outcome::Succeeded {
-            ExitCode::SUCCESS
-        } else {
+        if ending.fail {
             ExitCode::FAILURE
+        } else {
+            ExitCode::SUCCESS
         }
     }
 
@@ -405,6 +611,77 @@ fn log_lock_event(key: &str, event: LockEvent) {
                 duration::human(waited)
             );
         }
+    }
+}
+
+/// Log lines while the stack is deployed or followed. Event texts come from AWS (and from
+/// whoever wrote the template): the log writer sanitizes every line.
+fn log_monitor_event(root: &str, event: MonitorEvent) {
+    match event {
+        MonitorEvent::Waiting { timeout } => info!(
+            "no operation is running: waiting up to {} for one to start",
+            duration::human(timeout)
+        ),
+        MonitorEvent::DeletingFailedStack { stack_id } => log::notice(
+            "Recreating a failed stack",
+            &format!(
+                "{stack_id} is in ROLLBACK_COMPLETE after a failed first create: deleting it and creating it again"
+            ),
+        ),
+        MonitorEvent::ChangeSetCreated { name, changes } => {
+            info!("change set {name} ready: {changes} resource change(s)")
+        }
+        MonitorEvent::Started {
+            stack_id,
+            status,
+            operation_id,
+        } => {
+            info!(
+                "{status}: operation {} on {stack_id}",
+                operation_id.as_deref().unwrap_or("(no id)")
+            )
+        }
+        MonitorEvent::Resource(e) => {
+            // Nested stacks' events name their stack; the root's go without.
+            let stack = if e.stack_name == root {
+                String::new()
+            } else {
+                format!("{} ", e.stack_name)
+            };
+            let reason = e
+                .reason
+                .as_deref()
+                .map(|r| format!(" - {r}"))
+                .unwrap_or_default();
+            info!(
+                "{stack}{} {} {}{reason}",
+                e.logical_id, e.resource_type, e.status
+            )
+        }
+        MonitorEvent::Progress { done, total } => info!("progress {done}/{total}"),
+        MonitorEvent::RootCause { resource, reason } => {
+            warn!("root cause: {resource} failed: {reason}")
+        }
+        MonitorEvent::Throttled { next_poll } => warn!(
+            "CloudFormation is throttling us: next poll in {}",
+            duration::human(next_poll)
+        ),
+        MonitorEvent::Interrupted {
+            error,
+            restart,
+            budget,
+            retry_in,
+        } => log::warning(
+            "Monitoring interrupted",
+            &format!(
+                "{error}; restarting the monitor in {} (restart {restart} of {budget})",
+                duration::human(retry_in)
+            ),
+        ),
+        MonitorEvent::Resumed { gap } => {
+            info!("monitoring resumed after a gap of {}", duration::human(gap))
+        }
+        MonitorEvent::Finished(outcome) => info!("operation finished: {outcome}"),
     }
 }
 

@@ -16,6 +16,9 @@ pub mod state {
     /// Set once the main step has released the lock itself: the post step then has nothing to do.
     pub const LOCK_RELEASED: &str = "lock_released";
     pub const REGION: &str = "region";
+    /// Mode lock: where the stack's event history stood when the lock was taken, so the post
+    /// step can tell what the job's later steps deployed.
+    pub const STACK_BASELINE: &str = "stack_baseline";
 }
 
 /// Output names, as declared in `action.yml` (a test checks the two agree).

@@ -364,15 +364,29 @@ async fn reentry_release_and_force_unlock(emulator: Emulator) {
 async fn crash_takeover_after_one_lease(emulator: Emulator) {
     let (_server, env) = start(emulator).await;
     let lease = Duration::from_secs(2);
-    let mut holder = cli(
+    // The protected command ends by itself once its parent (the holder) is gone, so killing
+    // the holder leaves no orphan behind.
+    let holder = cli(
         &env,
         &[
-            "lock", "run", "--table", TABLE, "--key", "k", "--owner", "doomed", "--lease", "2s",
-            "--", "sleep", "60",
+            "lock",
+            "run",
+            "--table",
+            TABLE,
+            "--key",
+            "k",
+            "--owner",
+            "doomed",
+            "--lease",
+            "2s",
+            "--",
+            "sh",
+            "-c",
+            "while kill -0 $PPID 2>/dev/null; do sleep 0.1; done",
         ],
-    );
-    holder.process_group(0);
-    let holder = holder.spawn().unwrap();
+    )
+    .spawn()
+    .unwrap();
     wait_status(&env, "k", "holder", |s| held_by(s) == Some("doomed")).await;
     let waiter = cli(
         &env,
@@ -401,13 +415,8 @@ async fn crash_takeover_after_one_lease(emulator: Emulator) {
         Some("doomed"),
         "taken over while the holder was alive"
     );
-    let pgid = holder.id().unwrap();
     let killed_at = chrono::Utc::now();
-    let killed = std::process::Command::new("kill")
-        .args(["-KILL", &format!("-{pgid}")])
-        .status()
-        .unwrap();
-    assert!(killed.success());
+    signal(&holder, "KILL");
     let o = waiter.wait_with_output().await.unwrap();
     assert!(o.status.success(), "{}", text(&o));
     let got = json_of(&o);
@@ -619,15 +628,16 @@ async fn sigterm_while_queued_and_while_holding(emulator: Emulator) {
     assert_eq!(status(&env, "h").await["state"], "free", "lock left behind");
 }
 
+/// Sends a signal to one process: a positive pid, never a group (`kill` can read a negative
+/// number as "every process").
 fn signal(child: &Child, sig: &str) {
-    let pid = child.id().unwrap().to_string();
-    assert!(
-        std::process::Command::new("kill")
-            .args([&format!("-{sig}"), &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
+    let pid = child.id().expect("child still running");
+    assert!(pid > 1);
+    let sent = std::process::Command::new("kill")
+        .args(["-s", sig, &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
 }
 
 async fn registry_errors_are_classified(emulator: Emulator) {
@@ -718,3 +728,76 @@ async fn skew_waiter_ahead(e: Emulator) {
 on_both!(skew_holder_behind);
 on_both!(skew_holder_ahead);
 on_both!(skew_waiter_ahead);
+
+/// A waiter killed in the queue (SIGKILL: no clean-up) does not block the queue: its ticket
+/// goes stale after a ticket lease (12 x --queue-poll) on the next waiter's clock, is removed,
+/// and the next waiter gets the lock.
+async fn dead_waiter_is_skipped(emulator: Emulator) {
+    let (_server, env) = start(emulator).await;
+    let o = run(
+        &env,
+        &[
+            "lock", "acquire", "--table", TABLE, "--key", "k", "--owner", "holder",
+        ],
+    )
+    .await;
+    assert!(o.status.success(), "{}", text(&o));
+    let waiter = |owner: &'static str| {
+        cli(
+            &env,
+            &[
+                "lock",
+                "run",
+                "--table",
+                TABLE,
+                "--key",
+                "k",
+                "--owner",
+                owner,
+                "--wait",
+                "60s",
+                "--queue-poll",
+                "250ms",
+                "--",
+                "true",
+            ],
+        )
+        .spawn()
+        .unwrap()
+    };
+    let doomed = waiter("doomed");
+    wait_status(&env, "k", "first waiter", |s| queue_len(s) == 1).await;
+    signal(&doomed, "KILL");
+    let t0 = Instant::now();
+    let next = waiter("next");
+    wait_status(&env, "k", "second waiter", |s| queue_len(s) == 2).await;
+    let o = run(
+        &env,
+        &[
+            "lock", "release", "--table", TABLE, "--key", "k", "--owner", "holder",
+        ],
+    )
+    .await;
+    assert!(o.status.success(), "{}", text(&o));
+    let o = next.wait_with_output().await.unwrap();
+    let took = t0.elapsed();
+    assert!(o.status.success(), "{}", text(&o));
+    let ticket_lease = Duration::from_millis(250 * 12);
+    assert!(
+        took >= ticket_lease,
+        "skipped the dead ticket after {took:?}, before its lease"
+    );
+    assert!(
+        took < ticket_lease + Duration::from_secs(4),
+        "took {took:?}"
+    );
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("skipping the queue ticket"),
+        "{}",
+        text(&o)
+    );
+    let s = status(&env, "k").await;
+    assert_eq!(queue_len(&s), 0, "{s}");
+    assert_eq!(s["state"], "free", "{s}");
+}
+on_both!(dead_waiter_is_skipped);

@@ -125,7 +125,7 @@ pub struct WaitArgs {
     wait: Duration,
     /// How often a waiter that is not first in line checks the queue (each check is one
     /// DynamoDB request; the first in line polls every 100–250 ms).
-    #[arg(long, default_value = "12s", value_parser = parse_duration)]
+    #[arg(long, default_value = "15s", value_parser = parse_duration)]
     queue_poll: Duration,
     /// GitHub token used to ask whether the holder's run is completed (then the lock is
     /// taken over at once). Without one, only the lease frees a dead holder's lock.

@@ -4,9 +4,10 @@
 //! Timings (defaults; [`AcquireOptions`]):
 //! - the head polls every 100–250 ms (jittered), one request per poll, so a released lock is
 //!   taken within a few hundred milliseconds;
-//! - every other waiter reads the queue every `queue_poll` (12 s) and rotates its ticket's
-//!   version every 5 × `queue_poll`: 6 requests per minute;
-//! - a ticket unchanged for 15 × `queue_poll` on the observer's clock is stale and skipped;
+//! - every other waiter reads the queue every `queue_poll` (15 s, jittered ±20 %) and rotates
+//!   its ticket's version every 4 × `queue_poll`: 5 requests per minute;
+//! - a ticket unchanged for 12 × `queue_poll` (3 missed ticket heartbeats) on the observer's
+//!   clock is stale and skipped;
 //! - the head asks GitHub whether the holder's run is completed at most every 30 s.
 
 use std::future::Future;
@@ -44,14 +45,14 @@ impl AcquireOptions {
             lease,
             wait,
             head_poll: Duration::from_millis(175),
-            queue_poll: Duration::from_secs(12),
+            queue_poll: Duration::from_secs(15),
             liveness_interval: Duration::from_secs(30),
         }
     }
 
     /// How often a waiter rotates its ticket's version.
     pub fn ticket_heartbeat(&self) -> Duration {
-        self.queue_poll * 5
+        self.queue_poll * 4
     }
 
     /// How long a ticket may stay unchanged before others skip it: three missed heartbeats.
@@ -121,6 +122,8 @@ pub struct Acquired {
     pub reentrant: bool,
 }
 
+// A LockRecord inline: errors are returned once per acquisition, boxing buys nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, thiserror::Error)]
 pub enum AcquireError {
     #[error("timed out waiting for the lock")]
@@ -226,24 +229,24 @@ impl Waiter<'_> {
             .holder()
             .filter(|r| r.info.owner == self.me.owner)
             .cloned()
+            && let Some(a) = self.reenter(r).await?
         {
-            if let Some(a) = self.reenter(r).await? {
-                return Ok(a);
-            }
+            return Ok(a);
         }
         // Fast path: nobody waits and the lock is free. Tickets count as live at first sight;
         // a dead one makes us queue, which is only slower.
-        if tickets.is_empty() && self.lock.holder().is_none() {
-            if let Some(a) = self.try_take(None).await? {
-                return Ok(a);
-            }
+        if tickets.is_empty()
+            && self.lock.holder().is_none()
+            && let Some(a) = self.try_take(None).await?
+        {
+            return Ok(a);
         }
         if self.opts.wait.is_zero() {
             return Err(AcquireError::TimedOut {
                 holder: self.lock.holder().cloned(),
             });
         }
-        self.enqueue().await?;
+        self.enqueue(tickets).await?;
         loop {
             match self.step().await {
                 Ok(Some(a)) => return Ok(a),
@@ -410,7 +413,7 @@ impl Waiter<'_> {
             why: why.clone(),
         });
         let (reg, key) = (self.reg.clone(), self.key.to_string());
-        let fields = vec![
+        let fields = [
             ("by", record.info.owner.clone()),
             ("previous_owner", previous.info.owner.clone()),
             (
@@ -466,7 +469,9 @@ impl Waiter<'_> {
         }
     }
 
-    async fn enqueue(&mut self) -> Result<(), AcquireError> {
+    /// Puts our ticket in the queue. `seen` is the queue as just read: with our ticket added,
+    /// it gives our first position without another read.
+    async fn enqueue(&mut self, mut seen: Vec<QueueTicket>) -> Result<(), AcquireError> {
         let mut ms = self.reg.clock().now_ms();
         let ticket = loop {
             let ticket = QueueTicket {
@@ -491,9 +496,11 @@ impl Waiter<'_> {
             // Same correlation ID in the same millisecond: take the next one.
             ms += 1;
         };
+        seen.push(ticket.clone());
+        seen.sort_by(|a, b| a.sk.cmp(&b.sk));
         self.ticket = Some(ticket);
         self.ticket_touched = Instant::now();
-        self.read_queue().await
+        self.apply_queue(seen).await
     }
 
     fn ticket_expiry(&self) -> i64 {
@@ -535,6 +542,11 @@ impl Waiter<'_> {
         let (lock, tickets) = self.call(store::read_partition(self.reg, self.key)).await?;
         self.queue_read = Instant::now();
         self.set_lock(lock);
+        self.apply_queue(tickets).await
+    }
+
+    /// Computes our position from the queue as read, removes stale tickets, reports changes.
+    async fn apply_queue(&mut self, tickets: Vec<QueueTicket>) -> Result<(), AcquireError> {
         let Some(mine) = self.ticket.as_ref().map(|t| t.sk.clone()) else {
             return Ok(());
         };
@@ -642,12 +654,10 @@ impl Waiter<'_> {
                     }
                 }
             }
-            if let Some(t) = ticket {
-                if let Err(e) = store::delete_ticket(reg, key, &t.sk, None).await {
-                    tracing::warn!(
-                        "could not remove our queue ticket (it expires on its own): {e}"
-                    );
-                }
+            if let Some(t) = ticket
+                && let Err(e) = store::delete_ticket(reg, key, &t.sk, None).await
+            {
+                tracing::warn!("could not remove our queue ticket (it expires on its own): {e}");
             }
         };
         if tokio::time::timeout(Duration::from_secs(3), work)

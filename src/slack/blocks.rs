@@ -37,7 +37,9 @@ impl Message {
         if blocks.len() > MAX_BLOCKS {
             let tail = blocks.split_off(blocks.len() - 2);
             blocks.truncate(MAX_BLOCKS - 3);
-            blocks.push(context(&["_(some details were left out to fit in one message)_"]));
+            blocks.push(context(&[
+                "_(some details were left out to fit in one message)_",
+            ]));
             blocks.extend(tail);
         }
         Message {
@@ -131,7 +133,10 @@ pub fn check_limits(message: &Value) -> Result<(), String> {
                     if f.len() > MAX_FIELDS {
                         return Err(format!("block {i}: {} fields", f.len()));
                     }
-                    if let Some(n) = f.iter().map(|x| len(&x["text"])).find(|n| *n > MAX_FIELD_TEXT)
+                    if let Some(n) = f
+                        .iter()
+                        .map(|x| len(&x["text"]))
+                        .find(|n| *n > MAX_FIELD_TEXT)
                     {
                         return Err(format!("block {i}: field of {n} chars"));
                     }
@@ -177,7 +182,10 @@ mod tests {
         );
         let value = serde_json::to_value(&msg).unwrap();
         check_limits(&value).unwrap();
-        assert_eq!(msg.blocks[2]["fields"].as_array().unwrap().len(), MAX_FIELDS);
+        assert_eq!(
+            msg.blocks[2]["fields"].as_array().unwrap().len(),
+            MAX_FIELDS
+        );
     }
 
     #[test]

@@ -1,1 +1,19 @@
-//! (being written)
+//! Slack: one live card per deployment, a thread for what matters, and nothing ever lost.
+//!
+//! - [`card`], [`blocks`], [`mrkdwn`]: pure rendering within Slack's limits, escaping every
+//!   untrusted string;
+//! - [`client`]: the Web API (chat.postMessage / chat.update) and incoming webhooks, with
+//!   errors classified by what to do next;
+//! - [`notifier`]: the background queue the steps talk to (never blocks the deployment);
+//! - [`deadletter`]: what could not be delivered, kept in the registry table for `slack retry`.
+
+pub mod blocks;
+pub mod card;
+pub mod client;
+pub mod deadletter;
+pub mod mrkdwn;
+pub mod notifier;
+
+pub use card::{Card, FailedResource, Holder, Outcome, Phase, PhaseKind, RootCause, ThreadEvent};
+pub use notifier::{CardRef, DeadLetterStore, Destination, FlushReport, Notifier, NotifierOptions};
+pub mod retry;

@@ -75,7 +75,8 @@ pub fn mention(input: &str) -> String {
     let is_id = |s: &str, first: &[char]| {
         s.len() >= 2
             && s.starts_with(first)
-            && s.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit())
+            && s.chars()
+                .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit())
     };
     match bare {
         "here" => return "<!here>".into(),
@@ -120,16 +121,16 @@ pub fn truncate(text: &str, max: usize) -> String {
     }
     let mut cut: String = text.chars().take(max - 1).collect();
     // Unfinished entity: an '&' after the last ';'.
-    if let Some(amp) = cut.rfind('&') {
-        if !cut[amp..].contains(';') {
-            cut.truncate(amp);
-        }
+    if let Some(amp) = cut.rfind('&')
+        && !cut[amp..].contains(';')
+    {
+        cut.truncate(amp);
     }
     // Unfinished link or mention: a '<' after the last '>'.
-    if let Some(open) = cut.rfind('<') {
-        if !cut[open..].contains('>') {
-            cut.truncate(open);
-        }
+    if let Some(open) = cut.rfind('<')
+        && !cut[open..].contains('>')
+    {
+        cut.truncate(open);
     }
     // Unbalanced code span would swallow the ellipsis into monospace: harmless, keep it simple.
     cut.push('…');
