@@ -32,6 +32,17 @@ fn main() -> anyhow::Result<()> {
         config.seed, config.deployments, config.warmup, config.window
     );
     print!("{}", report.markdown());
+    for r in &report.rows {
+        println!(
+            "bias at {:.0} %: {:+.0} s (median of estimated − actual)",
+            r.at * 100.0,
+            r.bias
+        );
+    }
+    for (stack, rows) in &report.by_stack {
+        let b: Vec<String> = rows.iter().map(|r| format!("{:+.0} s", r.bias)).collect();
+        println!("bias {stack}: {}", b.join(", "));
+    }
     println!(
         "{} estimates, {:.2} ms each on average",
         report.estimates,

@@ -142,6 +142,16 @@ fn summary(name: &str, results: &[Waited]) {
     );
 }
 
+/// How many waiters got the lock before someone who had arrived earlier.
+fn inversions(results: &[Waited]) -> usize {
+    let mut by_arrival: Vec<&Waited> = results.iter().collect();
+    by_arrival.sort_by_key(|w| w.start);
+    by_arrival
+        .windows(2)
+        .filter(|w| w[0].acquired > w[1].acquired)
+        .count()
+}
+
 /// This crate's queue.
 async fn queued(endpoint: String, holds: Vec<Duration>) -> Vec<Waited> {
     let mut tasks = Vec::new();
@@ -288,21 +298,9 @@ async fn main() {
     );
     println!();
     summary("fixed 5 s polling, no queue", &polled);
-    let mut order: Vec<(Instant, usize)> = polled
-        .iter()
-        .enumerate()
-        .map(|(i, w)| (w.acquired, i))
-        .collect();
-    order.sort();
-    let inversions = order.windows(2).filter(|w| w[0].1 > w[1].1).count();
-    let mut ours_order: Vec<(Instant, usize)> = ours
-        .iter()
-        .enumerate()
-        .map(|(i, w)| (w.acquired, i))
-        .collect();
-    ours_order.sort();
-    let ours_inv = ours_order.windows(2).filter(|w| w[0].1 > w[1].1).count();
     println!(
-        "\nFIFO: out-of-arrival-order hand-offs: queue {ours_inv}, fixed polling {inversions}"
+        "\nFIFO: hand-offs out of arrival order: queue {}, fixed polling {}",
+        inversions(&ours),
+        inversions(&polled)
     );
 }

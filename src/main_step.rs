@@ -28,6 +28,7 @@ use crate::lock::{
 };
 use crate::outputs::state;
 use crate::registry::Registry;
+use crate::slack::{Card, LiveCard, Notifier, Phase};
 use crate::stack::{
     self, DeployRequest, GuardError, MonitorEvent, MonitorSettings, PollSettings, StackClient,
     StackError, StackResult,
@@ -74,16 +75,42 @@ pub async fn run(ctx: RunContext) -> ExitCode {
         .clone()
         .unwrap_or_else(|| correlation::generate(clock.now(), Some(&ctx.sha)));
     let span = info_span!("deploy", cid = %correlation_id);
-    let step = Step {
-        files,
-        ctx,
-        config,
-        correlation_id,
-        clock,
-        cancel,
-        write_failed: AtomicBool::new(false),
-    };
-    step.run().instrument(span).await
+    async move {
+        let sdk = aws::load(config.aws_region.as_deref()).await;
+        let mut me = HolderInfo::from_env(&correlation_id, &|name| std::env::var(name).ok());
+        me.stack = Some(config.stack_name.clone());
+        me.mode = Some(config.mode.as_str().to_string());
+        let registry = Registry::new(aws_sdk_dynamodb::Client::new(&sdk), &config.registry_table)
+            .with_clock(clock.clone());
+        let card = Card::for_run(
+            &config.stack_name,
+            config.environment.as_deref(),
+            config.mode.as_str(),
+            &me,
+            sdk.region().map(|r| r.as_ref()),
+            Phase::WaitingForStack { stack_status: None },
+        );
+        let live = LiveCard::new(Notifier::from_config(&config, &correlation_id, None), card);
+        let step = Step {
+            files,
+            ctx,
+            config,
+            correlation_id,
+            clock,
+            cancel,
+            sdk,
+            me,
+            registry,
+            live,
+            first_error: std::sync::Mutex::new(None),
+            reported: AtomicBool::new(false),
+            registry_reachable: AtomicBool::new(true),
+            write_failed: AtomicBool::new(false),
+        };
+        step.run().await
+    }
+    .instrument(span)
+    .await
 }
 
 struct Step {
@@ -93,8 +120,23 @@ struct Step {
     correlation_id: String,
     clock: WallClock,
     cancel: CancellationToken,
+    sdk: aws_config::SdkConfig,
+    /// Who we are in the lock's records (and on the Slack card).
+    me: HolderInfo,
+    registry: Registry,
+    /// The Slack card of this deployment (does nothing when Slack is not configured).
+    live: LiveCard,
+    /// The first error of the step, for the Slack card when no stack operation ran.
+    first_error: std::sync::Mutex<Option<String>>,
+    /// Set once the card shows a finished stack operation.
+    reported: AtomicBool,
+    /// False once the registry proved unreachable: dead letters then go to the summary only.
+    registry_reachable: AtomicBool,
     write_failed: AtomicBool,
 }
+
+/// How long the main step gives Slack to deliver what is queued before dead-lettering it.
+const SLACK_FLUSH: Duration = Duration::from_secs(15);
 
 /// What the step ended with: the `outcome` output, and whether the step fails.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -146,23 +188,22 @@ impl Step {
         self.state(state::STARTED_AT, &self.clock.now_rfc3339());
         self.state(state::MODE, config.mode.as_str());
 
-        let sdk = aws::load(config.aws_region.as_deref()).await;
-        if let Some(region) = sdk.region() {
+        if let Some(region) = self.sdk.region() {
             self.state(state::REGION, region.as_ref());
         }
 
         // 3. The lock.
-        let coordination = match self.take_lock(&sdk).await {
+        let coordination = match self.take_lock().await {
             Ok(c) => c,
-            Err(ending) => return self.finish(ending),
+            Err(ending) => return self.finish(ending).await,
         };
 
         // 4. Someone may be deploying this stack outside the lock (a console user, a pipeline
         // that does not use the lock): wait until the stack is settled.
-        let stacks = StackClient::from_conf(&sdk);
+        let stacks = StackClient::from_conf(&self.sdk);
         if let Err(ending) = self.wait_for_stack(&stacks).await {
             self.release_if_locked(&coordination).await;
-            return self.finish(ending);
+            return self.finish(ending).await;
         }
 
         // 5. The work itself.
@@ -198,13 +239,14 @@ impl Step {
                 ending
             }
         };
-        self.finish(ending)
+        self.finish(ending).await
     }
 
     /// Waits while the stack has an operation in progress, bounded by `deploy-timeout`.
     async fn wait_for_stack(&self, stacks: &StackClient) -> Result<(), Ending> {
         let config = &self.config;
         let on_wait = |w: &stack::SettleWait| {
+            self.live.waiting_for_stack(&w.status);
             info!(
                 "stack {} is {} (changed {}): waiting for it to settle before we start ({} so far)",
                 w.stack,
@@ -237,7 +279,7 @@ impl Step {
                 Ok(())
             }
             Err(GuardError::Timeout { .. }) => {
-                log::error(
+                self.error(
                     "Stack busy",
                     &format!(
                         "stack {} stayed busy longer than deploy-timeout ({})",
@@ -249,7 +291,7 @@ impl Step {
             }
             Err(GuardError::Cancelled { .. }) => Err(Ending::of(stack::Outcome::Cancelled)),
             Err(GuardError::Aws(e)) => {
-                log::error("Cannot read the stack", &format!("{e}"));
+                self.error("Cannot read the stack", &format!("{e}"));
                 Err(Ending::of(stack::Outcome::Failed))
             }
         }
@@ -279,13 +321,18 @@ impl Step {
             "### deploy-coordinator `{}`\n\n{line}\n",
             self.correlation_id
         ));
+        self.live.holding_lock();
+        self.reported.store(true, Ordering::Relaxed);
         Ending::of(stack::Outcome::Succeeded)
     }
 
     /// Modes deploy and monitor: run or find the operation and follow it to its end.
     async fn deploy_or_follow(&self, stacks: &StackClient) -> Ending {
         let config = &self.config;
-        let mut on_event = |event: MonitorEvent| log_monitor_event(&config.stack_name, event);
+        let mut on_event = |event: MonitorEvent| {
+            self.live.monitor_event(&event);
+            log_monitor_event(&config.stack_name, event);
+        };
         let settings = MonitorSettings::default();
         let result = match config.mode {
             Mode::Deploy => match DeployRequest::from_config(config, &self.correlation_id) {
@@ -316,7 +363,7 @@ impl Step {
             Err(StackError::Cancelled) => Ending::of(stack::Outcome::Cancelled),
             Err(e) => {
                 let state_unknown = matches!(e, StackError::StateUnknown { .. });
-                log::error(
+                self.error(
                     if state_unknown {
                         "Deployment state unknown"
                     } else {
@@ -372,7 +419,7 @@ impl Step {
             }
         }
         if let (Some(resource), Some(reason)) = (&result.failed_resource, &result.failure_reason) {
-            log::error(&format!("{} failed", resource), reason);
+            self.error(&format!("{} failed", resource), reason);
         }
         let (done, total) = result.progress;
         let status = result.stack_status.as_deref().unwrap_or("unknown");
@@ -384,6 +431,9 @@ impl Step {
             duration::human(result.duration)
         );
         self.summary(&summary::render(&self.correlation_id, &self.config, result));
+        self.live
+            .finished(result, self.config.slack_mention_on_failure.as_deref());
+        self.reported.store(true, Ordering::Relaxed);
         ending
     }
 
@@ -394,13 +444,10 @@ impl Step {
     }
 
     /// Takes the lock, waiting in the queue; `Err` carries the outcome to end the step with.
-    async fn take_lock(&self, sdk: &aws_config::SdkConfig) -> Result<Coordination, Ending> {
+    async fn take_lock(&self) -> Result<Coordination, Ending> {
         let config = &self.config;
-        let registry = Registry::new(aws_sdk_dynamodb::Client::new(sdk), &config.registry_table)
-            .with_clock(self.clock.clone());
-        let mut me = HolderInfo::from_env(&self.correlation_id, &|name| std::env::var(name).ok());
-        me.stack = Some(config.stack_name.clone());
-        me.mode = Some(config.mode.as_str().to_string());
+        let registry = self.registry.clone();
+        let me = &self.me;
 
         // Saved before asking: see the module comment.
         self.state(state::LOCK_TABLE, &config.registry_table);
@@ -409,12 +456,15 @@ impl Step {
 
         let liveness = self.liveness();
         let options = AcquireOptions::new(config.lock_lease, config.lock_timeout);
-        let on_event = |event: LockEvent| log_lock_event(&config.lock_key, event);
+        let on_event = |event: LockEvent| {
+            self.live.lock_event(&event);
+            log_lock_event(&config.lock_key, event);
+        };
         let started = tokio::time::Instant::now();
         match lock::acquire(
             &registry,
             &config.lock_key,
-            &me,
+            me,
             &options,
             liveness.as_ref(),
             &on_event,
@@ -452,6 +502,8 @@ impl Step {
                     "> [!WARNING]\n> Registry table `{}` unavailable: lock `{}` not taken, CloudFormation-only coordination.\n",
                     config.registry_table, config.lock_key
                 ));
+                self.registry_reachable.store(false, Ordering::Relaxed);
+                self.live.registry_fallback(&e.to_string());
                 self.output("lock-acquired", "false");
                 self.output(
                     "lock-wait-seconds",
@@ -460,7 +512,7 @@ impl Step {
                 Ok(Coordination::Fallback)
             }
             Err(AcquireError::Registry(e)) => {
-                log::error("Cannot take the deployment lock", &e.to_string());
+                self.error("Cannot take the deployment lock", &e.to_string());
                 self.output("lock-acquired", "false");
                 Err(Ending::of(stack::Outcome::Failed))
             }
@@ -468,7 +520,7 @@ impl Step {
                 let who = holder
                     .map(|h| format!(", held by {} since {}", h.info.describe(), h.acquired_at))
                     .unwrap_or_default();
-                log::error(
+                self.error(
                     "Timed out waiting for the deployment lock",
                     &format!(
                         "waited {} (lock-timeout) for lock {:?}{who}. Raise lock-timeout, or check the holder with \
@@ -533,10 +585,43 @@ impl Step {
         }
     }
 
-    fn finish(&self, ending: Ending) -> ExitCode {
+    /// The last words of the step: Slack's final card and delivery, the outcome.
+    async fn finish(&self, ending: Ending) -> ExitCode {
+        let mention = self.config.slack_mention_on_failure.as_deref();
+        if !self.reported.load(Ordering::Relaxed) {
+            let why = self
+                .first_error
+                .lock()
+                .ok()
+                .and_then(|e| e.clone())
+                .unwrap_or_else(|| ending.outcome.as_str().to_string());
+            self.live.ended_early(ending.outcome, &why, mention);
+        }
+        let notifier = self.live.notifier();
+        if notifier.is_enabled() {
+            // Bounded: a Slack outage must not hold the step (after a cancellation the runner
+            // kills us 7.5 s after its first signal).
+            let within = if self.cancel.is_cancelled() {
+                Duration::from_secs(3)
+            } else {
+                SLACK_FLUSH
+            };
+            let registry = self
+                .registry_reachable
+                .load(Ordering::Relaxed)
+                .then_some(&self.registry);
+            let report = notifier.flush(within, registry).await;
+            if let Some(card) = report.card.clone().or_else(|| notifier.card_ref()) {
+                self.output("slack-ts", &card.ts);
+                self.state(state::SLACK_CARD, &card.encode());
+            }
+            if !report.balanced() || report.dead_lettered > 0 {
+                self.summary(&report.summary_markdown());
+            }
+        }
         self.output("outcome", ending.outcome.as_str());
         if self.write_failed.load(Ordering::Relaxed) {
-            log::error(
+            self.error(
                 "Cannot write the runner's files",
                 "an output or state record could not be written: see the messages above",
             );
@@ -549,16 +634,24 @@ impl Step {
         }
     }
 
+    /// An error annotation, remembered for the Slack card.
+    fn error(&self, title: &str, message: &str) {
+        log::error(title, message);
+        if let Ok(mut first) = self.first_error.lock() {
+            first.get_or_insert_with(|| format!("{title}: {message}"));
+        }
+    }
+
     fn output(&self, name: &str, value: &str) {
         if let Err(e) = self.files.set_output(name, value) {
-            log::error("Cannot write a step output", &e.to_string());
+            self.error("Cannot write a step output", &e.to_string());
             self.write_failed.store(true, Ordering::Relaxed);
         }
     }
 
     fn state(&self, name: &str, value: &str) {
         if let Err(e) = self.files.save_state(name, value) {
-            log::error("Cannot save state for the post step", &e.to_string());
+            self.error("Cannot save state for the post step", &e.to_string());
             self.write_failed.store(true, Ordering::Relaxed);
         }
     }

@@ -16,6 +16,8 @@ pub mod state {
     /// Set once the main step has released the lock itself: the post step then has nothing to do.
     pub const LOCK_RELEASED: &str = "lock_released";
     pub const REGION: &str = "region";
+    /// The Slack card (`channel/ts`), so the post step updates the same message.
+    pub const SLACK_CARD: &str = "slack_card";
     /// Mode lock: where the stack's event history stood when the lock was taken, so the post
     /// step can tell what the job's later steps deployed.
     pub const STACK_BASELINE: &str = "stack_baseline";

@@ -6,10 +6,25 @@ mod support;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+use support::cfnsim::Simulator;
 use support::dynamo::{DynamoServer, Emulator, endpoint_env, free_port};
 use support::runner::{Runner, StepRun, collect};
 
 const TABLE: &str = "deployment-registry";
+
+/// A CloudFormation endpoint for the stack guard: the lock tests' stack never exists.
+fn cloudformation() -> Simulator {
+    Simulator::start(&serde_json::json!({}), 1.0)
+}
+
+/// Sends the stack guard's CloudFormation calls to the simulator (dynalite has no CloudFormation).
+fn with_cloudformation(mut env: Vec<(String, String)>, cfn: &Simulator) -> Vec<(String, String)> {
+    env.push((
+        "AWS_ENDPOINT_URL_CLOUDFORMATION".into(),
+        cfn.endpoint.clone(),
+    ));
+    env
+}
 
 fn runner_for(server_env: &[(String, String)], run_id: &str) -> Runner {
     let mut runner = Runner::new();
@@ -59,7 +74,8 @@ fn assert_ok(run: &StepRun, what: &str) {
 async fn lock_mode_main_then_post(emulator: Emulator) {
     let server = DynamoServer::start(emulator);
     server.create_table(TABLE).await;
-    let env = server.env();
+    let cfn = cloudformation();
+    let env = with_cloudformation(server.env(), &cfn);
 
     let runner = runner_for(&env, "1001");
     let main = runner.main();
@@ -114,7 +130,8 @@ async fn lock_mode_main_then_post_on_dynalite() {
 async fn a_second_run_queues_until_the_first_post_step_releases() {
     let server = DynamoServer::start(Emulator::Moto);
     server.create_table(TABLE).await;
-    let env = server.env();
+    let cfn = cloudformation();
+    let env = with_cloudformation(server.env(), &cfn);
 
     let first = runner_for(&env, "2001");
     let first_main = first.main();
@@ -165,7 +182,8 @@ async fn a_second_run_queues_until_the_first_post_step_releases() {
 async fn lock_timeout_fails_naming_the_holder_and_leaves_the_queue() {
     let server = DynamoServer::start(Emulator::Moto);
     server.create_table(TABLE).await;
-    let env = server.env();
+    let cfn = cloudformation();
+    let env = with_cloudformation(server.env(), &cfn);
     let holder = runner_for(&env, "3001");
     let holder_main = holder.main();
     assert_ok(&holder_main, "holder main");
@@ -201,7 +219,8 @@ async fn lock_timeout_fails_naming_the_holder_and_leaves_the_queue() {
 async fn sigterm_while_queued_leaves_the_queue_and_exits_quickly() {
     let server = DynamoServer::start(Emulator::Moto);
     server.create_table(TABLE).await;
-    let env = server.env();
+    let cfn = cloudformation();
+    let env = with_cloudformation(server.env(), &cfn);
     let holder = runner_for(&env, "4001");
     let holder_main = holder.main();
     assert_ok(&holder_main, "holder main");
@@ -249,7 +268,11 @@ async fn sigterm_while_queued_leaves_the_queue_and_exits_quickly() {
 #[tokio::test]
 async fn registry_down_falls_back_with_a_warning_or_fails_when_told_to() {
     // Nothing listens on this port: DynamoDB is unreachable.
-    let env = endpoint_env(&format!("http://127.0.0.1:{}", free_port()));
+    let cfn = cloudformation();
+    let env = with_cloudformation(
+        endpoint_env(&format!("http://127.0.0.1:{}", free_port())),
+        &cfn,
+    );
     let runner = runner_for(&env, "5001");
     let run = runner.main();
     assert_ok(&run, "main in fallback");

@@ -9,6 +9,8 @@ use clap::{Parser, Subcommand};
 
 pub mod lock;
 pub mod registry;
+pub mod slack;
+pub mod watch;
 
 /// Coordinates CloudFormation deployments across workflows: a DynamoDB lease lock with a fair
 /// queue, live monitoring, Slack and history.
@@ -35,6 +37,11 @@ pub enum Command {
     /// Manage the registry table (locks, queue, history, dead letters).
     #[command(subcommand)]
     Registry(registry::RegistryCommand),
+    /// Slack dead letters: list and resend.
+    #[command(subcommand)]
+    Slack(slack::SlackCommand),
+    /// Follow a stack's current or next operation live in the terminal.
+    Watch(watch::WatchArgs),
 }
 
 /// Runs a parsed CLI command to completion.
@@ -42,5 +49,7 @@ pub async fn run(command: Command) -> ExitCode {
     match command {
         Command::Lock(cmd) => lock::run(cmd).await,
         Command::Registry(cmd) => registry::run(cmd).await,
+        Command::Slack(cmd) => slack::run(cmd).await,
+        Command::Watch(args) => watch::run(args).await,
     }
 }

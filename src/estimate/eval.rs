@@ -412,6 +412,10 @@ pub struct Row {
     pub baseline_mae: f64,
     /// Fraction of runs whose actual remaining time fell inside [low, high].
     pub coverage: f64,
+    /// Median of (estimated − actual) remaining: positive when the estimator is pessimistic.
+    pub bias: f64,
+    /// Fraction that finished sooner than `low` (the rest of the misses came after `high`).
+    pub early: f64,
 }
 
 #[derive(Debug, Clone)]
@@ -435,9 +439,11 @@ fn baseline(history: &[HistoryRecord], elapsed: f64) -> f64 {
 }
 
 struct Errors {
+    signed: Vec<f64>,
     est: Vec<f64>,
     base: Vec<f64>,
     inside: usize,
+    early: usize,
 }
 
 fn rows(errors: &mut [Errors]) -> Vec<Row> {
@@ -450,6 +456,8 @@ fn rows(errors: &mut [Errors]) -> Vec<Row> {
             estimator_mae: quantile(&mut e.est, 0.5),
             baseline_mae: quantile(&mut e.base, 0.5),
             coverage: e.inside as f64 / e.est.len().max(1) as f64,
+            early: e.early as f64 / e.est.len().max(1) as f64,
+            bias: quantile(&mut e.signed, 0.5),
         })
         .collect()
 }
@@ -458,9 +466,11 @@ fn empty() -> Vec<Errors> {
     POINTS
         .iter()
         .map(|_| Errors {
+            signed: Vec::new(),
             est: Vec::new(),
             base: Vec::new(),
             inside: 0,
+            early: 0,
         })
         .collect()
 }
@@ -492,12 +502,14 @@ pub fn run(config: &EvalConfig) -> Report {
                 let est_err = (e.remaining_seconds as f64 - actual).abs();
                 let base_err = (baseline(history, elapsed) - actual).abs();
                 // Whole seconds, as reported.
-                let inside = (e.remaining_low_seconds as f64) <= actual.round()
-                    && actual.round() <= e.remaining_high_seconds as f64;
+                let early = actual.round() < e.remaining_low_seconds as f64;
+                let inside = !early && actual.round() <= e.remaining_high_seconds as f64;
                 for bucket in [&mut all[p], &mut mine[p]] {
                     bucket.est.push(est_err);
+                    bucket.signed.push(e.remaining_seconds as f64 - actual);
                     bucket.base.push(base_err);
                     bucket.inside += usize::from(inside);
+                    bucket.early += usize::from(early);
                 }
             }
         }
@@ -516,16 +528,18 @@ impl Report {
     /// The table for docs/performance.md.
     pub fn markdown(&self) -> String {
         let mut out = String::from(
-            "| point of the run | runs | median abs. error, estimator | median abs. error, baseline | ratio | [low, high] coverage |\n|---|---|---|---|---|---|\n",
+            "| point of the run | runs | median abs. error, estimator | median abs. error, baseline | ratio | [low, high] coverage | ended before low / after high |\n|---|---|---|---|---|---|---|\n",
         );
         let line = |label: String, r: &Row| {
             format!(
-                "| {label} | {} | {:.0} s | {:.0} s | {:.2} | {:.0} % |\n",
+                "| {label} | {} | {:.0} s | {:.0} s | {:.2} | {:.0} % | {:.0} % / {:.0} % |\n",
                 r.runs,
                 r.estimator_mae,
                 r.baseline_mae,
                 r.estimator_mae / r.baseline_mae.max(1e-9),
-                r.coverage * 100.0
+                r.coverage * 100.0,
+                r.early * 100.0,
+                (1.0 - r.coverage - r.early) * 100.0
             )
         };
         for r in &self.rows {

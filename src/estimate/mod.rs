@@ -42,11 +42,16 @@ pub use queue::{DurationRange, QueueEta, holder_remaining, queue_eta, typical_du
 /// Simulated futures per estimate: enough for stable 10th/90th percentiles (±1 percentile
 /// point), cheap enough to recompute on every poll.
 const SAMPLES: usize = 400;
-/// A resource whose trigger completed this long ago and that has not started is not part of
-/// this operation (CloudFormation starts a resource within seconds of its last dependency).
-const SKIP_GRACE: f64 = 30.0;
+/// A resource whose trigger completed this long ago (beyond the usual gap) and that has not
+/// started is not part of this operation: CloudFormation starts a resource within a second or
+/// two of its last dependency, and its event is visible at once.
+const SKIP_GRACE: f64 = 10.0;
 /// Fixed seed: the same inputs always give the same estimate.
 const SEED: u64 = 0x00C0_FFEE_5EED;
+/// How much whole runs differ in speed (log spread) before this run's own resources say.
+const RUN_SPREAD: f64 = 0.15;
+/// A run is taken to be at most twice as fast or as slow as usual overall.
+const MAX_SHIFT: f64 = 0.7;
 /// The wrap-up after a rollback's last resource when history shows none.
 const ROLLBACK_TAIL: f64 = 10.0;
 
@@ -421,21 +426,37 @@ impl Ctx<'_> {
             .0
     }
 
-    /// How much faster or slower than usual this run's finished resources were (log ratio,
-    /// shrunk towards zero: a few resources say little about the rest).
+    /// How much faster or slower than usual this run's finished resources were, as a log
+    /// ratio: the precision-weighted mean of their deviations, shrunk towards zero by a prior
+    /// spread of whole runs ([`RUN_SPREAD`]). Each deviation is capped at two spreads from the
+    /// median deviation, so one slow outlier does not make the whole run "slow", while a run
+    /// where everything is slow is recognised as such.
     fn speed_shift(&self, forward: &[Seen]) -> f64 {
-        let ratios: Vec<f64> = forward
+        let deviations: Vec<(f64, f64)> = forward
             .iter()
             .filter_map(|s| {
                 let d = s.finish? - s.start;
                 let (m, source) =
                     self.knowledge
                         .model(&s.logical_id, &s.resource_type, &s.action, false);
-                (matches!(source, Source::Resource(_)) && d >= 3.0).then(|| d.ln() - m.mu)
+                (matches!(source, Source::Resource(_)) && d >= 3.0)
+                    .then(|| (d.ln() - m.mu, m.sigma))
             })
             .collect();
-        let shift = ratios.iter().sum::<f64>() / (ratios.len() as f64 + 4.0);
-        shift.clamp(-0.5, 0.5)
+        let centre = if deviations.len() >= 3 {
+            let mut r: Vec<f64> = deviations.iter().map(|(r, _)| *r).collect();
+            quantile(&mut r, 0.5)
+        } else {
+            0.0
+        };
+        let (mut num, mut den) = (0.0, 1.0 / (RUN_SPREAD * RUN_SPREAD));
+        for (r, sigma) in deviations {
+            let r = r.clamp(centre - 2.0 * sigma, centre + 2.0 * sigma);
+            let precision = 1.0 / (sigma * sigma);
+            num += r * precision;
+            den += precision;
+        }
+        (num / den).clamp(-MAX_SHIFT, MAX_SHIFT)
     }
 
     /// Forward simulation over past runs' plans. Returns remaining-time samples and the mean
@@ -501,6 +522,15 @@ impl Ctx<'_> {
             .map(|s| model_of(&s.logical_id, &s.resource_type, &s.action))
             .collect();
 
+        let tails: Vec<f64> = plans.iter().map(|p| p.tail).collect();
+        let tail_model = match dist::robust_log_stats(&tails) {
+            Some((mu, sigma)) => DurationModel {
+                mu,
+                sigma: sigma.max(0.3),
+                slow: model::SLOW_OUTLIER,
+            },
+            None => DurationModel::from_median(10.0, 0.5, model::SLOW_OUTLIER),
+        };
         let mut samples = Vec::with_capacity(SAMPLES);
         let mut pending_sum = 0usize;
         for _ in 0..SAMPLES {
@@ -553,7 +583,14 @@ impl Ctx<'_> {
                 };
                 end = end.max(f);
             }
-            samples.push((end + plan.tail - now).max(0.0));
+            // Wrap-up after the last resource: the plan's, or, once it has begun, the usual
+            // wrap-up given how long this one has lasted so far.
+            let tail = if end <= now {
+                tail_model.sample_beyond(now - end, &mut self.rng)
+            } else {
+                plan.tail
+            };
+            samples.push((end + tail - now).max(0.0));
         }
         (samples, pending_sum as f64 / SAMPLES as f64)
     }

@@ -255,7 +255,7 @@ pub fn comparable_runs<'a>(
         .iter()
         .filter(|r| r.stack == stack && r.operation == operation && r.outcome == Outcome::Succeeded)
         .collect();
-    runs.sort_by(|a, b| b.finished_at.cmp(&a.finished_at));
+    runs.sort_by_key(|r| std::cmp::Reverse(r.finished_at));
     runs
 }
 

@@ -283,8 +283,8 @@ pub fn trace(events: &[StackEvent]) -> Option<Trace> {
             "IN_PROGRESS" => {
                 // CloudFormation writes a second IN_PROGRESS ("Resource creation Initiated"):
                 // the first one is the start.
-                if !open.contains_key(&key) {
-                    open.insert(key, t.resources.len());
+                if let std::collections::hash_map::Entry::Vacant(slot) = open.entry(key) {
+                    slot.insert(t.resources.len());
                     t.resources.push(ResourceState {
                         logical_id: e.logical_resource_id.clone(),
                         resource_type: e.resource_type.clone(),

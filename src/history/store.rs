@@ -103,18 +103,21 @@ pub async fn put(
     Ok(())
 }
 
+/// Records per Query page: bounded so that a long history is read in several small requests
+/// (and the paging is exercised by tests, not only past DynamoDB's 1 MB page limit).
+const PAGE: usize = 100;
+
 /// A stack's records, newest first, at most `limit` (None: all). Pages through the Query.
 pub async fn list(
     reg: &Registry,
     stack: &str,
     limit: Option<usize>,
 ) -> Result<Vec<HistoryRecord>, RegistryError> {
+    let limit = limit.unwrap_or(usize::MAX);
     let mut records = Vec::new();
     let mut start = None;
-    loop {
-        let page_limit = limit
-            .map(|l| i32::try_from(l.saturating_sub(records.len())).unwrap_or(i32::MAX))
-            .filter(|l| *l > 0);
+    while records.len() < limit {
+        let page = (limit - records.len()).min(PAGE);
         let out = reg
             .client()
             .query()
@@ -123,7 +126,7 @@ pub async fn list(
             .expression_attribute_values(":pk", s(stack))
             .expression_attribute_values(":hist", s(HIST_PREFIX))
             .scan_index_forward(false)
-            .set_limit(page_limit)
+            .limit(i32::try_from(page).unwrap_or(100))
             .set_exclusive_start_key(start.take())
             .send()
             .await
@@ -131,15 +134,12 @@ pub async fn list(
         for item in out.items() {
             records.push(from_item(reg.table(), item)?);
         }
-        if limit.is_some_and(|l| records.len() >= l) {
-            records.truncate(limit.unwrap_or(usize::MAX));
-            break;
-        }
         match out.last_evaluated_key() {
             Some(key) if !key.is_empty() => start = Some(key.clone()),
             _ => break,
         }
     }
+    records.truncate(limit);
     Ok(records)
 }
 

@@ -234,6 +234,46 @@ fn cut(text: &str, max: usize) -> String {
 }
 
 impl Card {
+    /// A card for this run from the lock's holder info (repository, actor, commit, ref, run
+    /// URL; the GitHub server for the commit link is taken from the run URL).
+    pub fn for_run(
+        stack: &str,
+        environment: Option<&str>,
+        mode: &str,
+        info: &crate::lock::HolderInfo,
+        region: Option<&str>,
+        phase: Phase,
+    ) -> Card {
+        let server_url = match (&info.run_url, &info.repository) {
+            (Some(url), Some(repo)) => url.find(&format!("/{repo}/")).map(|i| url[..i].to_string()),
+            _ => None,
+        };
+        Card {
+            stack: stack.to_string(),
+            stack_id: None,
+            environment: environment.map(str::to_string),
+            correlation_id: info.correlation_id.clone(),
+            mode: mode.to_string(),
+            repository: info.repository.clone(),
+            actor: info.actor.clone(),
+            commit: info.sha.clone(),
+            commit_message: None,
+            git_ref: info.git_ref.clone(),
+            server_url,
+            run_url: info.run_url.clone(),
+            region: region.map(str::to_string),
+            phase,
+        }
+    }
+
+    /// The same deployment in another phase (the step keeps one card and moves it along).
+    pub fn with_phase(&self, phase: Phase) -> Card {
+        Card {
+            phase,
+            ..self.clone()
+        }
+    }
+
     /// `app (prod)`, escaped.
     fn target(&self) -> String {
         match &self.environment {
@@ -838,6 +878,47 @@ mod tests {
             .collect();
         let detail = ThreadEvent::FailureDetail { failures }.render("c");
         check_limits(&serde_json::to_value(&detail).unwrap()).unwrap();
+    }
+
+    #[test]
+    fn a_card_is_built_from_the_holder_info() {
+        let env = |name: &str| {
+            Some(
+                match name {
+                    "GITHUB_REPOSITORY" => "acme/api",
+                    "GITHUB_RUN_ID" => "42",
+                    "GITHUB_RUN_ATTEMPT" => "1",
+                    "GITHUB_SERVER_URL" => "https://ghe.example.com",
+                    "GITHUB_SHA" => "abc1234def",
+                    "GITHUB_ACTOR" => "alice",
+                    _ => return None,
+                }
+                .to_string(),
+            )
+        };
+        let info = crate::lock::HolderInfo::from_env("corr-1", &env);
+        let c = Card::for_run(
+            "app",
+            Some("prod"),
+            "deploy",
+            &info,
+            Some("eu-west-1"),
+            phases().remove(1),
+        );
+        assert_eq!(c.server_url.as_deref(), Some("https://ghe.example.com"));
+        assert_eq!(c.correlation_id, "corr-1");
+        let s = json(&c.render());
+        assert!(
+            s.contains("<https://ghe.example.com/acme/api/commit/abc1234def|abc1234>"),
+            "{s}"
+        );
+        assert!(
+            s.contains("actions/runs/42/attempts/1|Workflow run>"),
+            "{s}"
+        );
+        let done = c.with_phase(phases().remove(3));
+        assert_eq!(done.stack, "app");
+        assert!(done.render().text.contains("rolled back"));
     }
 
     #[test]

@@ -11,9 +11,11 @@ pub mod blocks;
 pub mod card;
 pub mod client;
 pub mod deadletter;
+pub mod live;
 pub mod mrkdwn;
 pub mod notifier;
 
 pub use card::{Card, FailedResource, Holder, Outcome, Phase, PhaseKind, RootCause, ThreadEvent};
+pub use live::LiveCard;
 pub use notifier::{CardRef, DeadLetterStore, Destination, FlushReport, Notifier, NotifierOptions};
 pub mod retry;

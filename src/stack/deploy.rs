@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 
-use super::client::{ChangeSetRequest, ErrorKind, StackClient, StackInfo};
-use super::events::Matcher;
+use super::client::{ChangeSetRequest, ClientError, ErrorKind, StackClient, StackInfo};
+use super::events::{Baseline, Matcher};
 use super::monitor::{
     Follow, MonitorEvent, MonitorSettings, StackError, StackResult, Start, follow,
 };
@@ -252,7 +252,14 @@ where
         changes,
     });
     // Where the history stands before execution: our operation is the first one after it.
-    let baseline = client.baseline(stack).await?;
+    let baseline = match read_baseline(client, stack, settings, cancel).await {
+        Ok(baseline) => baseline,
+        Err(e) => {
+            // Nothing was executed: leave no change set behind.
+            let _ = client.delete_change_set(stack, &name).await;
+            return Err(e.into());
+        }
+    };
     if cancel.is_cancelled() {
         let _ = client.delete_change_set(stack, &name).await;
         let info = client.describe_stack(stack).await?;
@@ -473,5 +480,35 @@ mod tests {
             .map(|e| e.to_string());
         assert!(err.is_some_and(|e| e.contains("ContinueUpdateRollback")));
         assert!(plan("app", Some(&info("UPDATE_IN_PROGRESS"))).is_err());
+    }
+}
+
+/// Reads the baseline before execution, riding out a few transient errors (the SDK has
+/// already retried each call): failing here would abandon a ready change set for a blip.
+async fn read_baseline(
+    client: &StackClient,
+    stack: &str,
+    settings: &MonitorSettings,
+    cancel: &CancellationToken,
+) -> Result<Baseline, ClientError> {
+    let mut delay = settings.restart_backoff;
+    let mut attempt = 1;
+    loop {
+        match client.baseline(stack).await {
+            Ok(baseline) => return Ok(baseline),
+            Err(e) if e.is_retryable() && attempt < 3 && !cancel.is_cancelled() => {
+                tracing::warn!(
+                    "reading stack {stack}'s events failed ({e}); retrying in {}",
+                    crate::duration::human(delay)
+                );
+                tokio::select! {
+                    _ = tokio::time::sleep(delay) => {}
+                    _ = cancel.cancelled() => {}
+                }
+                delay *= 2;
+                attempt += 1;
+            }
+            Err(e) => return Err(e),
+        }
     }
 }

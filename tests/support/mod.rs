@@ -2,5 +2,6 @@
 //! Each test binary uses part of it, hence the `dead_code` allowance.
 #![allow(dead_code)]
 
+pub mod cfnsim;
 pub mod dynamo;
 pub mod runner;

@@ -1,0 +1,284 @@
+//! `history …` subcommands: list, export, import, collect.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use aws_sdk_cloudformation::error::ProvideErrorMetadata;
+use chrono::{DateTime, Utc};
+use clap::{Args, Subcommand};
+
+use super::estimate::{Failure, load_history};
+use super::registry::registry_exit_code;
+use crate::estimate::fmt_secs;
+use crate::history::events::records_from_history;
+use crate::history::store;
+use crate::history::{HistoryRecord, StackEvent};
+use crate::registry::Registry;
+
+const EXIT_CODES: &str = "Exit codes:
+  0    success
+  2    invalid arguments
+  65   the file is malformed (the message gives line and column, or the record, and what was
+       expected); nothing was imported
+  66   the file cannot be read
+  69   DynamoDB or CloudFormation unreachable (network, 5xx, throttling after retries)
+  77   AWS credentials expired
+  78   registry misconfigured (table missing, access denied), the stack does not exist, or an
+       item in the table cannot be read (the message says which)";
+
+#[derive(Debug, Subcommand)]
+pub enum HistoryCommand {
+    /// List a stack's past operations, newest first: when, how long, outcome, resources.
+    #[command(after_long_help = EXIT_CODES)]
+    List {
+        #[command(flatten)]
+        target: Target,
+        /// At most this many records.
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+        /// Print the records as a JSON array instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print all of a stack's records as a JSON array (oldest first): the input of
+    /// `history import` and `estimate --history`.
+    #[command(after_long_help = EXIT_CODES)]
+    Export {
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Store records from a JSON array (as `history export` prints). Every record is
+    /// validated before anything is written; storing a record again replaces it.
+    #[command(after_long_help = EXIT_CODES)]
+    Import {
+        /// Registry table.
+        #[arg(long, default_value = "deployment-registry")]
+        table: String,
+        /// AWS region (default: the environment's, e.g. AWS_REGION).
+        #[arg(long)]
+        region: Option<String>,
+        /// How long imported records stay (TTL), e.g. 365d, 90d.
+        #[arg(long, default_value = "365d", value_parser = parse_duration)]
+        ttl: Duration,
+        /// The file to import.
+        file: PathBuf,
+    },
+    /// Build records from a stack's past events in CloudFormation (DescribeStackEvents keeps
+    /// about 90 days), so estimates start with history instead of none. Stores them in the
+    /// registry table, or prints them with --print.
+    #[command(after_long_help = EXIT_CODES)]
+    Collect {
+        /// Stack name or ID.
+        #[arg(long)]
+        stack: String,
+        /// Registry table.
+        #[arg(long, default_value = "deployment-registry")]
+        table: String,
+        /// AWS region (default: the environment's, e.g. AWS_REGION).
+        #[arg(long)]
+        region: Option<String>,
+        /// Print the records as a JSON array instead of storing them.
+        #[arg(long)]
+        print: bool,
+        /// How long stored records stay (TTL).
+        #[arg(long, default_value = "365d", value_parser = parse_duration)]
+        ttl: Duration,
+    },
+}
+
+/// Table, region and stack.
+#[derive(Debug, Args)]
+pub struct Target {
+    /// Registry table.
+    #[arg(long, default_value = "deployment-registry")]
+    table: String,
+    /// Stack name.
+    #[arg(long)]
+    stack: String,
+    /// AWS region (default: the environment's, e.g. AWS_REGION).
+    #[arg(long)]
+    region: Option<String>,
+}
+
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    crate::duration::parse(text).map_err(|e| e.to_string())
+}
+
+async fn registry(table: &str, region: Option<&str>) -> Registry {
+    let config = crate::aws::load(region).await;
+    Registry::new(aws_sdk_dynamodb::Client::new(&config), table)
+}
+
+fn registry_failure(e: &crate::registry::RegistryError) -> Failure {
+    Failure(registry_exit_code(e), anyhow::anyhow!("{e}"))
+}
+
+pub async fn run(cmd: HistoryCommand) -> ExitCode {
+    let title = match &cmd {
+        HistoryCommand::List { .. } => "Cannot list history",
+        HistoryCommand::Export { .. } => "Cannot export history",
+        HistoryCommand::Import { .. } => "Cannot import history",
+        HistoryCommand::Collect { .. } => "Cannot collect history",
+    };
+    match execute(cmd).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Failure(code, e)) => {
+            crate::action::log::error(title, &format!("{e:#}"));
+            ExitCode::from(code)
+        }
+    }
+}
+
+fn print_json(records: &[HistoryRecord]) -> Result<(), Failure> {
+    let text = serde_json::to_string_pretty(records)
+        .context("cannot print the records")
+        .map_err(|e| Failure(1, e))?;
+    println!("{text}");
+    Ok(())
+}
+
+async fn execute(cmd: HistoryCommand) -> Result<(), Failure> {
+    match cmd {
+        HistoryCommand::List {
+            target,
+            limit,
+            json,
+        } => {
+            let reg = registry(&target.table, target.region.as_deref()).await;
+            let records = store::list(&reg, &target.stack, Some(limit))
+                .await
+                .map_err(|e| registry_failure(&e))?;
+            if json {
+                return print_json(&records);
+            }
+            if records.is_empty() {
+                println!("no history for stack {}", target.stack);
+                return Ok(());
+            }
+            println!(
+                "{:<20}  {:<8}  {:<11}  {:>9}  {:>9}  correlation id",
+                "finished (UTC)", "op", "outcome", "duration", "resources"
+            );
+            for r in &records {
+                println!(
+                    "{:<20}  {:<8}  {:<11}  {:>9}  {:>9}  {}",
+                    r.finished_at.format("%Y-%m-%d %H:%M:%S"),
+                    r.operation.as_str(),
+                    r.outcome.as_str(),
+                    fmt_secs(r.seconds()),
+                    r.resources.len(),
+                    r.correlation_id
+                );
+            }
+            Ok(())
+        }
+        HistoryCommand::Export { target } => {
+            let reg = registry(&target.table, target.region.as_deref()).await;
+            let mut records = store::list(&reg, &target.stack, None)
+                .await
+                .map_err(|e| registry_failure(&e))?;
+            records.reverse();
+            print_json(&records)
+        }
+        HistoryCommand::Import {
+            table,
+            region,
+            ttl,
+            file,
+        } => {
+            // Validate the whole file before writing anything.
+            let records = load_history(&file)?;
+            let reg = registry(&table, region.as_deref()).await;
+            match store::import(&reg, &records, ttl).await {
+                Ok(n) => {
+                    println!("imported {n} record(s) into {table}");
+                    Ok(())
+                }
+                Err((stored, e)) => Err(Failure(
+                    registry_exit_code(&e),
+                    anyhow::anyhow!(
+                        "{e} (after {stored} of {} record(s) were stored)",
+                        records.len()
+                    ),
+                )),
+            }
+        }
+        HistoryCommand::Collect {
+            stack,
+            table,
+            region,
+            print,
+            ttl,
+        } => {
+            let config = crate::aws::load(region.as_deref()).await;
+            let cfn = aws_sdk_cloudformation::Client::new(&config);
+            let events = describe_all_events(&cfn, &stack).await?;
+            let records = records_from_history(&events, "cfn-");
+            if print {
+                return print_json(&records);
+            }
+            let reg = Registry::new(aws_sdk_dynamodb::Client::new(&config), &table);
+            let n = store::import(&reg, &records, ttl)
+                .await
+                .map_err(|(_, e)| registry_failure(&e))?;
+            println!(
+                "collected {n} finished operation(s) of {stack} from {} event(s) into {table}",
+                events.len()
+            );
+            Ok(())
+        }
+    }
+}
+
+/// Reads a stack's whole event history (DescribeStackEvents, every page).
+async fn describe_all_events(
+    cfn: &aws_sdk_cloudformation::Client,
+    stack: &str,
+) -> Result<Vec<StackEvent>, Failure> {
+    let mut events = Vec::new();
+    let mut token = None;
+    loop {
+        let out = cfn
+            .describe_stack_events()
+            .stack_name(stack)
+            .set_next_token(token.take())
+            .send()
+            .await
+            .map_err(|e| {
+                let text = aws_smithy_types::error::display::DisplayErrorContext(&e).to_string();
+                let code = match e.code() {
+                    Some("ValidationError") | Some("AccessDenied") => 78,
+                    Some("ExpiredToken") | Some("ExpiredTokenException") => 77,
+                    _ => 69,
+                };
+                Failure(code, anyhow::anyhow!("DescribeStackEvents {stack}: {text}"))
+            })?;
+        events.extend(out.stack_events().iter().filter_map(from_sdk));
+        match out.next_token() {
+            Some(t) if !t.is_empty() => token = Some(t.to_string()),
+            _ => break,
+        }
+    }
+    Ok(events)
+}
+
+/// The SDK's event in the AWS CLI's shape (events missing a required field are skipped).
+fn from_sdk(e: &aws_sdk_cloudformation::types::StackEvent) -> Option<StackEvent> {
+    let ts = e.timestamp()?;
+    let timestamp = DateTime::<Utc>::from_timestamp(ts.secs(), ts.subsec_nanos())?;
+    Some(StackEvent {
+        stack_id: e.stack_id()?.to_string(),
+        event_id: e.event_id()?.to_string(),
+        stack_name: e.stack_name()?.to_string(),
+        logical_resource_id: e.logical_resource_id()?.to_string(),
+        physical_resource_id: e.physical_resource_id().map(str::to_string),
+        resource_type: e.resource_type()?.to_string(),
+        timestamp,
+        resource_status: e.resource_status()?.as_str().to_string(),
+        resource_status_reason: e.resource_status_reason().map(str::to_string),
+        operation_id: e.operation_id().map(str::to_string),
+        client_request_token: e.client_request_token().map(str::to_string),
+    })
+}

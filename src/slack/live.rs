@@ -1,0 +1,266 @@
+//! The live card of one deployment: what the lock and the monitor report, turned into card
+//! updates and thread replies.
+//!
+//! The steps hand every event to [`LiveCard`] and go on: the notifier behind it queues and
+//! collapses, so a burst of CloudFormation events costs the deployment nothing. Which events
+//! deserve a thread reply (queued behind someone, a takeover, a monitoring gap, the registry
+//! falling back, the failures) is decided here, once, for both steps.
+
+use std::collections::BTreeSet;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use super::card::{Card, FailedResource, Holder, Outcome, Phase, RootCause, ThreadEvent};
+use super::notifier::Notifier;
+use crate::lock::LockEvent;
+use crate::stack::{self, MonitorEvent, StackResult};
+
+impl From<stack::Outcome> for Outcome {
+    fn from(outcome: stack::Outcome) -> Outcome {
+        match outcome {
+            stack::Outcome::Succeeded => Outcome::Succeeded,
+            stack::Outcome::NoChanges => Outcome::NoChanges,
+            stack::Outcome::RolledBack => Outcome::RolledBack,
+            stack::Outcome::Failed => Outcome::Failed,
+            stack::Outcome::TimedOut => Outcome::TimedOut,
+            stack::Outcome::Cancelled => Outcome::Cancelled,
+        }
+    }
+}
+
+/// One deployment's card and the notifier that delivers it.
+pub struct LiveCard {
+    notifier: Notifier,
+    state: Mutex<State>,
+}
+
+struct State {
+    card: Card,
+    announced_queue: bool,
+    started: Option<Instant>,
+    done: u32,
+    total: Option<u32>,
+    in_progress: BTreeSet<String>,
+    failures: Vec<FailedResource>,
+}
+
+impl LiveCard {
+    pub fn new(notifier: Notifier, card: Card) -> LiveCard {
+        let state = State {
+            card,
+            announced_queue: false,
+            started: None,
+            done: 0,
+            total: None,
+            in_progress: BTreeSet::new(),
+            failures: Vec::new(),
+        };
+        LiveCard {
+            notifier,
+            state: Mutex::new(state),
+        }
+    }
+
+    pub fn notifier(&self) -> &Notifier {
+        &self.notifier
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn show(&self, state: &mut State, phase: Phase) {
+        state.card = state.card.with_phase(phase);
+        self.notifier.card(&state.card);
+    }
+
+    /// The lock's queue: position, holder and ETA on the card; one thread reply the first
+    /// time we wait, and one for a takeover.
+    pub fn lock_event(&self, event: &LockEvent) {
+        let mut state = self.state();
+        match event {
+            LockEvent::Queued {
+                position,
+                ahead,
+                holder,
+                eta,
+            }
+            | LockEvent::PositionChanged {
+                position,
+                ahead,
+                holder,
+                eta,
+            } => {
+                let holder = holder.as_ref().map(|h| Holder::from_info(&h.info));
+                let phase = Phase::Queued {
+                    position: *position as u32,
+                    ahead: *ahead as u32,
+                    holder: holder.clone(),
+                    eta: *eta,
+                };
+                self.show(&mut state, phase);
+                if !state.announced_queue {
+                    state.announced_queue = true;
+                    if let Some(holder) = holder {
+                        self.notifier.thread(&ThreadEvent::QueuedBehind {
+                            holder,
+                            position: *position as u32,
+                            eta: *eta,
+                        });
+                    }
+                }
+            }
+            LockEvent::TakingOver { previous, why } => {
+                self.notifier.thread(&ThreadEvent::Takeover {
+                    previous: Holder::from_info(&previous.info),
+                    why: why.to_string(),
+                });
+            }
+            LockEvent::Acquired { .. } => {
+                self.show(&mut state, Phase::WaitingForStack { stack_status: None })
+            }
+        }
+    }
+
+    /// The registry is unreachable and the step goes on without the lock.
+    pub fn registry_fallback(&self, reason: &str) {
+        let mut state = self.state();
+        self.show(&mut state, Phase::WaitingForStack { stack_status: None });
+        self.notifier.thread(&ThreadEvent::RegistryFallback {
+            reason: reason.to_string(),
+        });
+    }
+
+    /// The stack is busy with someone else's operation.
+    pub fn waiting_for_stack(&self, status: &str) {
+        let mut state = self.state();
+        self.show(
+            &mut state,
+            Phase::WaitingForStack {
+                stack_status: Some(status.to_string()),
+            },
+        );
+    }
+
+    /// Progress of the followed operation.
+    pub fn monitor_event(&self, event: &MonitorEvent) {
+        let mut state = self.state();
+        match event {
+            MonitorEvent::ChangeSetCreated { changes, .. } => state.total = Some(*changes),
+            MonitorEvent::Started { stack_id, .. } => {
+                state.started = Some(Instant::now());
+                state.card.stack_id = Some(stack_id.clone());
+                let phase = running(&state);
+                self.show(&mut state, phase);
+            }
+            MonitorEvent::Resource(e) if !e.is_stack_level() => {
+                let name = if e.stack_name == state.card.stack {
+                    e.logical_id.clone()
+                } else {
+                    format!("{}/{}", e.stack_name, e.logical_id)
+                };
+                if e.status.ends_with("_IN_PROGRESS") {
+                    state.in_progress.insert(name.clone());
+                } else {
+                    state.in_progress.remove(&name);
+                }
+                if e.status.ends_with("_FAILED") && !e.is_cancellation() {
+                    state.failures.push(FailedResource {
+                        resource: name,
+                        resource_type: Some(e.resource_type.clone()),
+                        status: e.status.clone(),
+                        reason: e.reason.clone().unwrap_or_default(),
+                    });
+                }
+                let phase = running(&state);
+                self.show(&mut state, phase);
+            }
+            MonitorEvent::Progress { done, total } => {
+                state.done = *done;
+                state.total = Some(*total);
+                let phase = running(&state);
+                self.show(&mut state, phase);
+            }
+            MonitorEvent::Interrupted {
+                error,
+                restart,
+                retry_in,
+                ..
+            } => {
+                self.notifier.thread(&ThreadEvent::MonitoringGap {
+                    gap: *retry_in,
+                    restarts: *restart,
+                    error: error.clone(),
+                });
+            }
+            _ => {}
+        }
+    }
+
+    /// The operation ended: the final card, and the failures in the thread.
+    pub fn finished(&self, result: &StackResult, mention: Option<&str>) {
+        let mut state = self.state();
+        if let Some(id) = &result.stack_id {
+            state.card.stack_id = Some(id.clone());
+        }
+        if !state.failures.is_empty() {
+            let failures = std::mem::take(&mut state.failures);
+            self.notifier
+                .thread(&ThreadEvent::FailureDetail { failures });
+        }
+        let root_cause = match (&result.failed_resource, &result.failure_reason) {
+            (Some(resource), Some(reason)) => Some(RootCause {
+                resource: resource.clone(),
+                resource_type: None,
+                reason: reason.clone(),
+            }),
+            _ => None,
+        };
+        let phase = Phase::Finished {
+            outcome: result.outcome.into(),
+            duration: result.duration,
+            root_cause,
+            stack_status: result.stack_status.clone(),
+            mention: mention.map(str::to_string),
+        };
+        self.show(&mut state, phase);
+    }
+
+    /// Mode lock: the job's later steps deploy while we hold the lock.
+    pub fn holding_lock(&self) {
+        let mut state = self.state();
+        state.started = Some(Instant::now());
+        let phase = running(&state);
+        self.show(&mut state, phase);
+    }
+
+    /// The step ended before any stack operation (lock timeout, cancellation, an error).
+    pub fn ended_early(&self, outcome: stack::Outcome, why: &str, mention: Option<&str>) {
+        let mut state = self.state();
+        let duration = state.started.map(|s| s.elapsed()).unwrap_or(Duration::ZERO);
+        let phase = Phase::Finished {
+            outcome: outcome.into(),
+            duration,
+            root_cause: (!outcome.is_success()).then(|| RootCause {
+                resource: "deploy-coordinator".into(),
+                resource_type: None,
+                reason: why.to_string(),
+            }),
+            stack_status: None,
+            mention: mention.map(str::to_string),
+        };
+        self.show(&mut state, phase);
+    }
+}
+
+fn running(state: &State) -> Phase {
+    Phase::Running {
+        done: state.done,
+        total: state.total,
+        elapsed: state.started.map(|s| s.elapsed()).unwrap_or(Duration::ZERO),
+        remaining: None,
+        completion: None,
+        slower_than_usual: false,
+        in_progress: state.in_progress.iter().take(10).cloned().collect(),
+    }
+}

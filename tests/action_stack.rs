@@ -1,0 +1,465 @@
+//! Deploying and following stacks through the real binary, the runner emulation, DynamoDB
+//! (moto) and the CloudFormation scenario simulator: every case an engineer watching a
+//! production deployment relies on, with the outputs the workflow's later steps read.
+
+mod support;
+
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use support::cfnsim::Simulator;
+use support::dynamo::{DynamoServer, Emulator};
+use support::runner::{Runner, StepRun, collect};
+
+const TABLE: &str = "deployment-registry";
+
+const TEMPLATE: &str = r#"
+Parameters:
+  Size:
+    Type: String
+    Default: small
+Resources:
+  Role:
+    Type: AWS::IAM::Role
+    Properties: {AssumeRolePolicyDocument: {}}
+  Queue:
+    Type: AWS::SQS::Queue
+    Properties: {DelaySeconds: 0}
+  Fn:
+    Type: AWS::Lambda::Function
+    Properties:
+      Role: !GetAtt Role.Arn
+      Environment: {Variables: {SIZE: !Ref Size}}
+  Db:
+    Type: AWS::RDS::DBInstance
+    Properties: {Engine: postgres}
+Outputs:
+  QueueUrl:
+    Value: !Ref Queue
+  FnName:
+    Value: !Ref Fn
+"#;
+
+const NESTED_TEMPLATE: &str = r#"
+Resources:
+  Network:
+    Type: AWS::CloudFormation::Stack
+    Properties: {TemplateURL: https://example.com/network.yaml}
+  App:
+    Type: AWS::SQS::Queue
+    DependsOn: Network
+"#;
+
+/// DynamoDB, the simulator, and a runner wired to both.
+struct World {
+    dynamo: DynamoServer,
+    sim: Simulator,
+}
+
+impl World {
+    async fn start(scenario: serde_json::Value, time_scale: f64) -> World {
+        let dynamo = DynamoServer::start(Emulator::Moto);
+        dynamo.create_table(TABLE).await;
+        let sim = Simulator::start(&scenario, time_scale);
+        World { dynamo, sim }
+    }
+
+    fn runner(&self, run_id: &str, stack: &str, template: Option<&str>) -> Runner {
+        let mut runner = Runner::new();
+        for (k, v) in self.dynamo.env() {
+            runner.env(&k, &v);
+        }
+        runner
+            .env("AWS_ENDPOINT_URL_DYNAMODB", &self.dynamo.endpoint())
+            .env("AWS_ENDPOINT_URL_CLOUDFORMATION", &self.sim.endpoint)
+            .env("GITHUB_RUN_ID", run_id)
+            .input("stack-name", stack)
+            .input("capabilities", "CAPABILITY_IAM");
+        if let Some(template) = template {
+            std::fs::write(runner.workspace().join("stack.yaml"), template).unwrap();
+            runner.input("template", "stack.yaml");
+        } else {
+            runner.inputs.insert("capabilities".into(), String::new());
+        }
+        runner
+    }
+}
+
+fn assert_code(run: &StepRun, code: i32, what: &str) {
+    assert_eq!(run.code(), Some(code), "{what}: exit code\n{}", run.log());
+}
+
+fn count(log: &str, needle: &str) -> usize {
+    log.matches(needle).count()
+}
+
+#[tokio::test]
+async fn a_successful_deployment_reports_outputs_and_hands_the_lock_on() {
+    let world = World::start(json!({"seed": 1, "change_set_seconds": 1}), 60.0).await;
+    let runner = world.runner("101", "orders", Some(TEMPLATE));
+    let main = runner.main();
+    assert_code(&main, 0, "deploy");
+    assert_eq!(main.output("outcome"), Some("succeeded"));
+    assert_eq!(main.output("stack-status"), Some("CREATE_COMPLETE"));
+    assert!(
+        main.output("stack-id")
+            .unwrap()
+            .starts_with("arn:aws:cloudformation:")
+    );
+    // RDS alone takes 6-10 simulated minutes: the duration is CloudFormation's, not ours.
+    let seconds: u64 = main.output("duration-seconds").unwrap().parse().unwrap();
+    assert!((360..=900).contains(&seconds), "duration {seconds}s");
+    let outputs: serde_json::Value =
+        serde_json::from_str(main.output("stack-outputs").unwrap()).unwrap();
+    assert_eq!(
+        outputs["QueueUrl"].as_str(),
+        main.output("QueueUrl"),
+        "each stack output is also its own step output"
+    );
+    assert!(main.output("FnName").is_some());
+    assert_eq!(main.output("lock-acquired"), Some("true"));
+    // Progress is shown and ends at M/M; nothing shows N > M.
+    assert!(main.log().contains("progress 4/4"), "{}", main.log());
+    assert_eq!(
+        main.state.get("lock_released").map(String::as_str),
+        Some("true"),
+        "released by the main step"
+    );
+    assert!(
+        main.summary.contains("succeeded") && main.summary.contains("QueueUrl"),
+        "{}",
+        main.summary
+    );
+    let post = runner.post(&main);
+    assert_code(&post, 0, "post");
+    assert!(post.log().contains("already released"), "{}", post.log());
+}
+
+#[tokio::test]
+async fn an_empty_change_set_is_no_changes_and_fails_only_when_asked() {
+    let world = World::start(json!({"seed": 2, "change_set_seconds": 1}), 120.0).await;
+    assert_code(
+        &world.runner("201", "billing", Some(TEMPLATE)).main(),
+        0,
+        "first deploy",
+    );
+
+    let again = world.runner("202", "billing", Some(TEMPLATE)).main();
+    assert_code(&again, 0, "same template again");
+    assert_eq!(again.output("outcome"), Some("no-changes"));
+    assert_eq!(again.output("stack-status"), Some("CREATE_COMPLETE"));
+
+    let mut strict = world.runner("203", "billing", Some(TEMPLATE));
+    strict.input("fail-on-empty-changeset", "true");
+    let run = strict.main();
+    assert_code(&run, 1, "fail-on-empty-changeset");
+    assert_eq!(run.output("outcome"), Some("no-changes"));
+}
+
+#[tokio::test]
+async fn a_failed_create_names_the_root_cause_and_rolls_back() {
+    let reason = "Resource handler returned message: \"Role is invalid\" ::set-output name=outcome::succeeded";
+    let world = World::start(
+        json!({"seed": 3, "change_set_seconds": 1, "resources": {"Fn": {"fail": reason}}}),
+        60.0,
+    )
+    .await;
+    let main = world.runner("301", "checkout", Some(TEMPLATE)).main();
+    assert_code(&main, 1, "failing deploy");
+    assert_eq!(main.output("outcome"), Some("failed"));
+    assert_eq!(main.output("stack-status"), Some("ROLLBACK_COMPLETE"));
+    assert_eq!(main.output("failed-resource"), Some("Fn"));
+    assert_eq!(main.output("failure-reason"), Some(reason));
+    // The cancellations of the resources running beside it are not the root cause.
+    let error = main
+        .commands()
+        .into_iter()
+        .find(|c| c.starts_with("::error title=Fn failed::"))
+        .expect("root cause annotation");
+    assert!(error.contains("Role is invalid"), "{error}");
+    // The untrusted reason never became a workflow command of its own.
+    assert!(
+        !main
+            .commands()
+            .iter()
+            .any(|c| c.starts_with("::set-output")),
+        "{}",
+        main.log()
+    );
+    assert!(
+        main.summary.contains("Root cause") && main.summary.contains("Role is invalid"),
+        "{}",
+        main.summary
+    );
+}
+
+#[tokio::test]
+async fn a_failed_update_is_rolled_back() {
+    let world = World::start(json!({"seed": 4, "change_set_seconds": 1}), 120.0).await;
+    assert_code(
+        &world.runner("401", "search", Some(TEMPLATE)).main(),
+        0,
+        "create",
+    );
+    world.sim.admin_post("scenario", Some(&json!({"seed": 4, "change_set_seconds": 1, "resources": {"Fn": {"fail_update": "Memory size out of range"}}})));
+    let mut update = world.runner("402", "search", Some(TEMPLATE));
+    update.input("parameters", "Size=large");
+    let run = update.main();
+    assert_code(&run, 1, "failed update");
+    assert_eq!(run.output("outcome"), Some("rolled-back"));
+    assert_eq!(run.output("stack-status"), Some("UPDATE_ROLLBACK_COMPLETE"));
+    assert_eq!(run.output("failed-resource"), Some("Fn"));
+}
+
+#[tokio::test]
+async fn nested_stacks_end_only_with_the_root_and_their_failures_are_named() {
+    // The nested stack completes 40 simulated seconds before its parent resource does: a
+    // monitor that stops at the first stack-level COMPLETE would exit early.
+    let scenario = json!({"seed": 5, "change_set_seconds": 1, "nested": {"Network": {
+        "template": {"Resources": {"Vpc": {"Type": "AWS::EC2::VPC"}, "Subnet": {"Type": "AWS::EC2::Subnet", "DependsOn": "Vpc"}}},
+        "complete_lag": 40}}});
+    let world = World::start(scenario, 20.0).await;
+    let run = world
+        .runner("501", "platform", Some(NESTED_TEMPLATE))
+        .main();
+    assert_code(&run, 0, "nested deploy");
+    assert_eq!(run.output("outcome"), Some("succeeded"));
+    let log = run.log();
+    let nested_done = log
+        .find("platform-Network-")
+        .and_then(|i| log[i..].find("CREATE_COMPLETE").map(|j| i + j))
+        .expect("nested events");
+    let root_done = log
+        .rfind("AWS::CloudFormation::Stack CREATE_COMPLETE")
+        .expect("root COMPLETE");
+    assert!(
+        nested_done < root_done,
+        "the nested stack's COMPLETE comes first and does not end monitoring"
+    );
+    assert!(
+        log.contains("Subnet"),
+        "nested resources are followed: {log}"
+    );
+
+    let failing = json!({"seed": 6, "change_set_seconds": 1, "nested": {"Network": {
+        "template": {"Resources": {"Vpc": {"Type": "AWS::EC2::VPC"}, "Subnet": {"Type": "AWS::EC2::Subnet", "DependsOn": "Vpc"}}},
+        "resources": {"Subnet": {"fail": "The CIDR '10.0.0.0/8' is invalid"}}}}});
+    world.sim.admin_post("scenario", Some(&failing));
+    let run = world
+        .runner("502", "platform-two", Some(NESTED_TEMPLATE))
+        .main();
+    assert_code(&run, 1, "nested failure");
+    assert_eq!(
+        run.output("failed-resource"),
+        Some("Network/Subnet"),
+        "{}",
+        run.log()
+    );
+    assert!(run.output("failure-reason").unwrap().contains("CIDR"));
+}
+
+#[tokio::test]
+async fn events_sharing_a_timestamp_are_neither_lost_nor_repeated() {
+    let scenario = json!({"seed": 7, "change_set_seconds": 1, "timestamp_precision_ms": 1000,
+        "same_timestamp_groups": [["Role", "Queue", "Db"]], "defaults": {"duration": [5, 5]},
+        "types": {"AWS::RDS::DBInstance": {"duration": [5, 5]}}});
+    let world = World::start(scenario, 5.0).await;
+    let run = world.runner("601", "ledger", Some(TEMPLATE)).main();
+    assert_code(&run, 0, "deploy");
+    let log = run.log();
+    for resource in ["Role", "Queue", "Fn", "Db"] {
+        let line = format!(" {resource} ");
+        let completes = log
+            .lines()
+            .filter(|l| l.contains(&line) && l.contains("CREATE_COMPLETE"))
+            .count();
+        assert_eq!(
+            completes, 1,
+            "{resource}: exactly one CREATE_COMPLETE line\n{log}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_throttling_storm_slows_polling_but_the_deployment_is_followed_to_the_end() {
+    let scenario = json!({"seed": 8, "change_set_seconds": 1,
+        "throttle": {"rate": 0.6, "actions": ["DescribeStackEvents", "DescribeStacks"], "seed": 3}});
+    let world = World::start(scenario, 60.0).await;
+    let run = world.runner("701", "storm", Some(TEMPLATE)).main();
+    assert_code(&run, 0, "deploy under throttling");
+    assert_eq!(run.output("outcome"), Some("succeeded"));
+    let throttled = world.sim.admin_get("stats")["throttled"]
+        .as_object()
+        .map(|m| m.values().filter_map(|v| v.as_u64()).sum::<u64>())
+        .unwrap_or(0);
+    assert!(throttled > 0, "the scenario throttled requests");
+}
+
+#[tokio::test]
+async fn deploy_timeout_gives_timed_out_and_the_lock_is_still_released() {
+    let world = World::start(json!({"seed": 9, "change_set_seconds": 1, "types": {"AWS::RDS::DBInstance": {"duration": 3600}}}), 1.0).await;
+    let mut runner = world.runner("801", "slow", Some(TEMPLATE));
+    runner.input("deploy-timeout", "8s");
+    let started = Instant::now();
+    let main = runner.main();
+    assert_code(&main, 1, "timed out");
+    assert_eq!(main.output("outcome"), Some("timed-out"));
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert_code(&runner.post(&main), 0, "post");
+    // Another run is not blocked by a stale lock: it waits for the stack instead.
+    let status = std::process::Command::new(env!("CARGO_BIN_EXE_deploy-coordinator"))
+        .args([
+            "lock", "status", "--table", TABLE, "--key", "slow", "--json",
+        ])
+        .envs(world.dynamo.env())
+        .output()
+        .unwrap();
+    let status: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    assert_eq!(status["state"], "free", "{status}");
+}
+
+#[tokio::test]
+async fn monitor_errors_restart_the_monitor_with_each_gap_reported() {
+    let world = World::start(json!({"seed": 10, "change_set_seconds": 1}), 10.0).await;
+    // Failures before execution (the SDK retries each call 3 times, so 4 fail a call) and while
+    // following: within the restart budget.
+    world
+        .sim
+        .admin_post("fault?kind=error&count=4&action=DescribeStackEvents", None);
+    let runner = world.runner("901", "flaky", Some(TEMPLATE));
+    let (mut cmd, files) = runner.command(false, &Default::default());
+    let started = Instant::now();
+    let child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(12));
+    world
+        .sim
+        .admin_post("fault?kind=error&count=8&action=DescribeStackEvents", None);
+    let out = child.wait_with_output().unwrap();
+    let run = collect(out.status, out.stdout, out.stderr, files, started.elapsed());
+    assert_code(&run, 0, "recovered");
+    assert_eq!(run.output("outcome"), Some("succeeded"));
+    let gaps = run
+        .commands()
+        .into_iter()
+        .filter(|c| c.starts_with("::warning title=Monitoring interrupted"))
+        .count();
+    assert!(gaps >= 1, "each gap is reported: {}", run.log());
+}
+
+#[tokio::test]
+async fn a_monitor_that_keeps_failing_stops_saying_the_state_is_unknown() {
+    let world = World::start(json!({"seed": 11, "change_set_seconds": 1, "types": {"AWS::RDS::DBInstance": {"duration": 3600}}}), 1.0).await;
+    let runner = world.runner("1001", "broken-api", Some(TEMPLATE));
+    let (mut cmd, files) = runner.command(false, &Default::default());
+    let started = Instant::now();
+    let child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Let the deployment start, then break every read of its events.
+    std::thread::sleep(Duration::from_secs(6));
+    world.sim.admin_post(
+        "fault?kind=error&count=1000&action=DescribeStackEvents,DescribeStacks",
+        None,
+    );
+    let out = child.wait_with_output().unwrap();
+    let main = collect(out.status, out.stdout, out.stderr, files, started.elapsed());
+    assert_code(&main, 1, "budget exhausted");
+    let error = main
+        .commands()
+        .into_iter()
+        .find(|c| c.starts_with("::error"))
+        .expect("an error");
+    assert!(error.contains("state is unknown"), "{error}");
+    let gaps = count(&main.log(), "::warning title=Monitoring interrupted");
+    assert_eq!(gaps, 5, "five restarts, then it stops:\n{}", main.log());
+    // The main step did not release (the operation may still run); the post step looks at the stack.
+    assert!(!main.state.contains_key("lock_released"));
+    // CloudFormation answers again (re-posting the scenario clears injected faults).
+    world.sim.admin_post("scenario", Some(&json!({"seed": 11, "change_set_seconds": 1, "types": {"AWS::RDS::DBInstance": {"duration": 3600}}})));
+    let post = runner.post(&main);
+    assert_code(&post, 0, "post");
+    assert!(
+        post.log()
+            .contains("Releasing the lock while the stack is busy"),
+        "{}",
+        post.log()
+    );
+}
+
+#[tokio::test]
+async fn mode_monitor_follows_an_operation_started_elsewhere() {
+    let world = World::start(json!({"seed": 12, "change_set_seconds": 1}), 60.0).await;
+    assert_code(
+        &world.runner("1101", "pipeline-app", Some(TEMPLATE)).main(),
+        0,
+        "create",
+    );
+    let watcher = world.runner("1102", "pipeline-app", None);
+    let (mut cmd, files) = watcher.command(false, &Default::default());
+    let started = Instant::now();
+    let child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(3));
+    // CodePipeline updates the stack.
+    world.sim.admin_post(
+        "start?stack=pipeline-app&operation=update&touch=Fn,Db",
+        None,
+    );
+    let out = child.wait_with_output().unwrap();
+    let run = collect(out.status, out.stdout, out.stderr, files, started.elapsed());
+    assert_code(&run, 0, "monitor");
+    assert_eq!(run.output("outcome"), Some("succeeded"));
+    assert_eq!(run.output("stack-status"), Some("UPDATE_COMPLETE"));
+    assert!(
+        run.log()
+            .contains("Db AWS::RDS::DBInstance UPDATE_COMPLETE"),
+        "{}",
+        run.log()
+    );
+}
+
+#[tokio::test]
+async fn mode_lock_post_step_reports_what_the_later_steps_deployed() {
+    let world = World::start(json!({"seed": 13, "change_set_seconds": 1, "defaults": {"duration": [1, 2]},
+        "resources": {"Fn": {"fail": "cdk: handler not found"}}, "types": {"AWS::RDS::DBInstance": {"duration": [2, 3]}}}), 1.0).await;
+    let mut runner = world.runner("1201", "cdk-app", None);
+    runner.input("mode", "lock");
+    let main = runner.main();
+    assert_code(&main, 0, "lock");
+    assert!(main.state.contains_key("stack_baseline"));
+    // A later step (cdk deploy) creates the stack, and it fails.
+    world.sim.admin_post(
+        "start?stack=cdk-app&operation=create",
+        Some(&json!({"template": TEMPLATE})),
+    );
+    std::thread::sleep(Duration::from_secs(12));
+    let post = runner.post(&main);
+    assert_code(&post, 0, "post");
+    let log = post.log();
+    assert!(
+        log.contains("while the lock was held: cdk-app failed"),
+        "{log}"
+    );
+    assert!(
+        post.commands()
+            .iter()
+            .any(|c| c.starts_with("::error title=Fn failed::") && c.contains("handler not found")),
+        "{log}"
+    );
+    assert!(post.summary.contains("Root cause"), "{}", post.summary);
+    assert!(log.contains("released"), "{log}");
+}
