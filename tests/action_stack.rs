@@ -463,3 +463,52 @@ async fn mode_lock_post_step_reports_what_the_later_steps_deployed() {
     assert!(post.summary.contains("Root cause"), "{}", post.summary);
     assert!(log.contains("released"), "{log}");
 }
+
+#[tokio::test]
+async fn sigterm_while_deploying_releases_the_lock_and_exits_within_the_runners_grace() {
+    let world = World::start(json!({"seed": 14, "change_set_seconds": 1, "types": {"AWS::RDS::DBInstance": {"duration": 3600}}}), 1.0).await;
+    let runner = world.runner("1301", "cancelled-app", Some(TEMPLATE));
+    let (mut cmd, files) = runner.command(false, &Default::default());
+    let child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(8));
+    let signalled = Instant::now();
+    let ok = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    let out = child.wait_with_output().unwrap();
+    let took = signalled.elapsed();
+    let main = collect(out.status, out.stdout, out.stderr, files, took);
+    assert!(
+        took < Duration::from_millis(7500),
+        "exit took {took:?}: the runner kills after 7.5 s\n{}",
+        main.log()
+    );
+    assert_code(&main, 1, "cancelled");
+    assert_eq!(main.output("outcome"), Some("cancelled"));
+    let status = std::process::Command::new(env!("CARGO_BIN_EXE_deploy-coordinator"))
+        .args([
+            "lock",
+            "status",
+            "--table",
+            TABLE,
+            "--key",
+            "cancelled-app",
+            "--json",
+        ])
+        .envs(world.dynamo.env())
+        .output()
+        .unwrap();
+    let status: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    assert_eq!(
+        status["state"], "free",
+        "the lock was released on SIGTERM: {status}"
+    );
+    // The post step then has nothing to undo, and says what the stack is doing.
+    assert_code(&runner.post(&main), 0, "post");
+}

@@ -20,7 +20,7 @@ fn the_estimator_beats_the_baseline_and_its_ranges_are_calibrated() {
     let report = run(&EvalConfig::default());
     println!("{}", report.markdown());
     for r in &report.rows {
-        // Pooled over the three stacks: 0.56 / 0.53 / 0.37 when this was written.
+        // Pooled over the three stacks: 0.57 / 0.52 / 0.36 when this was written.
         assert!(ratio(r) <= 0.6, "pooled at {}: {r:?}", r.at);
         assert!(
             (0.70..=0.90).contains(&r.coverage),

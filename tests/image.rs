@@ -15,14 +15,17 @@
 
 use std::collections::BTreeMap;
 use std::io::Read;
-use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use aws_sdk_dynamodb::types::{
-    AttributeDefinition, AttributeValue, KeySchemaElement, KeyType, ScalarAttributeType,
-};
+mod support;
+
+use support::dynamo::{DynamoServer, Emulator};
+use support::runner::{Runner, StepRun, collect};
+
+use aws_sdk_dynamodb::types::AttributeValue;
 
 /// Paths inside the image; action.yml's `runs.post-entrypoint` names the second one.
 const POST_ENTRYPOINT: &str = "/usr/local/bin/deploy-coordinator-post";
@@ -49,10 +52,6 @@ fn image() -> String {
 fn container_cli() -> Command {
     Command::new(repo().join("scripts/container"))
 }
-
-mod support;
-
-use support::runner::{Runner, StepRun, collect};
 
 /// Workflow-command lines of one kind (`error`, `warning`), from stdout and stderr: the runner
 /// scans both.
@@ -95,7 +94,9 @@ impl Job {
             r#"{"ref":"refs/heads/main"}"#,
         )
         .expect("event.json");
-        let run_id = (std::process::id() as u64) * 1000 + rand_suffix() % 1000;
+        // Each job is another workflow run, hence another lock owner.
+        static JOBS: AtomicU64 = AtomicU64::new(0);
+        let run_id = u64::from(std::process::id()) * 1000 + JOBS.fetch_add(1, Ordering::Relaxed);
         let env = [
             ("GITHUB_ACTIONS", "true".to_string()),
             ("CI", "true".to_string()),
@@ -282,10 +283,6 @@ impl Drop for RunningStep {
     }
 }
 
-fn rand_suffix() -> u64 {
-    u64::from(uuid::Uuid::new_v4().as_fields().0)
-}
-
 /// The `INPUT_*` variables the runner would export for a step given `with:` values.
 fn inputs(with: &[(&str, &str)]) -> Vec<(String, String)> {
     // Every input declared in action.yml, with its default, as the runner exports them.
@@ -318,112 +315,21 @@ fn state_env(main: &StepRun) -> Vec<(String, String)> {
 
 // --- moto -----------------------------------------------------------------------------------
 
-/// A moto server on a free loopback port, stopped on drop.
-struct Moto {
-    child: Child,
-    url: String,
-}
-
-impl Moto {
-    fn start() -> Moto {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("free port")
-            .port();
-        let server = repo().join(".venv/bin/moto_server");
-        let server = if server.exists() {
-            server
-        } else {
-            PathBuf::from("moto_server")
-        };
-        let child = Command::new(&server)
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| {
-                panic!(
-                    "starting {}: {e} (scripts/setup installs moto)",
-                    server.display()
-                )
-            });
-        let moto = Moto {
-            child,
-            url: format!("http://127.0.0.1:{port}"),
-        };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "moto did not listen on port {port} within 30 s"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        moto
-    }
-
-    /// What the container needs to reach moto with dummy credentials, as the runner would pass
-    /// the AWS_* variables that configure-aws-credentials exported.
-    fn env(&self) -> Vec<(String, String)> {
-        [
-            ("AWS_ENDPOINT_URL", self.url.as_str()),
-            ("AWS_ACCESS_KEY_ID", "test"),
-            ("AWS_SECRET_ACCESS_KEY", "test"),
-            ("AWS_SESSION_TOKEN", "test"),
-            ("AWS_REGION", REGION),
-            ("AWS_DEFAULT_REGION", REGION),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
-    }
-
-    async fn sdk(&self) -> aws_config::SdkConfig {
-        let creds =
-            aws_credential_types::Credentials::new("test", "test", None, None, "image-test");
-        aws_config::defaults(aws_config::BehaviorVersion::latest())
-            .endpoint_url(&self.url)
-            .region(aws_config::Region::new(REGION))
-            .credentials_provider(creds)
-            .load()
-            .await
-    }
-}
-
-impl Drop for Moto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// The registry table as DESIGN.md defines it: `pk` (S) + `sk` (S), on demand.
-async fn create_registry(ddb: &aws_sdk_dynamodb::Client, table: &str) {
-    let attr = |name: &str| {
-        AttributeDefinition::builder()
-            .attribute_name(name)
-            .attribute_type(ScalarAttributeType::S)
-            .build()
-            .expect("attribute definition")
-    };
-    let key = |name: &str, kind| {
-        KeySchemaElement::builder()
-            .attribute_name(name)
-            .key_type(kind)
-            .build()
-            .expect("key")
-    };
-    ddb.create_table()
-        .table_name(table)
-        .attribute_definitions(attr("pk"))
-        .attribute_definitions(attr("sk"))
-        .key_schema(key("pk", KeyType::Hash))
-        .key_schema(key("sk", KeyType::Range))
-        .billing_mode(aws_sdk_dynamodb::types::BillingMode::PayPerRequest)
-        .send()
-        .await
-        .expect("create the registry table in moto");
+/// A CloudFormation client for the emulator (moto serves CloudFormation beside DynamoDB).
+async fn cloudformation(moto: &DynamoServer) -> aws_sdk_cloudformation::Client {
+    let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .endpoint_url(moto.endpoint())
+        .region(aws_config::Region::new(REGION))
+        .credentials_provider(aws_credential_types::Credentials::new(
+            "test",
+            "test",
+            None,
+            None,
+            "image-test",
+        ))
+        .load()
+        .await;
+    aws_sdk_cloudformation::Client::new(&config)
 }
 
 /// Every lock item in the table (`sk = LOCK`), whatever the lock key is.
@@ -471,17 +377,16 @@ const TABLE: &str = "deploy-coordinator-image-test";
 const STACK: &str = "image-test-stack";
 
 /// moto with the registry table and the stack the lock-mode steps coordinate.
-async fn lock_fixture() -> (Moto, aws_sdk_dynamodb::Client) {
-    let moto = Moto::start();
-    let sdk = moto.sdk().await;
-    let ddb = aws_sdk_dynamodb::Client::new(&sdk);
-    create_registry(&ddb, TABLE).await;
-    create_stack(&aws_sdk_cloudformation::Client::new(&sdk), STACK).await;
+async fn lock_fixture() -> (DynamoServer, aws_sdk_dynamodb::Client) {
+    let moto = tokio::task::block_in_place(|| DynamoServer::start(Emulator::Moto));
+    moto.create_table(TABLE).await;
+    create_stack(&cloudformation(&moto).await, STACK).await;
+    let ddb = moto.client().await;
     (moto, ddb)
 }
 
 /// A lock-mode step's environment: its inputs, moto, and the main step's state for a post step.
-fn lock_env(moto: &Moto, main: Option<&StepRun>) -> Vec<(String, String)> {
+fn lock_env(moto: &DynamoServer, main: Option<&StepRun>) -> Vec<(String, String)> {
     let mut env = inputs(&[
         ("stack-name", STACK),
         ("mode", "lock"),

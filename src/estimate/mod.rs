@@ -115,7 +115,8 @@ pub struct Estimate {
     pub completion_high: DateTime<Utc>,
     pub progress: Progress,
     pub confidence: Confidence,
-    /// Elapsed time is past the usual high (90th percentile of comparable runs).
+    /// While running: elapsed time is past the usual high (the 90th percentile of comparable
+    /// runs; with fewer than three, 1.25 × the longest).
     pub slower_than_usual: bool,
     pub usual: Option<Usual>,
     pub laggards: Vec<Laggard>,
@@ -274,7 +275,9 @@ pub fn estimate_with(
         now_s
     };
 
-    let slower_than_usual = phase != Phase::Finished
+    // Only a deployment in progress is compared with usual deployments: a rollback is other
+    // work, and a finished operation needs no warning.
+    let slower_than_usual = phase == Phase::Running
         && usual.is_some_and(|u| {
             if u.runs >= 3 {
                 elapsed > u.high_seconds as f64
