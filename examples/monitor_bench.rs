@@ -371,9 +371,14 @@ impl Step {
         parse_outputs(&text)
     }
 
-    fn log_tail(&self) -> String {
+    /// Both streams, as the runner's log shows them.
+    fn log(&self) -> String {
         let read = |f: &str| std::fs::read_to_string(self.dir.path().join(f)).unwrap_or_default();
-        let log = format!("{}{}", read("stdout"), read("stderr"));
+        format!("{}{}", read("stdout"), read("stderr"))
+    }
+
+    fn log_tail(&self) -> String {
+        let log = self.log();
         let lines: Vec<&str> = log.lines().collect();
         lines[lines.len().saturating_sub(15)..].join("\n")
     }
@@ -502,7 +507,7 @@ async fn cfn_client(endpoint: &str) -> aws_sdk_cloudformation::Client {
 
 /// A root stack's operation as the simulator recorded it: (started, terminal) in epoch seconds.
 fn root_operation(stacks: &Value, name: &str) -> Result<(f64, f64)> {
-    let stack = stacks
+    let stack = stacks["stacks"]
         .as_array()
         .and_then(|a| {
             a.iter()
@@ -683,6 +688,18 @@ fn rss_scenario() -> Value {
     })
 }
 
+/// Log lines of a nested resource (`R000`…) reaching CREATE_COMPLETE.
+fn nested_completions(log: &str) -> usize {
+    log.lines()
+        .filter(|l| {
+            l.split_whitespace().last() == Some("CREATE_COMPLETE")
+                && l.split_whitespace().any(|t| {
+                    t.len() == 4 && t.starts_with('R') && t[1..].bytes().all(|b| b.is_ascii_digit())
+                })
+        })
+        .count()
+}
+
 /// Peak RSS of one deployment, KiB: (VmHWM polled, /usr/bin/time's maximum).
 async fn rss(bin: &Path, label: &str) -> Result<(u64, Option<u64>)> {
     let dynamo = dynamo::DynamoServer::start(dynamo::Emulator::Moto);
@@ -725,8 +742,20 @@ async fn rss(bin: &Path, label: &str) -> Result<(u64, Option<u64>)> {
         .join()
         .map_err(|_| anyhow!("sampler thread panicked"))?;
     let outputs = step.check(status, "rss-polled")?;
-    let progress_line = std::fs::read_to_string(step.dir.path().join("stdout"))
-        .unwrap_or_default()
+    // The figure only means something if the binary followed every nested resource.
+    let followed = nested_completions(&step.log());
+    if followed != NESTED * PER_NESTED {
+        bail!(
+            "the binary logged {followed} nested CREATE_COMPLETE events, expected {}:\n{}",
+            NESTED * PER_NESTED,
+            step.log_tail()
+        );
+    }
+    if let Ok(dir) = std::env::var("MONITOR_BENCH_KEEP_LOG") {
+        std::fs::write(Path::new(&dir).join("rss-polled.log"), step.log()).context("keep log")?;
+    }
+    let progress_line = step
+        .log()
         .lines()
         .rev()
         .find(|l| l.contains("progress"))
@@ -767,7 +796,7 @@ async fn rss(bin: &Path, label: &str) -> Result<(u64, Option<u64>)> {
         None
     };
     let stacks = sim.admin_get("stacks");
-    let nested = stacks
+    let nested = stacks["stacks"]
         .as_array()
         .map(|a| a.iter().filter(|s| !s["parent_id"].is_null()).count())
         .unwrap_or(0);
@@ -780,12 +809,33 @@ async fn rss(bin: &Path, label: &str) -> Result<(u64, Option<u64>)> {
     Ok((peak.load(Ordering::Relaxed), timed))
 }
 
+/// A path as the reader would type it: relative to the repository when inside it.
+fn shown(path: &Path) -> String {
+    path.strip_prefix(env!("CARGO_MANIFEST_DIR"))
+        .unwrap_or(path)
+        .display()
+        .to_string()
+}
+
 fn mib(kib: u64) -> String {
     format!("{:.1} MiB", kib as f64 / 1024.0)
 }
 
 #[tokio::main]
 async fn main() -> Result<()> {
+    // On Ctrl-C or SIGTERM, drop the work: every process it started is killed on drop (the
+    // binaries) or sees its stdin pipe close (simulators, moto). The default action would end
+    // this process without running any destructor, leaving the binaries running.
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("SIGTERM handler")?;
+    tokio::select! {
+        result = bench() => result,
+        _ = tokio::signal::ctrl_c() => bail!("interrupted"),
+        _ = term.recv() => bail!("terminated"),
+    }
+}
+
+async fn bench() -> Result<()> {
     let bin = PathBuf::from(arg("--bin", "target/debug/deploy-coordinator"));
     let deployments: u64 = arg("--deployments", "12")
         .parse()
@@ -793,18 +843,24 @@ async fn main() -> Result<()> {
     let stagger: f64 = arg("--stagger", "4").parse().context("--stagger")?;
     let seed: u64 = arg("--seed", "4").parse().context("--seed")?;
     let mut rss_bins: Vec<String> = args_all("--rss-bin");
+    // Default: the binary under test.
     if rss_bins.is_empty() {
         rss_bins.push(bin.display().to_string());
     }
-    if !bin.exists() {
-        bail!("{} does not exist: build it first", bin.display());
-    }
+    // Absolute: the step runs in its own workspace directory.
+    let bin = std::fs::canonicalize(&bin)
+        .with_context(|| format!("{}: build it first", bin.display()))?;
+    let rss_bins = rss_bins
+        .iter()
+        .map(|b| std::fs::canonicalize(b).with_context(|| format!("{b}: build it first")))
+        .collect::<Result<Vec<_>>>()?;
 
     let mut rss_rows = Vec::new();
     if !flag("--skip-rss") {
         for b in &rss_bins {
-            let (polled, timed) = rss(Path::new(b), b).await?;
-            rss_rows.push((b.clone(), polled, timed));
+            let label = shown(b);
+            let (polled, timed) = rss(b, &label).await?;
+            rss_rows.push((label, polled, timed));
         }
     }
     let latency = if flag("--skip-latency") {
@@ -819,7 +875,7 @@ async fn main() -> Result<()> {
         println!(
             "| {} deployments (binary: `{}`) | deploy-coordinator | fixed 2 s poller (CDK) | goal |",
             o.len(),
-            bin.display()
+            shown(&bin)
         );
         println!("|---|---|---|---|");
         println!(

@@ -248,13 +248,13 @@ impl Config {
             .transpose()?;
 
         let environment = inputs.get("environment").map(str::to_string);
-        if let Some(env) = &environment {
-            if env.len() > 255 || env.chars().any(char::is_control) {
-                return Err(bad(
-                    "environment",
-                    "must be at most 255 characters without control characters",
-                ));
-            }
+        if let Some(env) = &environment
+            && (env.len() > 255 || env.chars().any(char::is_control))
+        {
+            return Err(bad(
+                "environment",
+                "must be at most 255 characters without control characters",
+            ));
         }
         let lock_key = match inputs.get("lock-key") {
             Some(key) => key.to_string(),

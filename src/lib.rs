@@ -24,3 +24,4 @@ pub mod shutdown;
 pub mod slack;
 pub mod stack;
 pub mod summary;
+pub mod timeline;

@@ -33,7 +33,8 @@ use crate::stack::{
     self, DeployRequest, GuardError, MonitorEvent, MonitorSettings, PollSettings, StackClient,
     StackError, StackResult,
 };
-use crate::{aws, correlation, duration, github, summary};
+use crate::timeline::Timeline;
+use crate::{aws, correlation, duration, github, history, summary};
 
 /// Runs the main step with this process's environment.
 pub async fn run(ctx: RunContext) -> ExitCode {
@@ -81,7 +82,7 @@ pub async fn run(ctx: RunContext) -> ExitCode {
         me.stack = Some(config.stack_name.clone());
         me.mode = Some(config.mode.as_str().to_string());
         let registry = Registry::new(aws_sdk_dynamodb::Client::new(&sdk), &config.registry_table)
-            .with_clock(clock.clone());
+            .with_clock(clock);
         let card = Card::for_run(
             &config.stack_name,
             config.environment.as_deref(),
@@ -91,6 +92,21 @@ pub async fn run(ctx: RunContext) -> ExitCode {
             Phase::WaitingForStack { stack_status: None },
         );
         let live = LiveCard::new(Notifier::from_config(&config, &correlation_id, None), card);
+        // What history knows about this stack: estimates, ETAs, faster polling near the end.
+        let history = match history::store::list(
+            &registry,
+            &config.stack_name,
+            Some(history::store::ESTIMATE_WINDOW),
+        )
+        .await
+        {
+            Ok(records) => records,
+            Err(e) => {
+                warn!("no deployment history for estimates ({e})");
+                Vec::new()
+            }
+        };
+        let timeline = Timeline::new(&config.stack_name, history);
         let step = Step {
             files,
             ctx,
@@ -103,6 +119,9 @@ pub async fn run(ctx: RunContext) -> ExitCode {
             registry,
             live,
             first_error: std::sync::Mutex::new(None),
+            timeline: std::sync::Mutex::new(timeline),
+            predicted: AtomicBool::new(false),
+            warned_slow: AtomicBool::new(false),
             reported: AtomicBool::new(false),
             registry_reachable: AtomicBool::new(true),
             write_failed: AtomicBool::new(false),
@@ -128,6 +147,12 @@ struct Step {
     live: LiveCard,
     /// The first error of the step, for the Slack card when no stack operation ran.
     first_error: std::sync::Mutex<Option<String>>,
+    /// The followed operation against its history (estimates, the history record).
+    timeline: std::sync::Mutex<Timeline>,
+    /// `estimated-duration-seconds` was written.
+    predicted: AtomicBool,
+    /// The slower-than-usual warning was given.
+    warned_slow: AtomicBool,
     /// Set once the card shows a finished stack operation.
     reported: AtomicBool,
     /// False once the registry proved unreachable: dead letters then go to the summary only.
@@ -162,7 +187,7 @@ enum Coordination {
     /// We hold the DynamoDB lock.
     Locked {
         registry: Registry,
-        record: lock::LockRecord,
+        record: Box<lock::LockRecord>,
     },
     /// The registry was unreachable: CloudFormation-only coordination.
     Fallback,
@@ -215,21 +240,21 @@ impl Step {
                     Coordination::Locked { registry, record } => Some(lock::spawn_heartbeat(
                         registry.clone(),
                         config.lock_key.clone(),
-                        record.clone(),
+                        (**record).clone(),
                     )),
                     Coordination::Fallback => None,
                 };
                 let ending = self.deploy_or_follow(&stacks).await;
-                if let Some(heartbeat) = heartbeat {
-                    if let Err(lost) = heartbeat.stop().await {
-                        log::warning(
-                            "The deployment lock was lost while deploying",
-                            &format!(
-                                "{lost}. Another run may have deployed at the same time: check the stack's events. \
-                                 A lost lock means our heartbeats did not reach DynamoDB for a whole lease (lock-lease)."
-                            ),
-                        );
-                    }
+                if let Some(heartbeat) = heartbeat
+                    && let Err(lost) = heartbeat.stop().await
+                {
+                    log::warning(
+                        "The deployment lock was lost while deploying",
+                        &format!(
+                            "{lost}. Another run may have deployed at the same time: check the stack's events. \
+                             A lost lock means our heartbeats did not reach DynamoDB for a whole lease (lock-lease)."
+                        ),
+                    );
                 }
                 // 6. The operation has ended: hand the lock on now rather than at the post
                 // step. Not when its state is unknown: the post step checks the stack first.
@@ -331,12 +356,15 @@ impl Step {
         let config = &self.config;
         let mut on_event = |event: MonitorEvent| {
             self.live.monitor_event(&event);
+            self.track(&event);
             log_monitor_event(&config.stack_name, event);
         };
         let settings = MonitorSettings::default();
         let result = match config.mode {
             Mode::Deploy => match DeployRequest::from_config(config, &self.correlation_id) {
-                Some(request) => {
+                Some(mut request) => {
+                    // Polls faster as the usual end approaches.
+                    request.expected_duration = self.timeline().usual_duration();
                     stack::deploy(stacks, &request, &settings, &self.cancel, &mut on_event).await
                 }
                 // Config guarantees a template in mode deploy.
@@ -359,7 +387,10 @@ impl Step {
             }
         };
         match result {
-            Ok(result) => self.report(&result),
+            Ok(result) => {
+                self.record_history().await;
+                self.report(&result)
+            }
             Err(StackError::Cancelled) => Ending::of(stack::Outcome::Cancelled),
             Err(e) => {
                 let state_unknown = matches!(e, StackError::StateUnknown { .. });
@@ -376,6 +407,69 @@ impl Step {
                     ..Ending::of(stack::Outcome::Failed)
                 }
             }
+        }
+    }
+
+    /// Feeds the operation's events to the timeline: an estimate on every progress change (log
+    /// and card), and one warning when it runs slower than usual.
+    fn track(&self, event: &MonitorEvent) {
+        let mut timeline = self.timeline();
+        match event {
+            MonitorEvent::ChangeSetCreated { changes, .. } => timeline.set_expected_total(*changes),
+            MonitorEvent::Resource(e) => timeline.push(e),
+            MonitorEvent::Progress { .. } => {
+                let Some(estimate) = timeline.estimate(self.clock.now()) else {
+                    return;
+                };
+                if let Some(predicted) = timeline.predicted_seconds()
+                    && !self.predicted.swap(true, Ordering::Relaxed)
+                {
+                    self.output("estimated-duration-seconds", &predicted.to_string());
+                }
+                info!("estimate: {}", estimate.summary());
+                self.live.estimate(&estimate);
+                if estimate.slower_than_usual && !self.warned_slow.swap(true, Ordering::Relaxed) {
+                    let usual = estimate
+                        .usual
+                        .as_ref()
+                        .map(|u| u.high_seconds)
+                        .unwrap_or_default();
+                    log::warning(
+                        "Slower than usual",
+                        &format!(
+                            "{} has run {} so far; it usually takes at most {}. Still following it.",
+                            self.config.stack_name,
+                            duration::human(Duration::from_secs(estimate.elapsed_seconds)),
+                            duration::human(Duration::from_secs(usual))
+                        ),
+                    );
+                    self.live.slower_than_usual(
+                        Duration::from_secs(estimate.elapsed_seconds),
+                        Duration::from_secs(usual),
+                    );
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn timeline(&self) -> std::sync::MutexGuard<'_, Timeline> {
+        self.timeline.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Stores the finished operation in the history that the next estimates learn from.
+    async fn record_history(&self) {
+        if !self.registry_reachable.load(Ordering::Relaxed) {
+            return;
+        }
+        let record = self.timeline().record(&self.correlation_id);
+        if let Some(record) = record
+            && let Err(e) =
+                history::store::put(&self.registry, &record, history::store::DEFAULT_TTL).await
+        {
+            warn!(
+                "could not store this deployment in the history ({e}): estimates will not learn from it"
+            );
         }
     }
 
@@ -457,6 +551,7 @@ impl Step {
         let liveness = self.liveness();
         let options = AcquireOptions::new(config.lock_lease, config.lock_timeout);
         let on_event = |event: LockEvent| {
+            let event = self.with_queue_eta(event);
             self.live.lock_event(&event);
             log_lock_event(&config.lock_key, event);
         };
@@ -485,7 +580,10 @@ impl Step {
                         config.lock_key, record.fence
                     );
                 }
-                Ok(Coordination::Locked { registry, record })
+                Ok(Coordination::Locked {
+                    registry,
+                    record: Box::new(record),
+                })
             }
             Err(AcquireError::Registry(e))
                 if e.is_unavailable()
@@ -546,6 +644,43 @@ impl Step {
                 self.output("lock-acquired", "false");
                 Err(Ending::of(stack::Outcome::Cancelled))
             }
+        }
+    }
+
+    /// Fills a queue event's ETA from history: the holder's remaining time plus a usual
+    /// deployment for each run ahead.
+    fn with_queue_eta(&self, event: LockEvent) -> LockEvent {
+        let now = self.clock.now();
+        match event {
+            LockEvent::Queued {
+                position,
+                ahead,
+                holder,
+                ..
+            } => {
+                let eta = Some(self.timeline().queue_eta(holder.as_ref(), ahead, now));
+                LockEvent::Queued {
+                    position,
+                    ahead,
+                    holder,
+                    eta,
+                }
+            }
+            LockEvent::PositionChanged {
+                position,
+                ahead,
+                holder,
+                ..
+            } => {
+                let eta = Some(self.timeline().queue_eta(holder.as_ref(), ahead, now));
+                LockEvent::PositionChanged {
+                    position,
+                    ahead,
+                    holder,
+                    eta,
+                }
+            }
+            other => other,
         }
     }
 

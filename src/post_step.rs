@@ -28,7 +28,8 @@ use crate::outputs::state;
 use crate::registry::Registry;
 use crate::slack::{Card, CardRef, LiveCard, Notifier, Phase};
 use crate::stack::{self, Baseline, StackClient, StackResult};
-use crate::{aws, duration, main_step, summary};
+use crate::timeline::to_history_event;
+use crate::{aws, duration, history, main_step, summary};
 
 /// How long the post step gives Slack: it shares the step's time limit with everything else.
 const SLACK_FLUSH: Duration = Duration::from_secs(10);
@@ -63,12 +64,15 @@ pub async fn run(ctx: RunContext) -> ExitCode {
             .map_err(|e| warn!("cannot read the inputs again ({e}): releasing the lock without a report"))
             .ok();
         let live = config.as_ref().map(|config| resume_card(config, &correlation_id, &sdk));
+        let clock = WallClock::from_env(&|name| std::env::var(name).ok()).unwrap_or_else(|_| WallClock::system());
+        let registry = Registry::new(aws_sdk_dynamodb::Client::new(&sdk), &table).with_clock(clock);
 
         // 3. What happened to the stack while we held the lock.
         if let Some(config) = &config {
             let stacks = StackClient::from_conf(&sdk);
             if let Some(baseline) = state_value(state::STACK_BASELINE) {
                 report_lock_mode(&stacks, config, &correlation_id, &baseline, live.as_ref()).await;
+                record_lock_mode_history(&stacks, &registry, config, &correlation_id, &baseline).await;
             } else {
                 // Modes deploy and monitor release in the main step; getting here means it
                 // stopped early (cancelled, killed, or its monitor gave up).
@@ -81,8 +85,6 @@ pub async fn run(ctx: RunContext) -> ExitCode {
         }
 
         // 4. Release, owner-checked.
-        let clock = WallClock::from_env(&|name| std::env::var(name).ok()).unwrap_or_else(|_| WallClock::system());
-        let registry = Registry::new(aws_sdk_dynamodb::Client::new(&sdk), &table).with_clock(clock);
         release(&registry, &table, &key, &owner).await;
 
         // 5. Slack.
@@ -224,5 +226,50 @@ async fn check_stack_before_release(stacks: &StackClient, stack_name: &str) {
         Ok(Some(info)) => info!("stack {stack_name} is {}", info.status),
         Ok(None) => info!("stack {stack_name} does not exist"),
         Err(e) => warn!("cannot read stack {stack_name} before releasing ({e})"),
+    }
+}
+
+/// Mode lock: stores what the later steps deployed in the history, so estimates learn from
+/// CDK and SAM deployments too.
+async fn record_lock_mode_history(
+    stacks: &StackClient,
+    registry: &Registry,
+    config: &Config,
+    correlation_id: &str,
+    baseline: &str,
+) {
+    let Ok(baseline) = Baseline::decode(baseline) else {
+        return;
+    };
+    let mut cursor = stack::events::Cursor::after(&baseline);
+    let events = match stacks
+        .read_new_events(&config.stack_name, &mut cursor)
+        .await
+    {
+        Ok(events) => events,
+        Err(e) => {
+            warn!("cannot read the stack's events for the history ({e})");
+            return;
+        }
+    };
+    let events: Vec<_> = events
+        .iter()
+        .filter(|e| e.stack_name == config.stack_name)
+        .map(to_history_event)
+        .collect();
+    for (i, operation) in history::split_operations(&events).iter().enumerate() {
+        // One correlation ID per record: the second operation of a job gets a suffix.
+        let id = if i == 0 {
+            correlation_id.to_string()
+        } else {
+            format!("{correlation_id}.{}", i + 1)
+        };
+        if let Some(record) = history::trace(operation).and_then(|t| t.to_record(&id))
+            && let Err(e) =
+                history::store::put(registry, &record, history::store::DEFAULT_TTL).await
+        {
+            warn!("could not store the deployment in the history ({e})");
+            return;
+        }
     }
 }

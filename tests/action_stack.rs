@@ -462,6 +462,11 @@ async fn mode_lock_post_step_reports_what_the_later_steps_deployed() {
     );
     assert!(post.summary.contains("Root cause"), "{}", post.summary);
     assert!(log.contains("released"), "{log}");
+    // What the later step deployed is in the history, as if we had deployed it.
+    let records = history_of(&world, "cdk-app");
+    assert_eq!(records.len(), 1, "{records:?}");
+    // The failed create was rolled back: that is the history's word for it.
+    assert_eq!(records[0]["outcome"], "rolled_back");
 }
 
 #[tokio::test]
@@ -511,4 +516,56 @@ async fn sigterm_while_deploying_releases_the_lock_and_exits_within_the_runners_
     );
     // The post step then has nothing to undo, and says what the stack is doing.
     assert_code(&runner.post(&main), 0, "post");
+}
+
+/// `history export` of a stack, as a JSON array (oldest first).
+fn history_of(world: &World, stack: &str) -> Vec<serde_json::Value> {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_deploy-coordinator"))
+        .args(["history", "export", "--table", TABLE, "--stack", stack])
+        .envs(world.dynamo.env())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[tokio::test]
+async fn every_deployment_is_recorded_and_the_next_one_is_estimated_from_it() {
+    let world = World::start(
+        json!({"seed": 15, "change_set_seconds": 1, "update_changes": ["Db"]}),
+        30.0,
+    )
+    .await;
+    let first = world.runner("1401", "history-app", Some(TEMPLATE)).main();
+    assert_code(&first, 0, "first deploy");
+    let records = history_of(&world, "history-app");
+    assert_eq!(records.len(), 1, "{records:?}");
+    assert_eq!(records[0]["operation"], "CREATE");
+    assert_eq!(records[0]["outcome"], "succeeded");
+    assert_eq!(
+        records[0]["correlation_id"].as_str(),
+        first.output("correlation-id")
+    );
+    assert_eq!(records[0]["resources"].as_array().map(Vec::len), Some(4));
+
+    let mut update = world.runner("1402", "history-app", Some(TEMPLATE));
+    update.input("parameters", "Size=large");
+    let second = update.main();
+    assert_code(&second, 0, "second deploy");
+    let predicted: u64 = second
+        .output("estimated-duration-seconds")
+        .expect("a prediction from history")
+        .parse()
+        .unwrap();
+    assert!(predicted > 0);
+    assert!(
+        second.log().contains("estimate: about"),
+        "estimates in the log:\n{}",
+        second.log()
+    );
+    assert_eq!(history_of(&world, "history-app").len(), 2);
 }

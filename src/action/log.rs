@@ -237,24 +237,33 @@ impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for SafeWriter {
     }
 }
 
-/// Installs the process's `tracing` subscriber: level from `RUST_LOG` (default `info`, `debug`
-/// when the runner's debug logging is on), no timestamps in GitHub Actions (the runner adds
-/// its own), colours only on a terminal.
+/// Installs the process's `tracing` subscriber: level from `RUST_LOG` (`target=level` pairs,
+/// default `info`, `debug` for our own code when the runner's debug logging is on), no
+/// timestamps in GitHub Actions (the runner adds its own), colours only on a terminal.
+///
+/// `Targets` rather than `EnvFilter`: the latter's span and regex matching costs most of a
+/// megabyte of binary, and every job pulls the image.
 pub fn init_tracing(target: Target, debug: bool) {
-    use tracing_subscriber::EnvFilter;
+    use tracing_subscriber::filter::Targets;
+    use tracing_subscriber::prelude::*;
     let default = if debug {
         "deploy_coordinator=debug,info"
     } else {
         "info"
     };
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    let filter: Targets = std::env::var("RUST_LOG")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| default.parse().unwrap_or_default());
     let ansi = target == Target::Terminal && std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let layer = tracing_subscriber::fmt::layer()
         .with_target(false)
         .without_time()
         .with_ansi(ansi)
-        .with_writer(SafeWriter)
+        .with_writer(SafeWriter);
+    let _ = tracing_subscriber::registry()
+        .with(layer)
+        .with(filter)
         .try_init();
 }
 

@@ -7,6 +7,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+pub mod estimate;
+pub mod history;
 pub mod lock;
 pub mod registry;
 pub mod slack;
@@ -31,6 +33,11 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Estimate the remaining time of a stack operation (offline).
+    Estimate(estimate::EstimateArgs),
+    /// List, export, import or collect deployment history.
+    #[command(subcommand)]
+    History(history::HistoryCommand),
     /// Inspect, take, release or force-unlock deployment locks.
     #[command(subcommand)]
     Lock(lock::LockCommand),
@@ -47,6 +54,8 @@ pub enum Command {
 /// Runs a parsed CLI command to completion.
 pub async fn run(command: Command) -> ExitCode {
     match command {
+        Command::Estimate(args) => estimate::run(args).await,
+        Command::History(cmd) => history::run(cmd).await,
         Command::Lock(cmd) => lock::run(cmd).await,
         Command::Registry(cmd) => registry::run(cmd).await,
         Command::Slack(cmd) => slack::run(cmd).await,

@@ -42,6 +42,9 @@ struct State {
     total: Option<u32>,
     in_progress: BTreeSet<String>,
     failures: Vec<FailedResource>,
+    remaining: Option<(Duration, Duration)>,
+    completion: Option<chrono::DateTime<chrono::Utc>>,
+    slower: bool,
 }
 
 impl LiveCard {
@@ -54,6 +57,9 @@ impl LiveCard {
             total: None,
             in_progress: BTreeSet::new(),
             failures: Vec::new(),
+            remaining: None,
+            completion: None,
+            slower: false,
         };
         LiveCard {
             notifier,
@@ -226,6 +232,25 @@ impl LiveCard {
         self.show(&mut state, phase);
     }
 
+    /// What history says about the time left.
+    pub fn estimate(&self, estimate: &crate::estimate::Estimate) {
+        let mut state = self.state();
+        state.remaining = Some((
+            Duration::from_secs(estimate.remaining_low_seconds),
+            Duration::from_secs(estimate.remaining_high_seconds),
+        ));
+        state.completion = Some(estimate.estimated_completion);
+        state.slower = estimate.slower_than_usual;
+        let phase = running(&state);
+        self.show(&mut state, phase);
+    }
+
+    /// One thread reply when the deployment passes its usual high bound.
+    pub fn slower_than_usual(&self, elapsed: Duration, usual: Duration) {
+        self.notifier
+            .thread(&ThreadEvent::SlowerThanUsual { elapsed, usual });
+    }
+
     /// Mode lock: the job's later steps deploy while we hold the lock.
     pub fn holding_lock(&self) {
         let mut state = self.state();
@@ -258,9 +283,9 @@ fn running(state: &State) -> Phase {
         done: state.done,
         total: state.total,
         elapsed: state.started.map(|s| s.elapsed()).unwrap_or(Duration::ZERO),
-        remaining: None,
-        completion: None,
-        slower_than_usual: false,
+        remaining: state.remaining,
+        completion: state.completion,
+        slower_than_usual: state.slower,
         in_progress: state.in_progress.iter().take(10).cloned().collect(),
     }
 }

@@ -397,6 +397,36 @@ async fn wait_deleted(
     }
 }
 
+/// Reads the baseline before execution, riding out a few transient errors (the SDK has
+/// already retried each call): failing here would abandon a ready change set for a blip.
+async fn read_baseline(
+    client: &StackClient,
+    stack: &str,
+    settings: &MonitorSettings,
+    cancel: &CancellationToken,
+) -> Result<Baseline, ClientError> {
+    let mut delay = settings.restart_backoff;
+    let mut attempt = 1;
+    loop {
+        match client.baseline(stack).await {
+            Ok(baseline) => return Ok(baseline),
+            Err(e) if e.is_retryable() && attempt < 3 && !cancel.is_cancelled() => {
+                tracing::warn!(
+                    "reading stack {stack}'s events failed ({e}); retrying in {}",
+                    crate::duration::human(delay)
+                );
+                tokio::select! {
+                    _ = tokio::time::sleep(delay) => {}
+                    _ = cancel.cancelled() => {}
+                }
+                delay *= 2;
+                attempt += 1;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -480,35 +510,5 @@ mod tests {
             .map(|e| e.to_string());
         assert!(err.is_some_and(|e| e.contains("ContinueUpdateRollback")));
         assert!(plan("app", Some(&info("UPDATE_IN_PROGRESS"))).is_err());
-    }
-}
-
-/// Reads the baseline before execution, riding out a few transient errors (the SDK has
-/// already retried each call): failing here would abandon a ready change set for a blip.
-async fn read_baseline(
-    client: &StackClient,
-    stack: &str,
-    settings: &MonitorSettings,
-    cancel: &CancellationToken,
-) -> Result<Baseline, ClientError> {
-    let mut delay = settings.restart_backoff;
-    let mut attempt = 1;
-    loop {
-        match client.baseline(stack).await {
-            Ok(baseline) => return Ok(baseline),
-            Err(e) if e.is_retryable() && attempt < 3 && !cancel.is_cancelled() => {
-                tracing::warn!(
-                    "reading stack {stack}'s events failed ({e}); retrying in {}",
-                    crate::duration::human(delay)
-                );
-                tokio::select! {
-                    _ = tokio::time::sleep(delay) => {}
-                    _ = cancel.cancelled() => {}
-                }
-                delay *= 2;
-                attempt += 1;
-            }
-            Err(e) => return Err(e),
-        }
     }
 }

@@ -443,11 +443,15 @@ impl FollowState {
     fn report<F: FnMut(MonitorEvent) + Send>(&self, updates: Vec<Update>, on_event: &mut F) {
         for update in updates {
             match update {
-                Update::Started(e) => on_event(MonitorEvent::Started {
-                    stack_id: e.stack_id,
-                    status: e.status,
-                    operation_id: e.operation_id,
-                }),
+                Update::Started(e) => {
+                    on_event(MonitorEvent::Started {
+                        stack_id: e.stack_id.clone(),
+                        status: e.status.clone(),
+                        operation_id: e.operation_id.clone(),
+                    });
+                    // The start is an event of the operation too (history needs it).
+                    on_event(MonitorEvent::Resource(e));
+                }
                 Update::Resource(e) => on_event(MonitorEvent::Resource(e)),
                 Update::Progress { done, total } => {
                     on_event(MonitorEvent::Progress { done, total })

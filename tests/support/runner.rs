@@ -135,12 +135,11 @@ pub fn action_yml_section(text: &str, section: &str) -> Vec<String> {
             inside = line.trim_end() == format!("{section}:");
             continue;
         }
-        if inside {
-            if let Some(name) = line.strip_prefix("  ").and_then(|l| l.strip_suffix(':')) {
-                if !name.starts_with(' ') {
-                    names.push(name.to_string());
-                }
-            }
+        if inside
+            && let Some(name) = line.strip_prefix("  ").and_then(|l| l.strip_suffix(':'))
+            && !name.starts_with(' ')
+        {
+            names.push(name.to_string());
         }
     }
     names

@@ -1,0 +1,242 @@
+//! The operation being followed, as history sees it: its root-stack events so far, the
+//! estimate they give, and the history record it becomes at the end.
+//!
+//! Pure: the steps load the history before and store the record after; everything in between
+//! (what the estimate says now, whether it is slower than usual, a waiter's ETA) is computed
+//! here from what was passed in, so it is tested without servers.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+
+use crate::estimate::{self, Estimate, Options};
+use crate::history::{self, HistoryRecord};
+use crate::lock::LockRecord;
+use crate::stack;
+
+pub struct Timeline {
+    stack: String,
+    history: Vec<HistoryRecord>,
+    events: Vec<history::StackEvent>,
+    expected_total: Option<usize>,
+    /// The first estimate of this operation: what history predicted before it ran.
+    first: Option<Estimate>,
+}
+
+/// A stack event in the history module's (AWS CLI) shape.
+pub fn to_history_event(e: &stack::Event) -> history::StackEvent {
+    history::StackEvent {
+        stack_id: e.stack_id.clone(),
+        event_id: e.event_id.clone(),
+        stack_name: e.stack_name.clone(),
+        logical_resource_id: e.logical_id.clone(),
+        physical_resource_id: e.physical_id.clone(),
+        resource_type: e.resource_type.clone(),
+        timestamp: e.timestamp,
+        resource_status: e.status.clone(),
+        resource_status_reason: e.reason.clone(),
+        operation_id: e.operation_id.clone(),
+        client_request_token: e.client_request_token.clone(),
+    }
+}
+
+impl Timeline {
+    pub fn new(stack: &str, history: Vec<HistoryRecord>) -> Timeline {
+        Timeline {
+            stack: stack.to_string(),
+            history,
+            events: Vec::new(),
+            expected_total: None,
+            first: None,
+        }
+    }
+
+    /// The number of resources the change set touches (the progress total).
+    pub fn set_expected_total(&mut self, total: u32) {
+        self.expected_total = Some(total as usize);
+    }
+
+    /// Takes an event of the followed operation. Only the root stack's: a nested stack's own
+    /// "User Initiated" start would read as a new operation.
+    pub fn push(&mut self, event: &stack::Event) {
+        if event.stack_name == self.stack {
+            self.events.push(to_history_event(event));
+        }
+    }
+
+    /// The estimate now; the first one is kept as the prediction.
+    pub fn estimate(&mut self, now: DateTime<Utc>) -> Option<Estimate> {
+        let options = Options {
+            expected_total: self.expected_total,
+        };
+        let estimate = estimate::estimate_events(&self.history, &self.events, now, &options)?;
+        if self.first.is_none() {
+            self.first = Some(estimate.clone());
+        }
+        Some(estimate)
+    }
+
+    /// What history predicted for the whole operation, in seconds (output
+    /// `estimated-duration-seconds`).
+    pub fn predicted_seconds(&self) -> Option<u64> {
+        self.first
+            .as_ref()
+            .map(|e| e.elapsed_seconds + e.remaining_seconds)
+    }
+
+    /// The operation's history record, once it has ended.
+    pub fn record(&self, correlation_id: &str) -> Option<HistoryRecord> {
+        history::trace(&self.events)?.to_record(correlation_id)
+    }
+
+    /// How long an operation on this stack usually takes (polls faster near the end).
+    pub fn usual_duration(&self) -> Option<Duration> {
+        estimate::typical_duration(&self.history, &self.stack, None)
+            .map(|r| Duration::from_secs_f64(r.median_seconds.max(0.0)))
+    }
+
+    /// A waiter's ETA: the holder's remaining time (from its stack's history and how long it
+    /// has held the lock) plus a usual operation for each ticket ahead. The holder's elapsed
+    /// time comes from its own clock: an ETA is for people, never for decisions.
+    pub fn queue_eta(
+        &self,
+        holder: Option<&LockRecord>,
+        ahead: usize,
+        now: DateTime<Utc>,
+    ) -> Duration {
+        // No holder: the lock is being handed over, nothing to wait for but the tickets ahead.
+        let holder_range = match holder {
+            Some(h) => {
+                let stack = h.info.stack.as_deref().unwrap_or(&self.stack);
+                let elapsed = DateTime::parse_from_rfc3339(&h.acquired_at)
+                    .map(|t| (now - t.with_timezone(&Utc)).num_seconds().max(0) as f64)
+                    .unwrap_or(0.0);
+                estimate::holder_remaining(&self.history, stack, None, elapsed)
+            }
+            None => estimate::DurationRange {
+                low_seconds: 0.0,
+                median_seconds: 0.0,
+                high_seconds: 0.0,
+            },
+        };
+        let usual = estimate::typical_duration(&self.history, &self.stack, None);
+        let ahead: Vec<_> = (0..ahead).map(|_| usual).collect();
+        Duration::from_secs(estimate::queue_eta(Some(holder_range), &ahead, now).wait_seconds)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn event(stack: &str, logical: &str, kind: &str, status: &str, at: i64) -> stack::Event {
+        stack::Event {
+            event_id: format!("{logical}-{status}-{at}"),
+            stack_id: format!("arn:aws:cloudformation:us-east-1:1:stack/{stack}/x"),
+            stack_name: stack.into(),
+            logical_id: logical.into(),
+            physical_id: None,
+            resource_type: kind.into(),
+            status: status.into(),
+            reason: (logical == stack && status.ends_with("IN_PROGRESS"))
+                .then(|| "User Initiated".into()),
+            timestamp: Utc.timestamp_opt(1_700_000_000 + at, 0).unwrap(),
+            operation_id: None,
+            client_request_token: None,
+        }
+    }
+
+    fn run(timeline: &mut Timeline, offset: i64) {
+        for e in [
+            event(
+                "app",
+                "app",
+                "AWS::CloudFormation::Stack",
+                "CREATE_IN_PROGRESS",
+                offset,
+            ),
+            event(
+                "app",
+                "Queue",
+                "AWS::SQS::Queue",
+                "CREATE_IN_PROGRESS",
+                offset + 1,
+            ),
+            event(
+                "app",
+                "Queue",
+                "AWS::SQS::Queue",
+                "CREATE_COMPLETE",
+                offset + 61,
+            ),
+            event(
+                "nested",
+                "Inner",
+                "AWS::SQS::Queue",
+                "CREATE_COMPLETE",
+                offset + 62,
+            ),
+            event(
+                "app",
+                "app",
+                "AWS::CloudFormation::Stack",
+                "CREATE_COMPLETE",
+                offset + 62,
+            ),
+        ] {
+            timeline.push(&e);
+        }
+    }
+
+    #[test]
+    fn a_finished_operation_becomes_a_history_record_and_feeds_the_next_estimate() {
+        let mut first = Timeline::new("app", Vec::new());
+        run(&mut first, 0);
+        let record = first.record("20260114-123456-abc1234").expect("a record");
+        assert_eq!(record.stack, "app");
+        assert_eq!(
+            record.resources.len(),
+            1,
+            "nested stacks' own events are not root resources"
+        );
+        assert_eq!(record.seconds() as u64, 62);
+
+        let mut second = Timeline::new("app", vec![record]);
+        let usual = second
+            .usual_duration()
+            .expect("a usual duration from one record")
+            .as_secs();
+        assert!((50..=80).contains(&usual), "{usual}s");
+        second.push(&event(
+            "app",
+            "app",
+            "AWS::CloudFormation::Stack",
+            "CREATE_IN_PROGRESS",
+            1000,
+        ));
+        let now = Utc.timestamp_opt(1_700_000_000 + 1010, 0).unwrap();
+        let estimate = second.estimate(now).expect("an estimate");
+        assert_eq!(estimate.elapsed_seconds, 10);
+        assert!(
+            second
+                .predicted_seconds()
+                .is_some_and(|p| (40..=120).contains(&p)),
+            "{:?}",
+            second.predicted_seconds()
+        );
+        assert!(
+            second.record("x").is_none(),
+            "no record while the operation runs"
+        );
+    }
+
+    #[test]
+    fn without_events_there_is_no_estimate() {
+        let mut timeline = Timeline::new("app", Vec::new());
+        assert!(timeline.estimate(Utc::now()).is_none());
+        assert_eq!(timeline.predicted_seconds(), None);
+        // A waiter with nobody ahead and no holder waits for nothing.
+        assert_eq!(timeline.queue_eta(None, 0, Utc::now()), Duration::ZERO);
+    }
+}
