@@ -81,6 +81,14 @@ pub async fn run(ctx: RunContext) -> ExitCode {
         let mut me = HolderInfo::from_env(&correlation_id, &|name| std::env::var(name).ok());
         me.stack = Some(config.stack_name.clone());
         me.mode = Some(config.mode.as_str().to_string());
+        // Two legs of one matrix job share the run, the attempt, the commit and possibly the
+        // second they start in, hence the correlation ID: a per-step nonce keeps their owners
+        // apart, or the reentrant lock would let both in. The post step reads it from state.
+        me.owner = format!(
+            "{}/{}",
+            me.owner,
+            &uuid::Uuid::new_v4().simple().to_string()[..8]
+        );
         let registry = Registry::new(aws_sdk_dynamodb::Client::new(&sdk), &config.registry_table)
             .with_clock(clock);
         let card = Card::for_run(

@@ -313,3 +313,35 @@ async fn a_missing_table_is_a_configuration_error_even_with_fallback() {
         "says how to fix it: {error}"
     );
 }
+
+/// Two legs of a matrix job: same run, attempt, commit and (here, forced) correlation ID. The
+/// lock is reentrant for its owner, so the owners must differ or both would hold it.
+#[tokio::test]
+async fn matrix_legs_of_one_run_do_not_share_the_lock() {
+    let server = DynamoServer::start(Emulator::Moto);
+    server.create_table(TABLE).await;
+    let cfn = cloudformation();
+    let env = with_cloudformation(server.env(), &cfn);
+    let mut first = runner_for(&env, "7001");
+    first.input("correlation-id", "release-42");
+    let first_main = first.main();
+    assert_eq!(first_main.code(), Some(0), "{}", first_main.log());
+    let mut second = runner_for(&env, "7001");
+    second
+        .input("correlation-id", "release-42")
+        .input("lock-timeout", "2s");
+    let run = second.main();
+    assert_eq!(
+        run.code(),
+        Some(1),
+        "the second leg must wait, not re-enter:\n{}",
+        run.log()
+    );
+    assert_eq!(run.output("outcome"), Some("timed-out"));
+    assert_ok(&second.post(&run), "second post");
+    assert!(
+        held_by(&lock_status(&env, "payments")).is_some(),
+        "the first leg still holds it"
+    );
+    assert_ok(&first.post(&first_main), "first post");
+}
