@@ -520,9 +520,7 @@ fn parse_template(text: &str, workspace: &std::path::Path) -> Result<Template, I
     Ok(Template::File(path))
 }
 
-/// `Key=Value` pairs separated by commas or new lines (new lines let values contain commas),
-/// or a JSON file `file://path` holding `{"Key": "Value"}` or the AWS CLI's
-/// `[{"ParameterKey": "K", "ParameterValue": "V"}]`.
+/// `Key=Value` pairs separated by commas or new lines (new lines let values contain commas).
 fn parse_pairs(input: &'static str, text: &str) -> Result<Vec<(String, String)>, InputError> {
     let separator = if text.contains('\n') { '\n' } else { ',' };
     let mut pairs: Vec<(String, String)> = Vec::new();

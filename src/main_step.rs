@@ -232,9 +232,12 @@ impl Step {
         };
 
         // 4. Someone may be deploying this stack outside the lock (a console user, a pipeline
-        // that does not use the lock): wait until the stack is settled.
+        // that does not use the lock): wait until the stack is settled. Not in mode monitor:
+        // an operation already running is exactly what it is there to follow.
         let stacks = StackClient::from_conf(&self.sdk);
-        if let Err(ending) = self.wait_for_stack(&stacks).await {
+        if config.mode != Mode::Monitor
+            && let Err(ending) = self.wait_for_stack(&stacks).await
+        {
             self.release_if_locked(&coordination).await;
             return self.finish(ending).await;
         }

@@ -569,3 +569,26 @@ async fn every_deployment_is_recorded_and_the_next_one_is_estimated_from_it() {
     );
     assert_eq!(history_of(&world, "history-app").len(), 2);
 }
+
+#[tokio::test]
+async fn mode_monitor_follows_an_operation_already_running() {
+    let world = World::start(json!({"seed": 16, "change_set_seconds": 1, "types": {"AWS::RDS::DBInstance": {"duration": [20, 20]}}}), 1.0).await;
+    // Someone else's pipeline is creating the stack when the monitor step starts.
+    world.sim.admin_post(
+        "start?stack=running-app&operation=create",
+        Some(&json!({"template": TEMPLATE})),
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    let mut watcher = world.runner("1501", "running-app", None);
+    watcher.input("start-timeout", "5s");
+    let run = watcher.main();
+    assert_code(&run, 0, "monitor");
+    assert_eq!(run.output("outcome"), Some("succeeded"));
+    assert_eq!(run.output("stack-status"), Some("CREATE_COMPLETE"));
+    assert!(
+        run.log()
+            .contains("Db AWS::RDS::DBInstance CREATE_COMPLETE"),
+        "{}",
+        run.log()
+    );
+}

@@ -86,10 +86,10 @@ fn readme_table(readme: &str, heading: &str) -> (BTreeSet<String>, Vec<String>) 
             .next()
             .unwrap_or("")
             .trim();
-        if let Some(name) = first.strip_prefix('`').and_then(|f| f.strip_suffix('`')) {
-            if !names.insert(name.to_string()) {
-                duplicates.push(name.to_string());
-            }
+        if let Some(name) = first.strip_prefix('`').and_then(|f| f.strip_suffix('`'))
+            && !names.insert(name.to_string())
+        {
+            duplicates.push(name.to_string());
         }
     }
     (names, duplicates)
@@ -218,12 +218,12 @@ fn commands_in_help(help: &str) -> Vec<String> {
             break;
         }
         // Names are indented by two spaces; wrapped descriptions by more.
-        if let Some(rest) = line.strip_prefix("  ") {
-            if !rest.starts_with(' ') {
-                let name = rest.split_whitespace().next().unwrap_or("");
-                if name != "help" {
-                    out.push(name.to_string());
-                }
+        if let Some(rest) = line.strip_prefix("  ")
+            && !rest.starts_with(' ')
+        {
+            let name = rest.split_whitespace().next().unwrap_or("");
+            if name != "help" {
+                out.push(name.to_string());
             }
         }
     }
@@ -269,14 +269,27 @@ struct DocCommand {
 /// ending in `\` joined with the next), and every inline code span elsewhere.
 fn code_of(markdown: &str) -> Vec<(usize, String)> {
     let mut out = Vec::new();
-    let mut fenced = false;
+    // The fence that opened the current block (``` or ~~~): only the same one closes it, so a
+    // ~~~ block shown inside a ``` block stays code.
+    let mut fence: Option<&str> = None;
     let mut pending: Option<(usize, String)> = None;
     for (i, line) in markdown.lines().enumerate() {
         let n = i + 1;
-        if line.trim_start().starts_with("```") || line.trim_start().starts_with("~~~") {
-            fenced = !fenced;
-            continue;
+        let marker = ["```", "~~~"]
+            .into_iter()
+            .find(|m| line.trim_start().starts_with(m));
+        match (fence, marker) {
+            (None, Some(m)) => {
+                fence = Some(m);
+                continue;
+            }
+            (Some(open), Some(m)) if open == m => {
+                fence = None;
+                continue;
+            }
+            _ => {}
         }
+        let fenced = fence.is_some();
         if fenced {
             let (start, mut text) = pending.take().unwrap_or((n, String::new()));
             match line.trim_end().strip_suffix('\\') {
@@ -590,22 +603,21 @@ fn production_sources() -> Vec<(PathBuf, String)> {
     for (path, text) in &texts {
         let lines: Vec<&str> = text.lines().collect();
         for pair in lines.windows(2) {
-            if pair[0].trim() == "#[cfg(test)]" {
-                if let Some(name) = pair[1]
+            if pair[0].trim() == "#[cfg(test)]"
+                && let Some(name) = pair[1]
                     .trim()
                     .strip_prefix("mod ")
                     .and_then(|r| r.strip_suffix(';'))
-                {
-                    let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("");
-                    let base = if matches!(stem, "mod" | "lib" | "main") {
-                        path.parent().map(Path::to_path_buf)
-                    } else {
-                        path.parent().map(|p| p.join(stem))
-                    };
-                    if let Some(base) = base {
-                        test_files.insert(base.join(format!("{name}.rs")));
-                        test_files.insert(base.join(name).join("mod.rs"));
-                    }
+            {
+                let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("");
+                let base = if matches!(stem, "mod" | "lib" | "main") {
+                    path.parent().map(Path::to_path_buf)
+                } else {
+                    path.parent().map(|p| p.join(stem))
+                };
+                if let Some(base) = base {
+                    test_files.insert(base.join(format!("{name}.rs")));
+                    test_files.insert(base.join(name).join("mod.rs"));
                 }
             }
         }
