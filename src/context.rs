@@ -38,6 +38,21 @@ impl RunContext {
     }
 }
 
+/// The first line of the pushed commit's message, from the event payload the runner writes
+/// (`GITHUB_EVENT_PATH`): people recognise a deployment by it in Slack. None for events
+/// without a head commit (workflow_dispatch, schedule) or an unreadable payload.
+pub fn commit_message(event_path: Option<&str>) -> Option<String> {
+    let text = std::fs::read_to_string(event_path?).ok()?;
+    let event: serde_json::Value = serde_json::from_str(&text).ok()?;
+    let message = event.pointer("/head_commit/message")?.as_str()?;
+    message
+        .lines()
+        .next()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(str::to_string)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -50,5 +65,24 @@ mod tests {
         assert_eq!(ctx.api_url, "https://api.github.com");
         assert_eq!(ctx.workspace, PathBuf::from("."));
         assert!(!RunContext::from_env(&|_| None).in_actions);
+    }
+
+    #[test]
+    fn the_commit_message_comes_from_the_push_event() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("event.json");
+        std::fs::write(
+            &path,
+            r#"{"head_commit": {"message": "Fix the <!channel> bug\n\nLong body"}}"#,
+        )
+        .unwrap();
+        let path = path.display().to_string();
+        assert_eq!(
+            commit_message(Some(&path)).as_deref(),
+            Some("Fix the <!channel> bug")
+        );
+        std::fs::write(&path, r#"{"inputs": {}}"#).unwrap();
+        assert_eq!(commit_message(Some(&path)), None);
+        assert_eq!(commit_message(None), None);
     }
 }

@@ -91,7 +91,7 @@ pub async fn run(ctx: RunContext) -> ExitCode {
         );
         let registry = Registry::new(aws_sdk_dynamodb::Client::new(&sdk), &config.registry_table)
             .with_clock(clock);
-        let card = Card::for_run(
+        let mut card = Card::for_run(
             &config.stack_name,
             config.environment.as_deref(),
             config.mode.as_str(),
@@ -99,6 +99,8 @@ pub async fn run(ctx: RunContext) -> ExitCode {
             sdk.region().map(|r| r.as_ref()),
             Phase::WaitingForStack { stack_status: None },
         );
+        card.commit_message =
+            crate::context::commit_message(std::env::var("GITHUB_EVENT_PATH").ok().as_deref());
         let live = LiveCard::new(Notifier::from_config(&config, &correlation_id, None), card);
         // What history knows about this stack: estimates, ETAs, faster polling near the end.
         let history = match history::store::list(
