@@ -21,6 +21,11 @@
 //! before the operation and the final read of the outputs), divided by the summed operation
 //! time (start of the operation → its terminal event).
 //!
+//! Replay: the same deployments' events (read back from simulator A) are fed through
+//! `PollSchedule` offline, first with the binary's own settings (which must reproduce the
+//! measured delays, validating the replay), then with candidate changes, so a proposal for
+//! `src/stack/poll.rs` comes with figures from the same deployments.
+//!
 //! RSS: one deployment of a stack with 5 nested stacks × 100 resources (505 resources, in waves
 //! of 10) at time scale 10, per `--rss-bin`: peak `VmHWM` from `/proc/PID/status` polled every
 //! 5 ms, then a second deployment under `/usr/bin/time -f %M` when it exists.
@@ -554,7 +559,12 @@ impl Side {
     }
 }
 
-async fn latency(bin: &Path, deployments: u64, stagger: f64, seed: u64) -> Result<(Side, Side)> {
+async fn latency(
+    bin: &Path,
+    deployments: u64,
+    stagger: f64,
+    seed: u64,
+) -> Result<(Side, Side, Vec<Timeline>)> {
     let dynamo = dynamo::DynamoServer::start(dynamo::Emulator::Moto);
     dynamo.create_table(TABLE).await;
     let scenario = latency_scenario(seed);
@@ -636,8 +646,232 @@ async fn latency(bin: &Path, deployments: u64, stagger: f64, seed: u64) -> Resul
     }
     (ours.events_calls, ours.stacks_calls) = describe_calls(&stats_a);
     (fixed.events_calls, fixed.stacks_calls) = describe_calls(&stats_b);
+    // Read after the counts: what our binaries followed, for the replay.
+    let client_a = cfn_client(&sim_a.endpoint).await;
+    let mut timelines = Vec::new();
+    for (o, _) in &runs {
+        timelines.push(Timeline::read(&client_a, &o.stack).await?);
+    }
     eprintln!("latency: done in {:.0} s", began.elapsed().as_secs_f64());
-    Ok((ours, fixed))
+    Ok((ours, fixed, timelines))
+}
+
+// ------------------------------------------------------------------------------------------
+// Replay: the same deployments' events against polling policies, without waiting for them.
+// Validated by replaying the binary's own schedule (`PollSchedule` with its defaults and the
+// "end is imminent" hint) and comparing with what was measured; then candidate changes.
+
+/// One root stack's operation: its resource events (epoch seconds, oldest first).
+struct Timeline {
+    /// (timestamp, logical id, resource type, status) of resource events.
+    events: Vec<(f64, String, String, String)>,
+    start: f64,
+    end: f64,
+    resources: usize,
+}
+
+impl Timeline {
+    /// Reads the stack's events (timestamps are wall-clock at time scale 1).
+    async fn read(cfn: &aws_sdk_cloudformation::Client, stack: &str) -> Result<Timeline> {
+        let mut all = Vec::new();
+        let mut token = None;
+        loop {
+            let out = cfn
+                .describe_stack_events()
+                .stack_name(stack)
+                .set_next_token(token)
+                .send()
+                .await
+                .context("DescribeStackEvents for the replay")?;
+            all.extend(out.stack_events().iter().cloned());
+            token = out.next_token().map(str::to_string);
+            if token.is_none() {
+                break;
+            }
+        }
+        all.reverse();
+        let ts = |e: &aws_sdk_cloudformation::types::StackEvent| {
+            e.timestamp().map(|t| t.as_secs_f64()).unwrap_or(f64::NAN)
+        };
+        let status = |e: &aws_sdk_cloudformation::types::StackEvent| {
+            e.resource_status()
+                .map(|s| s.as_str().to_string())
+                .unwrap_or_default()
+        };
+        let stack_level =
+            |e: &aws_sdk_cloudformation::types::StackEvent| e.logical_resource_id() == Some(stack);
+        let start = all
+            .iter()
+            .find(|e| stack_level(e) && status(e) == "CREATE_IN_PROGRESS")
+            .map(ts)
+            .ok_or_else(|| anyhow!("{stack}: no CREATE_IN_PROGRESS"))?;
+        let end = all
+            .iter()
+            .find(|e| stack_level(e) && status(e) == "CREATE_COMPLETE")
+            .map(ts)
+            .ok_or_else(|| anyhow!("{stack}: no CREATE_COMPLETE"))?;
+        let events: Vec<_> = all
+            .iter()
+            .filter(|e| !stack_level(e))
+            .map(|e| {
+                (
+                    ts(e),
+                    e.logical_resource_id().unwrap_or_default().to_string(),
+                    e.resource_type().unwrap_or_default().to_string(),
+                    status(e),
+                )
+            })
+            .collect();
+        let mut logical: Vec<&String> = events.iter().map(|e| &e.1).collect();
+        logical.sort();
+        logical.dedup();
+        Ok(Timeline {
+            resources: logical.len(),
+            events,
+            start,
+            end,
+        })
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Policy {
+    /// The binary's schedule as it is (defaults, "end is imminent" hint).
+    Current,
+    /// The same with the quiet backoff capped lower.
+    Cap(u64),
+    /// The same, plus a hint from the type priors (src/estimate/priors.rs): while a resource
+    /// runs, the next news is expected once it has run its type's 10th-percentile duration;
+    /// between its 10th and 90th percentiles poll at the base rate; past the 90th, no hint
+    /// (back to the backoff).
+    PriorWindow,
+}
+
+impl Policy {
+    fn name(self) -> String {
+        match self {
+            Policy::Current => "current: 2 s ×1.5 → 30 s, 1 s when the end is imminent".into(),
+            Policy::Cap(s) => format!("quiet backoff capped at {s} s"),
+            Policy::PriorWindow => {
+                "current + type-prior window (base rate from p10 to p90 of a running resource)"
+                    .into()
+            }
+        }
+    }
+}
+
+/// The delay from the terminal event to the poll that sees it, and the number of polls
+/// (one DescribeStackEvents each: the binary's monitor reads only events while following).
+fn replay(tl: &Timeline, policy: Policy) -> (f64, u32) {
+    use deploy_coordinator::estimate::priors::prior;
+    use deploy_coordinator::stack::poll::{Hint, PollResult, PollSchedule};
+
+    let mut settings = deploy_coordinator::stack::PollSettings::default();
+    if let Policy::Cap(s) = policy {
+        settings.max = Duration::from_secs(s);
+    }
+    let mut schedule = PollSchedule::new(settings);
+    let (mut t, mut seen_until, mut polls) = (tl.start, f64::NEG_INFINITY, 0u32);
+    let mut started: BTreeMap<&str, (f64, &str)> = BTreeMap::new();
+    let mut done: std::collections::BTreeSet<&str> = std::collections::BTreeSet::new();
+    loop {
+        polls += 1;
+        if tl.end <= t {
+            return (t - tl.end, polls);
+        }
+        // The start event itself is news for the first poll.
+        let mut news = seen_until == f64::NEG_INFINITY;
+        for (ts, logical, rtype, status) in &tl.events {
+            if *ts > seen_until && *ts <= t {
+                news = true;
+                if status == "CREATE_COMPLETE" {
+                    done.insert(logical);
+                } else {
+                    started.entry(logical).or_insert((*ts, rtype));
+                }
+            }
+        }
+        let running: Vec<(f64, &str)> = started
+            .iter()
+            .filter(|(l, _)| !done.contains(*l))
+            .map(|(_, v)| *v)
+            .collect();
+        let mut hint = Hint {
+            imminent: running.is_empty() && done.len() >= tl.resources,
+            expected_in: None,
+        };
+        if let Policy::PriorWindow = policy {
+            hint.expected_in = running
+                .iter()
+                .filter_map(|(since, rtype)| {
+                    let (median, sigma) = prior(rtype, "CREATE");
+                    let (p10, p90) = (
+                        median * (-1.2816 * sigma).exp(),
+                        median * (1.2816 * sigma).exp(),
+                    );
+                    let ran = t - since;
+                    if ran < p10 {
+                        Some(p10 - ran)
+                    } else if ran <= p90 {
+                        Some(0.0)
+                    } else {
+                        None
+                    }
+                })
+                .min_by(f64::total_cmp)
+                .map(Duration::from_secs_f64);
+        }
+        let delay = schedule.next(
+            if news {
+                PollResult::News
+            } else {
+                PollResult::Quiet
+            },
+            hint,
+        );
+        seen_until = t;
+        t += delay.as_secs_f64();
+    }
+}
+
+/// Markdown rows: per policy, median / p95 notice delay and polls per monitored minute.
+fn replay_table(timelines: &[Timeline], measured: &Side) {
+    let minutes: f64 = timelines.iter().map(|t| (t.end - t.start) / 60.0).sum();
+    println!();
+    println!(
+        "| policy (replayed on the {} deployments' events) | notice delay, median | p95 | DescribeStackEvents per monitored minute |",
+        timelines.len()
+    );
+    println!("|---|---|---|---|");
+    let m = measured.sorted();
+    println!(
+        "| measured above (step exit; all DescribeStackEvents + DescribeStacks of the step) | {:.2} s | {:.2} s | {:.1} |",
+        median(&m),
+        nearest_rank(&m, 95.0),
+        measured.per_minute()
+    );
+    for policy in [
+        Policy::Current,
+        Policy::Cap(10),
+        Policy::Cap(6),
+        Policy::PriorWindow,
+    ] {
+        let mut delays = Vec::new();
+        let mut polls = 0u32;
+        for tl in timelines {
+            let (d, n) = replay(tl, policy);
+            delays.push(d);
+            polls += n;
+        }
+        delays.sort_by(f64::total_cmp);
+        println!(
+            "| {} | {:.2} s | {:.2} s | {:.1} |",
+            policy.name(),
+            median(&delays),
+            nearest_rank(&delays, 95.0),
+            f64::from(polls) / minutes
+        );
+    }
 }
 
 // ------------------------------------------------------------------------------------------
@@ -870,7 +1104,7 @@ async fn bench() -> Result<()> {
     };
 
     println!();
-    if let Some((ours, fixed)) = &latency {
+    if let Some((ours, fixed, timelines)) = &latency {
         let (o, f) = (ours.sorted(), fixed.sorted());
         println!(
             "| {} deployments (binary: `{}`) | deploy-coordinator | fixed 2 s poller (CDK) | goal |",
@@ -919,6 +1153,7 @@ async fn bench() -> Result<()> {
             "| ours ÷ fixed | {:.2} | | ≤ 0.50 |",
             ours.per_minute() / fixed.per_minute()
         );
+        replay_table(timelines, ours);
     }
     if !rss_rows.is_empty() {
         println!();
@@ -949,6 +1184,50 @@ mod tests {
         assert_eq!(median(&v), 6.5);
         assert_eq!(nearest_rank(&v, 95.0), 12.0);
         assert_eq!(nearest_rank(&v, 50.0), 6.0);
+    }
+
+    /// A NAT gateway alone: created from 0.5 s to 100 s, the stack complete at 101 s.
+    fn nat_only() -> Timeline {
+        let nat = |ts: f64, status: &str| {
+            (
+                ts,
+                "Nat".to_string(),
+                "AWS::EC2::NatGateway".to_string(),
+                status.to_string(),
+            )
+        };
+        Timeline {
+            events: vec![
+                nat(0.5, "CREATE_IN_PROGRESS"),
+                nat(1.0, "CREATE_IN_PROGRESS"),
+                nat(100.0, "CREATE_COMPLETE"),
+            ],
+            start: 0.0,
+            end: 101.0,
+            resources: 1,
+        }
+    }
+
+    #[test]
+    fn replay_follows_the_binary_schedule() {
+        // Polls at 0, 2 (news), 4, 7, 11.5, 18.25, 28.375, 43.5625, 66.34375, 96.34375
+        // (backoff 2 ×1.5 up to 30 s), then 126.34375 sees the end: 25.34 s late.
+        let (delay, polls) = replay(&nat_only(), Policy::Current);
+        assert!((delay - 25.34375).abs() < 1e-6, "{delay}");
+        assert_eq!(polls, 11);
+        // A 6 s cap notices within 6 s, with more polls.
+        let (delay, more) = replay(&nat_only(), Policy::Cap(6));
+        assert!(delay <= 6.0, "{delay}");
+        assert!(more > polls);
+    }
+
+    #[test]
+    fn the_prior_window_polls_fast_only_when_the_nat_can_finish() {
+        // NAT prior: median 105 s, σ 0.15 → p10 86.6 s: the backoff is cut at 86.6 s, then
+        // base-rate polls until it completes.
+        let (delay, polls) = replay(&nat_only(), Policy::PriorWindow);
+        assert!(delay <= 2.0, "{delay}");
+        assert!(polls <= 11 + 8, "{polls}");
     }
 
     #[test]

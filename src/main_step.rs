@@ -23,6 +23,7 @@ use tracing::{Instrument, info, info_span, warn};
 use crate::action::{FileCommands, Inputs, log};
 use crate::config::{self, Config, Mode, OnRegistryUnavailable};
 use crate::context::RunContext;
+use crate::github::{DeploymentState, Deployments};
 use crate::lock::{
     self, AcquireError, AcquireOptions, HolderInfo, LockEvent, NoLiveness, RunLiveness, WallClock,
 };
@@ -33,6 +34,7 @@ use crate::stack::{
     self, DeployRequest, GuardError, MonitorEvent, MonitorSettings, PollSettings, StackClient,
     StackError, StackResult,
 };
+use crate::summary::{LockCoordination, LockSummary};
 use crate::timeline::Timeline;
 use crate::{aws, correlation, duration, github, history, summary};
 
@@ -133,6 +135,9 @@ pub async fn run(ctx: RunContext) -> ExitCode {
             predicted: AtomicBool::new(false),
             warned_slow: AtomicBool::new(false),
             reported: AtomicBool::new(false),
+            lock_summary: std::sync::Mutex::new(None),
+            deployment: std::sync::Mutex::new(None),
+            stack_outputs: std::sync::Mutex::new(Vec::new()),
             registry_reachable: AtomicBool::new(true),
             write_failed: AtomicBool::new(false),
         };
@@ -163,6 +168,12 @@ struct Step {
     predicted: AtomicBool,
     /// The slower-than-usual warning was given.
     warned_slow: AtomicBool,
+    /// What the summary says about the lock.
+    lock_summary: std::sync::Mutex<Option<LockSummary>>,
+    /// The GitHub deployment (`github-deployment: true`) and its ID, until its final status.
+    deployment: std::sync::Mutex<Option<(Deployments, u64)>>,
+    /// Outputs of the finished stack operation, for the deployment's environment URL.
+    stack_outputs: std::sync::Mutex<Vec<(String, String)>>,
     /// Set once the card shows a finished stack operation.
     reported: AtomicBool,
     /// False once the registry proved unreachable: dead letters then go to the summary only.
@@ -232,6 +243,7 @@ impl Step {
             Ok(c) => c,
             Err(ending) => return self.finish(ending).await,
         };
+        self.start_github_deployment().await;
 
         // 4. Someone may be deploying this stack outside the lock (a console user, a pipeline
         // that does not use the lock): wait until the stack is settled. Not in mode monitor:
@@ -537,7 +549,15 @@ impl Step {
             status,
             duration::human(result.duration)
         );
-        self.summary(&summary::render(&self.correlation_id, &self.config, result));
+        if let Ok(mut outputs) = self.stack_outputs.lock() {
+            *outputs = result.outputs.clone();
+        }
+        let mut context = summary::SummaryContext::new(&self.correlation_id, &self.config)
+            .with_prediction(self.timeline().predicted_seconds());
+        if let Some(lock) = self.lock_summary.lock().ok().and_then(|l| l.clone()) {
+            context = context.with_lock(lock);
+        }
+        self.summary(&summary::render_summary(&context, result));
         self.live
             .finished(result, self.config.slack_mention_on_failure.as_deref());
         self.reported.store(true, Ordering::Relaxed);
@@ -581,6 +601,14 @@ impl Step {
         .await
         {
             Ok(acquired) => {
+                self.set_lock_summary(LockSummary {
+                    wait: Some(acquired.waited),
+                    coordination: LockCoordination::Acquired {
+                        fence: acquired.record.fence,
+                        reentrant: acquired.reentrant,
+                        took_over_from: acquired.took_over.as_ref().map(|h| h.info.describe()),
+                    },
+                });
                 let record = acquired.record;
                 self.state(state::LOCK_FENCE, &record.fence.to_string());
                 self.state(state::LOCK_ACQUIRED_AT, &record.acquired_at);
@@ -620,6 +648,10 @@ impl Step {
                     "lock-wait-seconds",
                     &started.elapsed().as_secs().to_string(),
                 );
+                self.set_lock_summary(LockSummary {
+                    wait: Some(started.elapsed()),
+                    coordination: LockCoordination::Fallback,
+                });
                 Ok(Coordination::Fallback)
             }
             Err(AcquireError::Registry(e)) => {
@@ -735,6 +767,16 @@ impl Step {
 
     /// The last words of the step: Slack's final card and delivery, the outcome.
     async fn finish(&self, ending: Ending) -> ExitCode {
+        // Mode lock: the post step sets the deployment's final status.
+        if self.config.mode != Mode::Lock {
+            let outputs = self
+                .stack_outputs
+                .lock()
+                .map(|o| o.clone())
+                .unwrap_or_default();
+            self.finish_github_deployment(ending.outcome, &outputs)
+                .await;
+        }
         let mention = self.config.slack_mention_on_failure.as_deref();
         if !self.reported.load(Ordering::Relaxed) {
             let why = self
@@ -779,6 +821,93 @@ impl Step {
             ExitCode::FAILURE
         } else {
             ExitCode::SUCCESS
+        }
+    }
+
+    fn set_lock_summary(&self, lock: LockSummary) {
+        if let Ok(mut slot) = self.lock_summary.lock() {
+            *slot = Some(lock);
+        }
+    }
+
+    /// Creates the GitHub deployment (`github-deployment: true`), in progress. Best effort:
+    /// without `deployments: write` it warns once and the deployment goes on.
+    async fn start_github_deployment(&self) {
+        let config = &self.config;
+        if !config.github_deployment {
+            return;
+        }
+        let (Some(environment), Some(token), Some(repository)) = (
+            config.environment.as_deref(),
+            config.github_token.as_deref(),
+            self.me.repository.as_deref(),
+        ) else {
+            log::warning(
+                "GitHub deployment not created",
+                "github-deployment needs `environment`, `github-token` and a GitHub run (GITHUB_REPOSITORY)",
+            );
+            return;
+        };
+        let deployments = match Deployments::new(&self.ctx.api_url, token, repository) {
+            Ok(d) => d,
+            Err(e) => {
+                log::warning("GitHub deployment not created", &e);
+                return;
+            }
+        };
+        let payload = serde_json::json!({
+            "correlation_id": self.correlation_id,
+            "stack": config.stack_name,
+            "mode": config.mode.as_str(),
+        });
+        let sha = self.me.sha.as_deref().unwrap_or_default();
+        let description = format!("{} via deploy-coordinator", config.stack_name);
+        match deployments
+            .create(environment, sha, &description, payload)
+            .await
+        {
+            Ok(id) => {
+                self.output("deployment-id", &id.to_string());
+                self.state(state::DEPLOYMENT_ID, &id.to_string());
+                let log_url = self.me.run_url.clone().unwrap_or_default();
+                let status = format!("deploying {}", config.stack_name);
+                if let Err(e) = deployments
+                    .set_status(id, DeploymentState::InProgress, &log_url, None, &status)
+                    .await
+                {
+                    warn!("could not set the GitHub deployment in progress: {e}");
+                }
+                if let Ok(mut slot) = self.deployment.lock() {
+                    *slot = Some((deployments, id));
+                }
+            }
+            Err(e) => log::warning("GitHub deployment not created", &e.to_string()),
+        }
+    }
+
+    /// The GitHub deployment's final status.
+    async fn finish_github_deployment(
+        &self,
+        outcome: stack::Outcome,
+        outputs: &[(String, String)],
+    ) {
+        let Some((deployments, id)) = self.deployment.lock().ok().and_then(|mut d| d.take()) else {
+            return;
+        };
+        let log_url = self.me.run_url.clone().unwrap_or_default();
+        let description = format!("{} {outcome}", self.config.stack_name);
+        let environment_url = crate::github::deployments::environment_url(outputs);
+        if let Err(e) = deployments
+            .set_status(
+                id,
+                DeploymentState::for_outcome(outcome),
+                &log_url,
+                environment_url,
+                &description,
+            )
+            .await
+        {
+            warn!("could not set the GitHub deployment's final status: {e}");
         }
     }
 

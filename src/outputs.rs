@@ -16,6 +16,8 @@ pub mod state {
     /// Set once the main step has released the lock itself: the post step then has nothing to do.
     pub const LOCK_RELEASED: &str = "lock_released";
     pub const REGION: &str = "region";
+    /// The GitHub deployment (`github-deployment: true`), for its final status in mode lock.
+    pub const DEPLOYMENT_ID: &str = "deployment_id";
     /// The Slack card (`channel/ts`), so the post step updates the same message.
     pub const SLACK_CARD: &str = "slack_card";
     /// Mode lock: where the stack's event history stood when the lock was taken, so the post

@@ -23,6 +23,7 @@ use tracing::{Instrument, info, info_span, warn};
 use crate::action::{FileCommands, Inputs, log};
 use crate::config::Config;
 use crate::context::RunContext;
+use crate::github::{DeploymentState, Deployments};
 use crate::lock::{self, HolderInfo, WallClock};
 use crate::outputs::state;
 use crate::registry::Registry;
@@ -71,7 +72,8 @@ pub async fn run(ctx: RunContext) -> ExitCode {
         if let Some(config) = &config {
             let stacks = StackClient::from_conf(&sdk);
             if let Some(baseline) = state_value(state::STACK_BASELINE) {
-                report_lock_mode(&stacks, config, &correlation_id, &baseline, live.as_ref()).await;
+                let outcome = report_lock_mode(&stacks, config, &correlation_id, &baseline, live.as_ref()).await;
+                finish_github_deployment(&ctx, config, &correlation_id, outcome).await;
                 record_lock_mode_history(&stacks, &registry, config, &correlation_id, &baseline).await;
             } else {
                 // Modes deploy and monitor release in the main step; getting here means it
@@ -151,7 +153,7 @@ async fn report_lock_mode(
     correlation_id: &str,
     baseline: &str,
     live: Option<&LiveCard>,
-) {
+) -> Option<(stack::Outcome, Vec<(String, String)>)> {
     let stack_name = &config.stack_name;
     let baseline = match Baseline::decode(baseline) {
         Ok(b) => b,
@@ -159,14 +161,14 @@ async fn report_lock_mode(
             warn!(
                 "the main step's stack baseline is unreadable ({e}): not reporting what was deployed"
             );
-            return;
+            return None;
         }
     };
     let found = match stack::reconstruct_since(stacks, stack_name, &baseline).await {
         Ok(found) => found,
         Err(e) => {
             warn!("cannot read what ran on stack {stack_name} ({e}): the lock is released anyway");
-            return;
+            return None;
         }
     };
     for op in found.operations.iter().chain(found.running.iter()) {
@@ -197,6 +199,7 @@ async fn report_lock_mode(
             if let Some(live) = live {
                 live.finished(last, config.slack_mention_on_failure.as_deref());
             }
+            Some((last.outcome, last.outputs.clone()))
         }
         None => {
             info!("no operation ran on stack {stack_name} while the lock was held");
@@ -207,6 +210,7 @@ async fn report_lock_mode(
                     None,
                 );
             }
+            None
         }
     }
 }
@@ -271,5 +275,46 @@ async fn record_lock_mode_history(
             warn!("could not store the deployment in the history ({e})");
             return;
         }
+    }
+}
+
+/// Mode lock: the GitHub deployment's final status, from what the later steps did.
+async fn finish_github_deployment(
+    ctx: &RunContext,
+    config: &Config,
+    correlation_id: &str,
+    outcome: Option<(stack::Outcome, Vec<(String, String)>)>,
+) {
+    let id = state_value(state::DEPLOYMENT_ID).and_then(|v| v.parse::<u64>().ok());
+    let (Some(id), Some(token)) = (id, config.github_token.as_deref()) else {
+        return;
+    };
+    let me = HolderInfo::from_env(correlation_id, &|name| std::env::var(name).ok());
+    let Some(repository) = me.repository.as_deref() else {
+        return;
+    };
+    let deployments = match Deployments::new(&ctx.api_url, token, repository) {
+        Ok(d) => d,
+        Err(e) => {
+            warn!("cannot set the GitHub deployment's final status: {e}");
+            return;
+        }
+    };
+    // No operation while the lock was held: nothing was deployed, which is not a failure.
+    let (outcome, outputs) = outcome.unwrap_or((stack::Outcome::NoChanges, Vec::new()));
+    let log_url = me.run_url.clone().unwrap_or_default();
+    let description = format!("{} {outcome}", config.stack_name);
+    let environment_url = crate::github::deployments::environment_url(&outputs);
+    if let Err(e) = deployments
+        .set_status(
+            id,
+            DeploymentState::for_outcome(outcome),
+            &log_url,
+            environment_url,
+            &description,
+        )
+        .await
+    {
+        warn!("could not set the GitHub deployment's final status: {e}");
     }
 }

@@ -3,9 +3,6 @@
 //! (every field a deployment monitor reads), that its errors map to SDK error codes, and that
 //! its throttling is retried by the SDK like real CloudFormation's.
 
-use std::io::{BufRead, BufReader, Write};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail, ensure};
@@ -15,59 +12,16 @@ use aws_sdk_cloudformation::Client;
 use aws_sdk_cloudformation::error::ProvideErrorMetadata;
 use aws_sdk_cloudformation::types::{ChangeSetStatus, ChangeSetType, StackEvent, StackStatus};
 
-/// A running simulator, killed when dropped (and it exits by itself when our stdin pipe closes,
-/// so even a test binary killed by a signal leaves no orphan).
-struct Simulator {
-    child: Child,
-    endpoint: String,
-}
+mod support;
+use support::cfnsim::Simulator;
 
-impl Simulator {
-    fn start(
-        scenario: &serde_json::Value,
-        time_scale: f64,
-    ) -> Result<(Self, tempfile::NamedTempFile)> {
-        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-        let python = root.join(".venv/bin/python");
-        ensure!(
-            python.exists(),
-            "{} is missing: run scripts/setup first",
-            python.display()
-        );
-        let mut file = tempfile::NamedTempFile::new().context("creating the scenario file")?;
-        file.write_all(scenario.to_string().as_bytes())
-            .context("writing the scenario file")?;
-        let mut child = Command::new(&python)
-            .arg(root.join("simulator/cfnsim.py"))
-            .args(["--port", "0", "--exit-on-stdin-eof", "--time-scale"])
-            .arg(time_scale.to_string())
-            .arg("--scenario")
-            .arg(file.path())
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .context("starting the simulator")?;
-        let stdout = child.stdout.take().context("simulator stdout")?;
-        let mut line = String::new();
-        BufReader::new(stdout)
-            .read_line(&mut line)
-            .context("reading the simulator's first line")?;
-        // Owned from here on, so an early return below still kills the process.
-        let mut sim = Simulator {
-            child,
-            endpoint: String::new(),
-        };
-        let Some(addr) = line.trim().strip_prefix("listening on ") else {
-            bail!("unexpected first line from the simulator: {line:?}");
-        };
-        sim.endpoint = format!("http://{addr}");
-        Ok((sim, file))
-    }
+/// The shared simulator harness (tests/support/cfnsim.rs) with a client for the SDK.
+struct Sim(Simulator);
 
+impl Sim {
     async fn client(&self) -> Client {
         let config = aws_config::defaults(BehaviorVersion::latest())
-            .endpoint_url(&self.endpoint)
+            .endpoint_url(&self.0.endpoint)
             .region(Region::new("us-east-1"))
             .credentials_provider(Credentials::new("AKIDTEST", "secret", None, None, "test"))
             .load()
@@ -76,18 +30,7 @@ impl Simulator {
     }
 
     async fn admin(&self, path: &str) -> Result<serde_json::Value> {
-        let url = format!("{}/_sim/{path}", self.endpoint);
-        let response = reqwest::get(&url)
-            .await
-            .with_context(|| format!("GET {url}"))?;
-        response.json().await.context("admin response is not JSON")
-    }
-}
-
-impl Drop for Simulator {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        Ok(self.0.get(path).await)
     }
 }
 
@@ -146,7 +89,7 @@ async fn real_sdk_parses_a_change_set_deployment_played_by_the_simulator() -> Re
         "defaults": {"duration": [10, 20]},
         "outputs": {"QueueUrl": "https://sqs.us-east-1.amazonaws.com/123456789012/q"},
     });
-    let (sim, _scenario_file) = Simulator::start(&scenario, 20.0)?;
+    let sim = Sim(Simulator::start(&scenario, 20.0));
     let client = sim.client().await;
     let stack = "smoke-stack";
     let token = "deploy-coordinator-smoke-1";
@@ -322,7 +265,7 @@ async fn errors_and_throttling_reach_the_sdk_as_cloudformation_would_send_them()
     let scenario = serde_json::json!({
         "throttle": {"bursts": [{"after": 0, "count": 2, "actions": ["DescribeStacks"]}]},
     });
-    let (sim, _scenario_file) = Simulator::start(&scenario, 50.0)?;
+    let sim = Sim(Simulator::start(&scenario, 50.0));
     let client = sim.client().await;
 
     let err = client

@@ -3,13 +3,10 @@
 //! which plays deployments over time with per-resource events, rollbacks, nested stacks,
 //! throttling and faults. Each test starts its own simulator on a free port and stops it.
 
-use std::io::{BufRead, BufReader, Write};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use anyhow::{Context, Result, bail, ensure};
+use anyhow::{Context, Result, bail};
 use aws_config::retry::RetryConfig;
 use aws_config::{BehaviorVersion, Region};
 use aws_credential_types::Credentials;
@@ -22,49 +19,20 @@ use deploy_coordinator::stack::{
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
-/// A running simulator, killed when dropped; it also exits when our stdin pipe closes, so a
-/// test binary killed by a signal leaves no orphan.
+mod support;
+use support::cfnsim::Simulator;
+
+/// The shared simulator harness (tests/support/cfnsim.rs) plus what these tests ask of it.
 struct Sim {
-    child: Child,
+    inner: Simulator,
     endpoint: String,
-    _scenario: tempfile::NamedTempFile,
 }
 
 impl Sim {
     fn start(scenario: &Value, time_scale: f64) -> Result<Self> {
-        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-        let python = root.join(".venv/bin/python");
-        ensure!(
-            python.exists(),
-            "{} is missing: run scripts/setup first",
-            python.display()
-        );
-        let mut file = tempfile::NamedTempFile::new()?;
-        file.write_all(scenario.to_string().as_bytes())?;
-        let mut child = Command::new(&python)
-            .arg(root.join("simulator/cfnsim.py"))
-            .args(["--port", "0", "--exit-on-stdin-eof", "--time-scale"])
-            .arg(time_scale.to_string())
-            .arg("--scenario")
-            .arg(file.path())
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .context("starting the simulator")?;
-        let stdout = child.stdout.take().context("simulator stdout")?;
-        let mut sim = Sim {
-            child,
-            endpoint: String::new(),
-            _scenario: file,
-        };
-        let mut line = String::new();
-        BufReader::new(stdout).read_line(&mut line)?;
-        let Some(addr) = line.trim().strip_prefix("listening on ") else {
-            bail!("unexpected first line from the simulator: {line:?}");
-        };
-        sim.endpoint = format!("http://{addr}");
-        Ok(sim)
+        let inner = Simulator::start(scenario, time_scale);
+        let endpoint = inner.endpoint.clone();
+        Ok(Sim { inner, endpoint })
     }
 
     async fn client_with(&self, retry: RetryConfig) -> StackClient {
@@ -84,14 +52,11 @@ impl Sim {
     }
 
     async fn get(&self, path: &str) -> Result<Value> {
-        let url = format!("{}/_sim/{path}", self.endpoint);
-        Ok(reqwest::get(&url).await?.error_for_status()?.json().await?)
+        Ok(self.inner.get(path).await)
     }
 
     async fn post(&self, path: &str, body: Value) -> Result<Value> {
-        let url = format!("{}/_sim/{path}", self.endpoint);
-        let response = reqwest::Client::new().post(&url).json(&body).send().await?;
-        Ok(response.error_for_status()?.json().await?)
+        Ok(self.inner.post(path, Some(&body)).await)
     }
 
     /// The wall-clock time (epoch seconds) at which the stack's last terminal event was written.
@@ -106,13 +71,6 @@ impl Sim {
             .and_then(|t| t.last())
             .and_then(|t| t["real_time"].as_f64())
             .with_context(|| format!("no terminal event: {entry}"))
-    }
-}
-
-impl Drop for Sim {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -584,8 +542,8 @@ async fn events_sharing_timestamps_across_pages_are_neither_lost_nor_repeated() 
         .all()
         .into_iter()
         .filter_map(|e| match e {
+            // The start event comes as a Resource event too (after `Started`).
             MonitorEvent::Resource(ev) => Some(ev.event_id),
-            MonitorEvent::Started { .. } => Some("start".into()),
             _ => None,
         })
         .collect();

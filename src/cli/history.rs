@@ -247,7 +247,7 @@ async fn describe_all_events(
             .send()
             .await
             .map_err(|e| {
-                let text = aws_smithy_types::error::display::DisplayErrorContext(&e).to_string();
+                let text = crate::aws::error_text(&e);
                 let code = match e.code() {
                     Some("ValidationError") | Some("AccessDenied") => 78,
                     Some("ExpiredToken") | Some("ExpiredTokenException") => 77,

@@ -4,10 +4,7 @@
 //! token cannot read, 5xx, rate limiting, a timeout, an unexpected body) is `Unknown`: a
 //! transient API problem must never free a live holder's lock.
 
-use std::time::Duration;
-
 use octocrab::Octocrab;
-use octocrab::service::middleware::retry::RetryConfig;
 
 use crate::lock::liveness::{BoxFuture, RunLiveness, RunState};
 
@@ -26,17 +23,7 @@ impl std::fmt::Debug for GitHubRuns {
 impl GitHubRuns {
     /// `api_url` is `GITHUB_API_URL` (https://api.github.com, or a GHES / test server).
     pub fn new(api_url: &str, token: &str) -> Result<GitHubRuns, String> {
-        let client = Octocrab::builder()
-            .base_uri(api_url)
-            .map_err(|e| format!("invalid GitHub API URL {api_url:?}: {e}"))?
-            .personal_token(token.to_string())
-            // No retries: the head of the queue asks again in 30 s anyway, and octocrab's
-            // rate-limit retry would sleep until the limit resets.
-            .add_retry_config(RetryConfig::None)
-            .set_connect_timeout(Some(Duration::from_secs(5)))
-            .set_read_timeout(Some(Duration::from_secs(10)))
-            .build()
-            .map_err(|e| format!("cannot build the GitHub client: {e}"))?;
+        let client = super::client(api_url, token)?;
         Ok(GitHubRuns { client })
     }
 

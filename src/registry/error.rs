@@ -7,7 +7,6 @@
 
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
-use aws_smithy_types::error::display::DisplayErrorContext;
 use thiserror::Error;
 
 #[derive(Debug, Error)]
@@ -169,7 +168,7 @@ pub(crate) fn classify<E>(
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
 {
-    let text = DisplayErrorContext(err).to_string();
+    let text = crate::aws::error_text(err);
     let failure = match err {
         SdkError::TimeoutError(_) => Failure::NoAnswer {
             timeout: true,

@@ -167,7 +167,7 @@ async fn enable_ttl(client: &Client, table: &str) {
     {
         Ok(_) => {}
         Err(err) => {
-            let text = aws_smithy_types::error::display::DisplayErrorContext(&err).to_string();
+            let text = crate::aws::error_text(&err);
             // Already enabled is reported as a ValidationException by DynamoDB.
             if !text.contains("already enabled") {
                 tracing::warn!(

@@ -138,7 +138,7 @@ pub fn classify(code: Option<&str>, message: &str, http_status: Option<u16>) -> 
 fn to_error<E, R>(action: &'static str, err: SdkError<E, R>) -> ClientError
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
-    R: fmt::Debug + HttpStatus,
+    R: fmt::Debug + HttpStatus + 'static,
 {
     match &err {
         SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
@@ -146,7 +146,7 @@ where
                 kind: ErrorKind::Transient,
                 action,
                 code: None,
-                message: aws_smithy_types::error::display::DisplayErrorContext(&err).to_string(),
+                message: crate::aws::error_text(&err),
             }
         }
         _ => {
@@ -154,7 +154,7 @@ where
             let message = err.message().unwrap_or("").to_string();
             let status = err.raw_response().map(HttpStatus::status_code);
             let message = if message.is_empty() && code.is_none() {
-                aws_smithy_types::error::display::DisplayErrorContext(&err).to_string()
+                crate::aws::error_text(&err)
             } else {
                 message
             };

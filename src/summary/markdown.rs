@@ -11,14 +11,12 @@ pub const MAX_CELL_CHARS: usize = 500;
 /// `max` characters (then `…`).
 pub fn text(raw: &str, max: usize) -> String {
     let mut out = String::with_capacity(raw.len().min(max) + 16);
-    let mut count = 0;
     let mut last_space = false;
-    for c in raw.chars() {
+    for (count, c) in raw.chars().enumerate() {
         if count == max {
             out.push('…');
             break;
         }
-        count += 1;
         // One line: a newline would end the table row (or start a block).
         if c.is_control() || c.is_whitespace() {
             if !last_space {
@@ -50,9 +48,9 @@ pub fn url_or_text(raw: &str, max: usize) -> String {
     let value = raw.trim();
     let plain = (value.starts_with("https://") || value.starts_with("http://"))
         && value.len() <= 2048
-        && value.chars().all(|c| {
-            c.is_ascii_alphanumeric() || "-._~:/?#[]@!$&'()*+,;=%".contains(c)
-        });
+        && value
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-._~:/?#[]@!$&'()*+,;=%".contains(c));
     if plain {
         format!("<{value}>")
     } else {
@@ -79,7 +77,10 @@ mod tests {
 
     #[test]
     fn stays_on_one_line_and_within_its_length() {
-        assert_eq!(text("line one\r\n\n- line two\t", 100), "line one - line two");
+        assert_eq!(
+            text("line one\r\n\n- line two\t", 100),
+            "line one - line two"
+        );
         let long = text(&"x".repeat(600), 500);
         assert_eq!(long.chars().count(), 501);
         assert!(long.ends_with('…'));
@@ -94,6 +95,9 @@ mod tests {
         // A pipe would split the table cell; a space or `>` would end the autolink.
         assert_eq!(url_or_text("https://x/a|b", 100), "https://x/a\\|b");
         assert_eq!(url_or_text("https://x/>y", 100), "https://x/&gt;y");
-        assert_eq!(url_or_text("javascript:alert(1)", 100), "javascript:alert(1)");
+        assert_eq!(
+            url_or_text("javascript:alert(1)", 100),
+            "javascript:alert(1)"
+        );
     }
 }

@@ -9,10 +9,19 @@
 //! `dateFormat`, an end before its start, an unknown `axisFormat` directive, text longer than
 //! mermaid's default `maxTextSize` of 50,000 characters.
 //!
+//! Two mermaid versions are in use: 10 (the grammar above) and 11, whose lexer differs (`gantt\b`
+//! with a word boundary, `#` and `;` allowed in task and section names, `#` no longer a
+//! comment). A chart is accepted only if both read it the same way, as its author meant:
+//! every task line a task. Checked against mermaid 11.17 in headless Chromium
+//! (`tests/summary_mermaid_real.rs`).
+//!
 //! Strict: it accepts a subset of valid gantt charts. Interactivity (`click`, `call`, `href`),
-//! directives (`%%{...}%%`) and accessibility statements are refused; `dateFormat` must be `X`
-//! (epoch seconds), `x` (epoch milliseconds) or `YYYY-MM-DD`, and is required before the first
+//! directives (`%%{...}%%`) and accessibility statements are refused; `dateFormat` must be `x`
+//! (epoch milliseconds) or `YYYY-MM-DD`, and is required before the first
 //! task.
+//!
+//! `dateFormat X` (epoch seconds) is refused although both grammars accept it: mermaid 11 draws
+//! every such date at the same instant. `x` (epoch milliseconds) works in both.
 
 use std::collections::HashSet;
 
@@ -131,6 +140,17 @@ fn keyword_then(s: &str, keyword: &str, opening: &[char]) -> bool {
             .starts_with(opening)
 }
 
+/// `\d\d\d\d-\d\d-\d\d`: mermaid 10 lexes it as a date token wherever a statement starts.
+pub(crate) fn starts_with_date(s: &str) -> bool {
+    let b = s.as_bytes();
+    b.len() >= 10
+        && b[..4].iter().all(u8::is_ascii_digit)
+        && b[4] == b'-'
+        && b[5..7].iter().all(u8::is_ascii_digit)
+        && b[7] == b'-'
+        && b[8..10].iter().all(u8::is_ascii_digit)
+}
+
 fn line_of(text: &str, pos: usize) -> usize {
     text[..pos].matches('\n').count() + 1
 }
@@ -147,7 +167,10 @@ fn lex(text: &str) -> Result<Vec<Token>, GanttError> {
         let first = s.chars().next().unwrap_or('\0');
         // The rules of gantt.jison, in order.
         if s.starts_with("%%{") {
-            return Err(syntax(pos, "directives (%%{...}%%) are not accepted".into()));
+            return Err(syntax(
+                pos,
+                "directives (%%{...}%%) are not accepted".into(),
+            ));
         }
         if keyword_then(s, "acctitle", &[':']) || keyword_then(s, "accdescr", &[':', '{']) {
             return Err(syntax(
@@ -181,9 +204,14 @@ fn lex(text: &str) -> Result<Vec<Token>, GanttError> {
             pos += s.len() - s.trim_start_matches(is_js_space).len();
             continue;
         }
-        if first == '#' {
-            pos += run_until(s, "\n");
-            continue;
+        // Mermaid 10 reads `#` and `;` as the end of a statement (and `#` as a comment);
+        // mermaid 11 reads them as part of a task name. A chart that uses them means different
+        // things on different GitHub versions: refused.
+        if first == '#' || first == ';' {
+            return Err(syntax(
+                pos,
+                format!("{first:?} is read differently by mermaid 10 and 11"),
+            ));
         }
         for keyword in ["call", "click"] {
             if starts_with_ci(s, keyword) && s[keyword.len()..].starts_with(is_js_space) {
@@ -236,14 +264,7 @@ fn lex(text: &str) -> Result<Vec<Token>, GanttError> {
                 }
             }
         }
-        let b = s.as_bytes();
-        if b.len() >= 10
-            && b[..4].iter().all(u8::is_ascii_digit)
-            && b[4] == b'-'
-            && b[5..7].iter().all(u8::is_ascii_digit)
-            && b[7] == b'-'
-            && b[8..10].iter().all(u8::is_ascii_digit)
-        {
+        if starts_with_date(s) {
             return Err(syntax(
                 pos,
                 format!(
@@ -258,7 +279,10 @@ fn lex(text: &str) -> Result<Vec<Token>, GanttError> {
             continue;
         }
         if keyword_with_value(s, "accdescription", "#\n;").is_some() {
-            return Err(syntax(pos, "accDescription is not a gantt statement".into()));
+            return Err(syntax(
+                pos,
+                "accDescription is not a gantt statement".into(),
+            ));
         }
         if let Some((n, value)) = keyword_with_value(s, "section", "#:\n;") {
             tokens.push(Token::Keyword("section", value.to_string()));
@@ -267,6 +291,12 @@ fn lex(text: &str) -> Result<Vec<Token>, GanttError> {
         }
         let n = run_until(s, "#:\n;");
         if n > 0 {
+            if s[n..].starts_with(['#', ';']) {
+                return Err(syntax(
+                    pos + n,
+                    "'#' or ';' in a task name is read differently by mermaid 10 and 11".into(),
+                ));
+            }
             tokens.push(Token::TaskTxt(s[..n].to_string()));
             pos += n;
             continue;
@@ -275,6 +305,12 @@ fn lex(text: &str) -> Result<Vec<Token>, GanttError> {
             let n = run_until(&s[1..], "#\n;");
             if n == 0 {
                 return Err(syntax(pos, "a task needs data after its ':'".into()));
+            }
+            if s[1 + n..].starts_with(['#', ';']) {
+                return Err(syntax(
+                    pos + 1 + n,
+                    "'#' or ';' after task data is read differently by mermaid 10 and 11".into(),
+                ));
             }
             tokens.push(Token::TaskData(s[1..1 + n].to_string()));
             pos += 1 + n;
@@ -291,6 +327,10 @@ fn parse(tokens: &[Token]) -> Result<Gantt, GanttError> {
     let mut line = 1;
     let err = |line: usize, problem: String| GanttError::Syntax { line, problem };
     let mut iter = tokens.iter().peekable();
+    // Mermaid removes comment lines before parsing: the newlines they leave do not count.
+    while iter.next_if_eq(&&Token::Nl).is_some() {
+        line += 1;
+    }
     if iter.next() != Some(&Token::Gantt) {
         return Err(err(1, "a gantt chart starts with `gantt`".into()));
     }
@@ -303,16 +343,26 @@ fn parse(tokens: &[Token]) -> Result<Gantt, GanttError> {
             Token::Nl => line += 1,
             Token::Gantt => return Err(err(line, "a second `gantt`".into())),
             Token::TaskData(data) => {
-                return Err(err(line, format!("task data without a task name: {data:?}")));
+                return Err(err(
+                    line,
+                    format!("task data without a task name: {data:?}"),
+                ));
             }
             Token::Keyword(keyword, value) => {
                 let value = value.trim();
                 match *keyword {
                     "dateformat" => {
-                        if !matches!(value, "X" | "x" | "YYYY-MM-DD") {
+                        if value == "X" {
                             return Err(err(
                                 line,
-                                format!("dateFormat {value:?}: only X, x and YYYY-MM-DD are accepted"),
+                                "dateFormat X: mermaid 11 draws every date at the same instant; use x (milliseconds)"
+                                    .into(),
+                            ));
+                        }
+                        if !matches!(value, "x" | "YYYY-MM-DD") {
+                            return Err(err(
+                                line,
+                                format!("dateFormat {value:?}: only x and YYYY-MM-DD are accepted"),
                             ));
                         }
                         chart.date_format = value.to_string();
@@ -345,7 +395,10 @@ fn parse(tokens: &[Token]) -> Result<Gantt, GanttError> {
                     return Err(err(line, "empty task name".into()));
                 }
                 if chart.date_format.is_empty() {
-                    return Err(err(line, "dateFormat must come before the first task".into()));
+                    return Err(err(
+                        line,
+                        "dateFormat must come before the first task".into(),
+                    ));
                 }
                 let task = task_of(
                     name,
@@ -462,7 +515,6 @@ fn check_references(list: &str, ids: &HashSet<String>, name: &str) -> Result<(),
 fn parse_date(text: &str, format: &str) -> Option<i64> {
     let digits = |t: &str| !t.is_empty() && t.chars().all(|c| c.is_ascii_digit());
     match format {
-        "X" if digits(text) => text.parse::<i64>().ok()?.checked_mul(1000),
         "x" if digits(text) => text.parse().ok(),
         "YYYY-MM-DD" => {
             let date = chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d").ok()?;
@@ -541,7 +593,9 @@ fn check_tick_interval(value: &str) -> Result<(), String> {
     if ok {
         Ok(())
     } else {
-        Err(format!("tickInterval {value:?} is not like 30second or 5minute"))
+        Err(format!(
+            "tickInterval {value:?} is not like 30second or 5minute"
+        ))
     }
 }
 
@@ -551,13 +605,13 @@ mod tests {
 
     const VALID: &str = "gantt
     title Deploy of api
-    dateFormat X
+    dateFormat x
     axisFormat %H:%M:%S
     section api
-    Bucket (S3 Bucket) :done, 1700000000, 1700000012
-    DB (RDS DBInstance) :crit, db, 1700000001, 1700000400
+    Bucket (S3 Bucket) :done, 1700000000000, 1700000012000
+    DB (RDS DBInstance) :crit, db, 1700000001000, 1700000400000
     section api/Network
-    Vpc :active, 1700000002, 1700000100
+    Vpc :active, 1700000002000, 1700000100000
     After the DB :after db, 30s
     Next one :5m
 ";
@@ -577,7 +631,7 @@ mod tests {
 
     #[test]
     fn accepts_comments_and_day_dates() {
-        let text = "%% a comment\ngantt\n  dateFormat YYYY-MM-DD\n  # another\n  A task :2024-01-01, 3d\n  B :2024-01-04, 2024-01-09\n";
+        let text = "%% a comment\ngantt\n  dateFormat YYYY-MM-DD\n  %% another\n  A task :2024-01-01, 3d\n  B :2024-01-04, 2024-01-09\n";
         let chart = validate_gantt(text).expect("valid");
         assert_eq!(chart.tasks.len(), 2);
     }
@@ -590,7 +644,7 @@ mod tests {
     }
 
     fn with_task(line: &str) -> String {
-        format!("gantt\n dateFormat X\n section s\n {line}\n")
+        format!("gantt\n dateFormat x\n section s\n {line}\n")
     }
 
     #[test]
@@ -613,8 +667,10 @@ mod tests {
 
     #[test]
     fn a_hash_or_semicolon_in_a_name_cuts_the_task() {
-        assert!(problem(&with_task("Rule #1 :1, 2")).contains("has no ':'"));
-        assert!(problem(&with_task("a;b :1, 2")).contains("has no ':'"));
+        assert!(problem(&with_task("Rule #1 :1, 2")).contains("differently"));
+        assert!(problem(&with_task("a;b :1, 2")).contains("differently"));
+        assert!(problem(&with_task("A :1, 2 # note")).contains("differently"));
+        assert!(problem("gantt\n dateFormat x\n # note\n A :1, 2\n").contains("differently"));
         // `%` right after the first char starts a comment: the task disappears, the next
         // line's data has no name.
         assert!(problem(&with_task("5% :1, 2")).contains("no task"));
@@ -631,19 +687,23 @@ mod tests {
         assert!(problem(&with_task("A :")).contains("needs data"));
         assert!(problem("gantt\n section s\n A :1, 2\n").contains("dateFormat must come"));
         assert!(problem("gantt\n dateFormat HH:mm\n").contains("dateFormat"));
-        assert!(problem("gantt\n dateFormat X\n axisFormat %H:%k\n A :1, 2").contains("%k"));
-        assert!(problem("gantt\n dateFormat X\n tickInterval 0second\n").contains("tickInterval"));
-        assert!(problem("gantt\n dateFormat X\n").contains("no task"));
+        assert!(problem("gantt\n dateFormat X\n A :1, 2\n").contains("same instant"));
+        assert!(problem("gantt\n dateFormat x\n axisFormat %H:%k\n A :1, 2").contains("%k"));
+        assert!(problem("gantt\n dateFormat x\n tickInterval 0second\n").contains("tickInterval"));
+        assert!(problem("gantt\n dateFormat x\n").contains("no task"));
         assert!(problem("graph TD\n A --> B").contains("starts with `gantt`"));
     }
 
     #[test]
     fn refuses_text_mermaid_will_not_render() {
-        let mut text = String::from("gantt\n dateFormat X\n");
+        let mut text = String::from("gantt\n dateFormat x\n");
         while text.len() <= MAX_TEXT_SIZE {
             text.push_str(" A task :1, 2\n");
         }
-        assert!(matches!(validate_gantt(&text), Err(GanttError::TooLarge(_))));
+        assert!(matches!(
+            validate_gantt(&text),
+            Err(GanttError::TooLarge(_))
+        ));
     }
 
     #[test]

@@ -58,7 +58,36 @@ impl Simulator {
         sim
     }
 
-    /// `GET /_sim/<path>` as JSON.
+    /// `GET /_sim/<path>` as JSON (async tests).
+    pub async fn get(&self, path: &str) -> serde_json::Value {
+        let url = format!("{}/_sim/{path}", self.endpoint);
+        let response = reqwest::get(&url)
+            .await
+            .unwrap_or_else(|e| panic!("{url}: {e}"));
+        response
+            .json()
+            .await
+            .unwrap_or_else(|e| panic!("{url}: {e}"))
+    }
+
+    /// `POST /_sim/<path>` with an optional JSON body (async tests).
+    pub async fn post(&self, path: &str, body: Option<&serde_json::Value>) -> serde_json::Value {
+        let url = format!("{}/_sim/{path}", self.endpoint);
+        let mut request = reqwest::Client::new().post(&url);
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        let response = request
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{url}: {e}"));
+        response
+            .json()
+            .await
+            .unwrap_or_else(|e| panic!("{url}: {e}"))
+    }
+
+    /// `GET /_sim/<path>` as JSON, from a blocking test.
     pub fn admin_get(&self, path: &str) -> serde_json::Value {
         let url = format!("{}/_sim/{path}", self.endpoint);
         let body = ureq_like("GET", &url, None);
