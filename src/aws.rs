@@ -51,7 +51,10 @@ mod tests {
 
     #[test]
     fn error_text_lists_causes_without_debug_output() {
-        let err = Outer(std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "Connection refused"));
+        let err = Outer(std::io::Error::new(
+            std::io::ErrorKind::ConnectionRefused,
+            "Connection refused",
+        ));
         assert_eq!(error_text(&err), "dispatch failure: Connection refused");
     }
 }
