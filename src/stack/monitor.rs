@@ -239,6 +239,15 @@ impl Supervisor {
     }
 }
 
+/// The action of a resource status: `CREATE_IN_PROGRESS` → `CREATE`.
+fn action_of(status: &str) -> &str {
+    status.split('_').next().unwrap_or("CREATE")
+}
+
+fn running_paths(tracker: &Tracker) -> impl Iterator<Item = &String> {
+    tracker.in_progress().into_iter().map(|r| &r.path)
+}
+
 /// Follows one operation to its end. Errors: credentials, permissions and an exhausted
 /// restart budget; every other end is a [`StackResult`].
 pub async fn follow<F>(
@@ -254,6 +263,9 @@ where
     let began = Instant::now();
     let mut state = FollowState::new(&follow);
     let mut schedule = PollSchedule::new(settings.poll);
+    // When this monitor first saw each running resource in progress (our clock).
+    let mut first_seen: std::collections::HashMap<String, Instant> =
+        std::collections::HashMap::new();
     let mut supervisor = Supervisor {
         failures: VecDeque::new(),
         budget: settings.restart_budget,
@@ -280,10 +292,35 @@ where
                 if state.tracker.is_finished() {
                     return Ok(state.finish(client, began, on_event).await);
                 }
-                let expected_in = follow
+                let operation_end = follow
                     .expected_duration
                     .zip(started_here)
                     .map(|(expected, at)| expected.saturating_sub(at.elapsed()));
+                // When a running resource may finish, from its type: the end of a deployment
+                // is the end of its last resource, so watching those closely is what makes the
+                // step end within seconds of the stack without polling every 2 s throughout.
+                let now = Instant::now();
+                let running: Vec<(String, String, Duration)> = state
+                    .tracker
+                    .in_progress()
+                    .into_iter()
+                    .map(|r| {
+                        let seen = *first_seen.entry(r.path.clone()).or_insert(now);
+                        (
+                            r.resource_type.clone(),
+                            action_of(&r.status).to_string(),
+                            now - seen,
+                        )
+                    })
+                    .collect();
+                first_seen.retain(|path, _| running_paths(&state.tracker).any(|p| p == path));
+                let resource_end = super::poll::resource_window_hint(
+                    running.iter().map(|(t, a, e)| (t.as_str(), a.as_str(), *e)),
+                );
+                let expected_in = match (operation_end, resource_end) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                };
                 let hint = Hint {
                     imminent: state.tracker.end_is_imminent(),
                     expected_in,

@@ -116,6 +116,35 @@ impl PollSchedule {
     }
 }
 
+/// When a running resource may next finish, from its type's usual duration (the priors of
+/// `estimate::priors`, as a log-normal): before its 10th percentile, news is expected at the 10th
+/// percentile; inside the 10th–90th percentile window, every twentieth of the window (so a NAT
+/// gateway is watched every ~2 s while it may finish, an RDS instance every ~30 s); past the 90th
+/// percentile it says nothing and the quiet backoff goes on. The earliest of all running
+/// resources is the hint. `elapsed` is how long each has run as seen here (our own clock, never
+/// CloudFormation's timestamps).
+pub fn resource_window_hint<'a>(
+    running: impl IntoIterator<Item = (&'a str, &'a str, Duration)>,
+) -> Option<Duration> {
+    // z for the 10th/90th percentile of a normal distribution.
+    const Z90: f64 = 1.2816;
+    running
+        .into_iter()
+        .filter_map(|(resource_type, action, elapsed)| {
+            let (median, sigma) = crate::estimate::priors::prior(resource_type, action);
+            let (p10, p90) = (median * (-Z90 * sigma).exp(), median * (Z90 * sigma).exp());
+            let t = elapsed.as_secs_f64();
+            if t < p10 {
+                Some(Duration::from_secs_f64(p10 - t))
+            } else if t < p90 {
+                Some(Duration::from_secs_f64(((p90 - p10) / 20.0).max(0.5)))
+            } else {
+                None
+            }
+        })
+        .min()
+}
+
 fn mul(d: Duration, factor: f64) -> Duration {
     Duration::from_secs_f64((d.as_secs_f64() * factor).min(86_400.0))
 }
@@ -211,5 +240,46 @@ mod tests {
             expected_in: Some(Duration::ZERO),
         };
         assert_eq!(p.next(PollResult::Quiet, overdue), Duration::from_secs(2));
+    }
+
+    #[test]
+    fn a_running_resource_is_watched_closely_only_while_it_may_finish() {
+        let nat = "AWS::EC2::NatGateway";
+        // Before its usual window: wake up when the window opens (~86 s for a NAT gateway).
+        let early = resource_window_hint([(nat, "CREATE", Duration::from_secs(20))]).unwrap();
+        assert!((60.0..70.0).contains(&early.as_secs_f64()), "{early:?}");
+        // Inside it: a couple of seconds.
+        let inside = resource_window_hint([(nat, "CREATE", Duration::from_secs(100))]).unwrap();
+        assert!(inside <= Duration::from_secs(3), "{inside:?}");
+        // Long past it: no hint, the quiet backoff decides.
+        assert_eq!(
+            resource_window_hint([(nat, "CREATE", Duration::from_secs(600))]),
+            None
+        );
+        // A slow resource's window is wide: it is not watched every 2 s for minutes.
+        let rds =
+            resource_window_hint([("AWS::RDS::DBInstance", "CREATE", Duration::from_secs(500))])
+                .unwrap();
+        assert!(rds >= Duration::from_secs(20), "{rds:?}");
+        // The earliest of several wins.
+        let both = resource_window_hint([
+            (nat, "CREATE", Duration::from_secs(100)),
+            ("AWS::RDS::DBInstance", "CREATE", Duration::from_secs(10)),
+        ]);
+        assert_eq!(both, Some(inside));
+        assert_eq!(resource_window_hint([]), None);
+    }
+
+    #[test]
+    fn the_window_hint_pulls_a_long_quiet_wait_in() {
+        let mut p = PollSchedule::new(PollSettings::default());
+        for _ in 0..10 {
+            p.next(PollResult::Quiet, Hint::default());
+        }
+        let hint = Hint {
+            imminent: false,
+            expected_in: Some(Duration::from_secs(2)),
+        };
+        assert_eq!(p.next(PollResult::Quiet, hint), Duration::from_secs(2));
     }
 }
