@@ -17,6 +17,7 @@ pub mod github;
 pub mod history;
 pub mod lock;
 pub mod main_step;
+pub mod narrate;
 pub mod outputs;
 pub mod post_step;
 pub mod registry;

@@ -36,7 +36,7 @@ use crate::stack::{
 };
 use crate::summary::{LockCoordination, LockSummary};
 use crate::timeline::Timeline;
-use crate::{aws, correlation, duration, github, history, summary};
+use crate::{aws, correlation, duration, github, history, narrate, summary};
 
 /// Runs the main step with this process's environment.
 pub async fn run(ctx: RunContext) -> ExitCode {
@@ -382,7 +382,7 @@ impl Step {
         let mut on_event = |event: MonitorEvent| {
             self.live.monitor_event(&event);
             self.track(&event);
-            log_monitor_event(&config.stack_name, event);
+            narrate::monitor_event(&config.stack_name, event);
         };
         let settings = MonitorSettings::default();
         let result = match config.mode {
@@ -586,7 +586,7 @@ impl Step {
         let on_event = |event: LockEvent| {
             let event = self.with_queue_eta(event);
             self.live.lock_event(&event);
-            log_lock_event(&config.lock_key, event);
+            narrate::lock_event(&config.lock_key, event);
         };
         let started = tokio::time::Instant::now();
         match lock::acquire(
@@ -753,7 +753,7 @@ impl Step {
                 info!(
                     "lock {:?}: {}",
                     self.config.lock_key,
-                    describe_release(&outcome)
+                    narrate::release(&outcome)
                 );
                 self.state(state::LOCK_RELEASED, "true");
             }
@@ -895,20 +895,9 @@ impl Step {
             return;
         };
         let log_url = self.me.run_url.clone().unwrap_or_default();
-        let description = format!("{} {outcome}", self.config.stack_name);
-        let environment_url = crate::github::deployments::environment_url(outputs);
-        if let Err(e) = deployments
-            .set_status(
-                id,
-                DeploymentState::for_outcome(outcome),
-                &log_url,
-                environment_url,
-                &description,
-            )
-            .await
-        {
-            warn!("could not set the GitHub deployment's final status: {e}");
-        }
+        deployments
+            .finish(id, &self.config.stack_name, outcome, outputs, &log_url)
+            .await;
     }
 
     /// An error annotation, remembered for the Slack card.
@@ -936,134 +925,6 @@ impl Step {
     fn summary(&self, markdown: &str) {
         if let Err(e) = self.files.append_summary(markdown) {
             warn!("cannot write the job summary: {e}");
-        }
-    }
-}
-
-/// One log line per lock event, for the people reading the job's log.
-fn log_lock_event(key: &str, event: LockEvent) {
-    let eta = |eta: Option<Duration>| eta.map(duration::human).unwrap_or_else(|| "unknown".into());
-    match event {
-        LockEvent::Queued {
-            position,
-            ahead,
-            holder,
-            eta: e,
-        }
-        | LockEvent::PositionChanged {
-            position,
-            ahead,
-            holder,
-            eta: e,
-        } => {
-            let holder = holder
-                .map(|h| format!("held by {} since {}", h.info.describe(), h.acquired_at))
-                .unwrap_or_else(|| "free, being handed over".into());
-            info!(
-                "lock {key:?} {holder}; waiting in queue position {position} ({ahead} ahead), ETA {}",
-                eta(e)
-            );
-        }
-        LockEvent::TakingOver { previous, why } => {
-            // Loud on purpose: a takeover means a run died holding the lock.
-            log::warning(
-                "Taking over a stale deployment lock",
-                &format!(
-                    "lock {key:?} was held by {}: {why}. Taking it over.",
-                    previous.info.describe()
-                ),
-            );
-        }
-        LockEvent::Acquired { record, waited } => {
-            info!(
-                "lock {key:?} acquired (fence {}) after {}",
-                record.fence,
-                duration::human(waited)
-            );
-        }
-    }
-}
-
-/// Log lines while the stack is deployed or followed. Event texts come from AWS (and from
-/// whoever wrote the template): the log writer sanitizes every line.
-fn log_monitor_event(root: &str, event: MonitorEvent) {
-    match event {
-        MonitorEvent::Waiting { timeout } => info!(
-            "no operation is running: waiting up to {} for one to start",
-            duration::human(timeout)
-        ),
-        MonitorEvent::DeletingFailedStack { stack_id } => log::notice(
-            "Recreating a failed stack",
-            &format!(
-                "{stack_id} is in ROLLBACK_COMPLETE after a failed first create: deleting it and creating it again"
-            ),
-        ),
-        MonitorEvent::ChangeSetCreated { name, changes } => {
-            info!("change set {name} ready: {changes} resource change(s)")
-        }
-        MonitorEvent::Started {
-            stack_id,
-            status,
-            operation_id,
-        } => {
-            info!(
-                "{status}: operation {} on {stack_id}",
-                operation_id.as_deref().unwrap_or("(no id)")
-            )
-        }
-        MonitorEvent::Resource(e) => {
-            // Nested stacks' events name their stack; the root's go without.
-            let stack = if e.stack_name == root {
-                String::new()
-            } else {
-                format!("{} ", e.stack_name)
-            };
-            let reason = e
-                .reason
-                .as_deref()
-                .map(|r| format!(" - {r}"))
-                .unwrap_or_default();
-            info!(
-                "{stack}{} {} {}{reason}",
-                e.logical_id, e.resource_type, e.status
-            )
-        }
-        MonitorEvent::Progress { done, total } => info!("progress {done}/{total}"),
-        MonitorEvent::RootCause { resource, reason } => {
-            warn!("root cause: {resource} failed: {reason}")
-        }
-        MonitorEvent::Throttled { next_poll } => warn!(
-            "CloudFormation is throttling us: next poll in {}",
-            duration::human(next_poll)
-        ),
-        MonitorEvent::Interrupted {
-            error,
-            restart,
-            budget,
-            retry_in,
-        } => log::warning(
-            "Monitoring interrupted",
-            &format!(
-                "{error}; restarting the monitor in {} (restart {restart} of {budget})",
-                duration::human(retry_in)
-            ),
-        ),
-        MonitorEvent::Resumed { gap } => {
-            info!("monitoring resumed after a gap of {}", duration::human(gap))
-        }
-        MonitorEvent::Finished(outcome) => info!("operation finished: {outcome}"),
-    }
-}
-
-pub(crate) fn describe_release(outcome: &lock::ReleaseOutcome) -> String {
-    match outcome {
-        lock::ReleaseOutcome::Released(_) => "released".into(),
-        lock::ReleaseOutcome::AlreadyFree => "already free: nothing to release".into(),
-        lock::ReleaseOutcome::HeldByOther(other) => {
-            format!(
-                "held by {} (we were taken over): left untouched",
-                other.info.describe()
-            )
         }
     }
 }

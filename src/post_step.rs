@@ -23,14 +23,14 @@ use tracing::{Instrument, info, info_span, warn};
 use crate::action::{FileCommands, Inputs, log};
 use crate::config::Config;
 use crate::context::RunContext;
-use crate::github::{DeploymentState, Deployments};
+use crate::github::Deployments;
 use crate::lock::{self, HolderInfo, WallClock};
 use crate::outputs::state;
 use crate::registry::Registry;
 use crate::slack::{Card, CardRef, LiveCard, Notifier, Phase};
 use crate::stack::{self, Baseline, StackClient, StackResult};
 use crate::timeline::to_history_event;
-use crate::{aws, duration, history, main_step, summary};
+use crate::{aws, duration, history, narrate, summary};
 
 /// How long the post step gives Slack: it shares the step's time limit with everything else.
 const SLACK_FLUSH: Duration = Duration::from_secs(10);
@@ -123,7 +123,7 @@ fn resume_card(config: &Config, correlation_id: &str, sdk: &aws_config::SdkConfi
 
 async fn release(registry: &Registry, table: &str, key: &str, owner: &str) {
     match lock::release(registry, key, owner).await {
-        Ok(outcome) => info!("lock {key:?}: {}", main_step::describe_release(&outcome)),
+        Ok(outcome) => info!("lock {key:?}: {}", narrate::release(&outcome)),
         Err(e) => {
             log::warning(
                 "Could not release the deployment lock",
@@ -303,18 +303,7 @@ async fn finish_github_deployment(
     // No operation while the lock was held: nothing was deployed, which is not a failure.
     let (outcome, outputs) = outcome.unwrap_or((stack::Outcome::NoChanges, Vec::new()));
     let log_url = me.run_url.clone().unwrap_or_default();
-    let description = format!("{} {outcome}", config.stack_name);
-    let environment_url = crate::github::deployments::environment_url(&outputs);
-    if let Err(e) = deployments
-        .set_status(
-            id,
-            DeploymentState::for_outcome(outcome),
-            &log_url,
-            environment_url,
-            &description,
-        )
-        .await
-    {
-        warn!("could not set the GitHub deployment's final status: {e}");
-    }
+    deployments
+        .finish(id, &config.stack_name, outcome, &outputs, &log_url)
+        .await;
 }

@@ -196,6 +196,32 @@ impl Deployments {
             },
         }
     }
+
+    /// The final status for a finished stack operation: state from the outcome, the run as log,
+    /// the stack's URL output (if any) as the environment URL. Best effort: a failure is
+    /// logged, never returned, because the deployment itself is over.
+    pub async fn finish(
+        &self,
+        id: u64,
+        stack: &str,
+        outcome: Outcome,
+        outputs: &[(String, String)],
+        log_url: &str,
+    ) {
+        let description = format!("{stack} {outcome}");
+        if let Err(e) = self
+            .set_status(
+                id,
+                DeploymentState::for_outcome(outcome),
+                log_url,
+                environment_url(outputs),
+                &description,
+            )
+            .await
+        {
+            tracing::warn!("could not set the GitHub deployment's final status: {e}");
+        }
+    }
 }
 
 fn truncate(text: &str) -> String {
