@@ -177,7 +177,7 @@ async fn a_rerun_proceeds_after_the_killed_attempt_without_cleanup() {
 
     // Attempt 2: the lease is 10 minutes, but GitHub says attempt 1 is over. The rerun then
     // waits for the stack (the killed attempt's operation still runs in CloudFormation).
-    let mut second = runner(&world, "2");
+    let second = runner(&world, "2");
     let started = Instant::now();
     let (cmd2, files) = second.command(false, &Default::default());
     let (second, main) = tokio::task::spawn_blocking(move || {
