@@ -3,13 +3,12 @@
 
 mod support;
 
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
 use support::cfnsim::Simulator;
 use support::dynamo::{DynamoServer, Emulator};
-use support::runner::{Runner, StepRun, collect};
+use support::runner::{Runner, StepRun};
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
@@ -165,28 +164,17 @@ async fn a_rerun_proceeds_after_the_killed_attempt_without_cleanup() {
     // Attempt 1 takes the lock, starts deploying, and its machine dies (SIGKILL: no clean-up).
     let mut first = runner(&world, "1");
     first.input("lock-lease", "10m");
-    let (mut cmd, _files) = first.command(false, &Default::default());
-    let mut child = cmd
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let running = first.spawn_main();
     std::thread::sleep(Duration::from_secs(6));
-    child.kill().unwrap();
-    child.wait().unwrap();
+    running.kill();
 
     // Attempt 2: the lease is 10 minutes, but GitHub says attempt 1 is over. The rerun then
     // waits for the stack (the killed attempt's operation still runs in CloudFormation).
     let second = runner(&world, "2");
     let started = Instant::now();
-    let (cmd2, files) = second.command(false, &Default::default());
     let (second, main) = tokio::task::spawn_blocking(move || {
-        let mut cmd2 = cmd2;
-        let out = cmd2.output().unwrap();
-        (
-            second,
-            collect(out.status, out.stdout, out.stderr, files, started.elapsed()),
-        )
+        let main = second.main();
+        (second, main)
     })
     .await
     .unwrap();

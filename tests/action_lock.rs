@@ -3,12 +3,11 @@
 
 mod support;
 
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use support::cfnsim::Simulator;
 use support::dynamo::{DynamoServer, Emulator, endpoint_env, free_port};
-use support::runner::{Runner, StepRun, collect};
+use support::runner::{Runner, StepRun};
 
 const TABLE: &str = "deployment-registry";
 
@@ -39,22 +38,7 @@ fn runner_for(server_env: &[(String, String)], run_id: &str) -> Runner {
 }
 
 fn lock_status(server_env: &[(String, String)], key: &str) -> serde_json::Value {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_deploy-coordinator"))
-        .args(["lock", "status", "--table", TABLE, "--key", key, "--json"])
-        .envs(server_env.iter().cloned())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "lock status: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "lock status --json: {e}: {}",
-            String::from_utf8_lossy(&out.stdout)
-        )
-    })
+    support::runner::lock_status(server_env, TABLE, key)
 }
 
 /// The owner holding the lock, from `lock status --json`.
@@ -138,13 +122,7 @@ async fn a_second_run_queues_until_the_first_post_step_releases() {
     assert_ok(&first_main, "first main");
 
     let second = runner_for(&env, "2002");
-    let (mut cmd, files) = second.command(false, &Default::default());
-    let started = Instant::now();
-    let child = cmd
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let running = second.spawn_main();
     std::thread::sleep(Duration::from_secs(3));
     let status = lock_status(&env, "payments");
     assert_eq!(
@@ -155,9 +133,8 @@ async fn a_second_run_queues_until_the_first_post_step_releases() {
 
     let release_at = Instant::now();
     assert_ok(&first.post(&first_main), "first post");
-    let out = child.wait_with_output().unwrap();
+    let second_main = running.wait();
     let handoff = release_at.elapsed();
-    let second_main = collect(out.status, out.stdout, out.stderr, files, started.elapsed());
     assert_ok(&second_main, "second main");
     assert_eq!(second_main.output("lock-fence"), Some("2"));
     let waited: u64 = second_main
@@ -226,12 +203,7 @@ async fn sigterm_while_queued_leaves_the_queue_and_exits_quickly() {
     assert_ok(&holder_main, "holder main");
 
     let waiter = runner_for(&env, "4002");
-    let (mut cmd, files) = waiter.command(false, &Default::default());
-    let child = cmd
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let running = waiter.spawn_main();
     std::thread::sleep(Duration::from_secs(2));
     assert_eq!(
         lock_status(&env, "payments")["queue"]
@@ -239,16 +211,7 @@ async fn sigterm_while_queued_leaves_the_queue_and_exits_quickly() {
             .map(Vec::len),
         Some(1)
     );
-    let signalled = Instant::now();
-    // SAFETY-free: kill(1) with the child's pid.
-    let ok = std::process::Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(ok.success());
-    let out = child.wait_with_output().unwrap();
-    let took = signalled.elapsed();
-    let run = collect(out.status, out.stdout, out.stderr, files, took);
+    let (run, took) = running.terminate();
     assert!(
         took < Duration::from_millis(7500),
         "exit took {took:?}: the runner kills after 7.5 s"

@@ -4,13 +4,12 @@
 
 mod support;
 
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
 use support::cfnsim::Simulator;
 use support::dynamo::{DynamoServer, Emulator};
-use support::runner::{Runner, StepRun, collect};
+use support::runner::{Runner, StepRun};
 
 const TABLE: &str = "deployment-registry";
 
@@ -312,14 +311,7 @@ async fn deploy_timeout_gives_timed_out_and_the_lock_is_still_released() {
     );
     assert_code(&runner.post(&main), 0, "post");
     // Another run is not blocked by a stale lock: it waits for the stack instead.
-    let status = std::process::Command::new(env!("CARGO_BIN_EXE_deploy-coordinator"))
-        .args([
-            "lock", "status", "--table", TABLE, "--key", "slow", "--json",
-        ])
-        .envs(world.dynamo.env())
-        .output()
-        .unwrap();
-    let status: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    let status = support::runner::lock_status(&world.dynamo.env(), TABLE, "slow");
     assert_eq!(status["state"], "free", "{status}");
 }
 
@@ -332,19 +324,12 @@ async fn monitor_errors_restart_the_monitor_with_each_gap_reported() {
         .sim
         .admin_post("fault?kind=error&count=4&action=DescribeStackEvents", None);
     let runner = world.runner("901", "flaky", Some(TEMPLATE));
-    let (mut cmd, files) = runner.command(false, &Default::default());
-    let started = Instant::now();
-    let child = cmd
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let running = runner.spawn_main();
     std::thread::sleep(Duration::from_secs(12));
     world
         .sim
         .admin_post("fault?kind=error&count=8&action=DescribeStackEvents", None);
-    let out = child.wait_with_output().unwrap();
-    let run = collect(out.status, out.stdout, out.stderr, files, started.elapsed());
+    let run = running.wait();
     assert_code(&run, 0, "recovered");
     assert_eq!(run.output("outcome"), Some("succeeded"));
     let gaps = run
@@ -359,21 +344,14 @@ async fn monitor_errors_restart_the_monitor_with_each_gap_reported() {
 async fn a_monitor_that_keeps_failing_stops_saying_the_state_is_unknown() {
     let world = World::start(json!({"seed": 11, "change_set_seconds": 1, "types": {"AWS::RDS::DBInstance": {"duration": 3600}}}), 1.0).await;
     let runner = world.runner("1001", "broken-api", Some(TEMPLATE));
-    let (mut cmd, files) = runner.command(false, &Default::default());
-    let started = Instant::now();
-    let child = cmd
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let running = runner.spawn_main();
     // Let the deployment start, then break every read of its events.
     std::thread::sleep(Duration::from_secs(6));
     world.sim.admin_post(
         "fault?kind=error&count=1000&action=DescribeStackEvents,DescribeStacks",
         None,
     );
-    let out = child.wait_with_output().unwrap();
-    let main = collect(out.status, out.stdout, out.stderr, files, started.elapsed());
+    let main = running.wait();
     assert_code(&main, 1, "budget exhausted");
     let error = main
         .commands()
@@ -406,21 +384,14 @@ async fn mode_monitor_follows_an_operation_started_elsewhere() {
         "create",
     );
     let watcher = world.runner("1102", "pipeline-app", None);
-    let (mut cmd, files) = watcher.command(false, &Default::default());
-    let started = Instant::now();
-    let child = cmd
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let running = watcher.spawn_main();
     std::thread::sleep(Duration::from_secs(3));
     // CodePipeline updates the stack.
     world.sim.admin_post(
         "start?stack=pipeline-app&operation=update&touch=Fn,Db",
         None,
     );
-    let out = child.wait_with_output().unwrap();
-    let run = collect(out.status, out.stdout, out.stderr, files, started.elapsed());
+    let run = running.wait();
     assert_code(&run, 0, "monitor");
     assert_eq!(run.output("outcome"), Some("succeeded"));
     assert_eq!(run.output("stack-status"), Some("UPDATE_COMPLETE"));
@@ -473,22 +444,9 @@ async fn mode_lock_post_step_reports_what_the_later_steps_deployed() {
 async fn sigterm_while_deploying_releases_the_lock_and_exits_within_the_runners_grace() {
     let world = World::start(json!({"seed": 14, "change_set_seconds": 1, "types": {"AWS::RDS::DBInstance": {"duration": 3600}}}), 1.0).await;
     let runner = world.runner("1301", "cancelled-app", Some(TEMPLATE));
-    let (mut cmd, files) = runner.command(false, &Default::default());
-    let child = cmd
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let running = runner.spawn_main();
     std::thread::sleep(Duration::from_secs(8));
-    let signalled = Instant::now();
-    let ok = std::process::Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(ok.success());
-    let out = child.wait_with_output().unwrap();
-    let took = signalled.elapsed();
-    let main = collect(out.status, out.stdout, out.stderr, files, took);
+    let (main, took) = running.terminate();
     assert!(
         took < Duration::from_millis(7500),
         "exit took {took:?}: the runner kills after 7.5 s\n{}",
@@ -496,20 +454,7 @@ async fn sigterm_while_deploying_releases_the_lock_and_exits_within_the_runners_
     );
     assert_code(&main, 1, "cancelled");
     assert_eq!(main.output("outcome"), Some("cancelled"));
-    let status = std::process::Command::new(env!("CARGO_BIN_EXE_deploy-coordinator"))
-        .args([
-            "lock",
-            "status",
-            "--table",
-            TABLE,
-            "--key",
-            "cancelled-app",
-            "--json",
-        ])
-        .envs(world.dynamo.env())
-        .output()
-        .unwrap();
-    let status: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    let status = support::runner::lock_status(&world.dynamo.env(), TABLE, "cancelled-app");
     assert_eq!(
         status["state"], "free",
         "the lock was released on SIGTERM: {status}"

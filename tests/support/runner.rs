@@ -342,3 +342,83 @@ pub fn collect(
         elapsed,
     }
 }
+
+/// A step running in the background, as when a job is cancelled or killed mid-step.
+pub struct Running {
+    child: std::process::Child,
+    files: [PathBuf; 3],
+    started: std::time::Instant,
+}
+
+impl Runner {
+    /// Starts the main step without waiting for it.
+    pub fn spawn_main(&self) -> Running {
+        let (mut cmd, files) = self.command(false, &BTreeMap::new());
+        let child = cmd
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start the main step");
+        Running {
+            child,
+            files,
+            started: std::time::Instant::now(),
+        }
+    }
+}
+
+impl Running {
+    /// Sends SIGTERM, as the runner does when a job is cancelled, and waits for the step;
+    /// returns it with how long it took to exit after the signal.
+    pub fn terminate(self) -> (StepRun, Duration) {
+        let pid = libc::pid_t::try_from(self.child.id()).expect("pid");
+        // SAFETY: kill(2) on our own child's positive pid; failure shows in the return value.
+        assert_eq!(
+            unsafe { libc::kill(pid, libc::SIGTERM) },
+            0,
+            "SIGTERM the step"
+        );
+        let signalled = std::time::Instant::now();
+        let run = self.wait();
+        (run, signalled.elapsed())
+    }
+
+    /// SIGKILL: the machine dies; nothing runs after it, not even the post step.
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Waits for the step to end by itself.
+    pub fn wait(self) -> StepRun {
+        let out = self.child.wait_with_output().expect("wait for the step");
+        collect(
+            out.status,
+            out.stdout,
+            out.stderr,
+            self.files,
+            self.started.elapsed(),
+        )
+    }
+}
+
+/// `deploy-coordinator lock status --json` for one key, with the given environment (the
+/// emulator's endpoint and credentials).
+pub fn lock_status(env: &[(String, String)], table: &str, key: &str) -> serde_json::Value {
+    let out = Command::new(env!("CARGO_BIN_EXE_deploy-coordinator"))
+        .args(["lock", "status", "--table", table, "--key", key, "--json"])
+        .envs(env.iter().cloned())
+        .output()
+        .expect("run lock status");
+    assert!(
+        out.status.success(),
+        "lock status: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "lock status --json: {e}: {}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    })
+}
