@@ -20,8 +20,8 @@ fn the_estimator_beats_the_baseline_and_its_ranges_are_calibrated() {
     let report = run(&EvalConfig::default());
     println!("{}", report.markdown());
     for r in &report.rows {
-        // Pooled over the three stacks: 0.57 / 0.52 / 0.36 when this was written.
-        assert!(ratio(r) <= 0.6, "pooled at {}: {r:?}", r.at);
+        // Pooled over the three stacks: 0.51 / 0.50 / 0.37 when this was written.
+        assert!(ratio(r) <= 0.55, "pooled at {}: {r:?}", r.at);
         assert!(
             (0.70..=0.90).contains(&r.coverage),
             "coverage at {}: {r:?}",

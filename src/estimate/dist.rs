@@ -176,25 +176,42 @@ impl DurationModel {
 
     /// A whole duration.
     pub fn sample(&self, rng: &mut Rng) -> f64 {
+        self.sample_flagged(rng).0
+    }
+
+    /// A whole duration, and whether it was drawn as a slow outlier.
+    pub fn sample_flagged(&self, rng: &mut Rng) -> (f64, bool) {
         let [(_, mu, s), (w_slow, mu_slow, s_slow)] = self.components();
         if rng.uniform() < w_slow {
-            (mu_slow + s_slow * rng.normal()).exp()
+            ((mu_slow + s_slow * rng.normal()).exp(), true)
         } else {
-            (mu + s * rng.normal()).exp()
+            ((mu + s * rng.normal()).exp(), false)
         }
     }
 
     /// A whole duration, given that it has already lasted `t` seconds (so at least `t`).
     pub fn sample_beyond(&self, t: f64, rng: &mut Rng) -> f64 {
+        self.sample_beyond_flagged(t, rng).0
+    }
+
+    /// [`Self::sample_beyond`], and whether the draw came from the less likely component
+    /// given `t` (a slow outlier while a usual run still explains the elapsed time, or a
+    /// usual run once only an outlier does).
+    pub fn sample_beyond_flagged(&self, t: f64, rng: &mut Rng) -> (f64, bool) {
         if t <= 0.0 {
-            return self.sample(rng);
+            return self.sample_flagged(rng);
         }
         let comps = self.components();
         let weights: Vec<f64> = comps
             .iter()
             .map(|(w, mu, s)| w * (1.0 - normal_cdf((t.ln() - mu) / s)))
             .collect();
-        let (_, mu, s) = comps[rng.pick(&weights)];
+        let picked = rng.pick(&weights);
+        let likelier = usize::from(weights[1] > weights[0]);
+        (self.draw_beyond(comps[picked], t, rng), picked != likelier)
+    }
+
+    fn draw_beyond(&self, (_, mu, s): (f64, f64, f64), t: f64, rng: &mut Rng) -> f64 {
         let z_t = (t.ln() - mu) / s;
         let tail = 1.0 - normal_cdf(z_t);
         if tail < 1e-9 {
@@ -277,6 +294,27 @@ mod tests {
         assert!(early > 40.0 && early < 70.0, "{early}");
         assert!(late > 50.0, "{late}");
         assert!(absurd.is_finite() && absurd > 0.0);
+    }
+
+    #[test]
+    fn draws_are_flagged_when_they_take_the_less_likely_explanation() {
+        let m = DurationModel::from_median(100.0, 0.2, 0.04);
+        let mut rng = Rng::new(3);
+        let mut odd_share = |t: f64| {
+            let odd = (0..20_000)
+                .filter(|_| m.sample_beyond_flagged(t, &mut rng).1)
+                .count();
+            odd as f64 / 20_000.0
+        };
+        // Not started or early: only the slow outliers are odd (about 4 %).
+        let fresh = odd_share(0.0);
+        assert!((0.03..0.05).contains(&fresh), "{fresh}");
+        assert!((0.03..0.06).contains(&odd_share(60.0)));
+        // Far past the usual time, a slow run is the likely story and a usual end the odd one.
+        let late = odd_share(250.0);
+        assert!(late < 0.05, "{late}");
+        let (d, _) = m.sample_beyond_flagged(250.0, &mut rng);
+        assert!(d >= 250.0);
     }
 
     #[test]
