@@ -167,6 +167,31 @@ fn transport_error(err: reqwest::Error, secrets: &[&str]) -> SendError {
     }
 }
 
+/// Sends a JSON body and reads the answer: HTTP status, `Retry-After`, body text. Transport
+/// errors have the secrets (token, webhook URL) removed.
+async fn send_json(
+    request: reqwest::RequestBuilder,
+    body: &Value,
+    secrets: &[&str],
+) -> Result<(u16, Option<Duration>, String), SendError> {
+    let response = request
+        .header(
+            reqwest::header::CONTENT_TYPE,
+            "application/json; charset=utf-8",
+        )
+        .body(body.to_string())
+        .send()
+        .await
+        .map_err(|e| transport_error(e, secrets))?;
+    let status = response.status().as_u16();
+    let wait = retry_after(response.headers());
+    let text = response
+        .text()
+        .await
+        .map_err(|e| transport_error(e, secrets))?;
+    Ok((status, wait, text))
+}
+
 fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
     headers
         .get(reqwest::header::RETRY_AFTER)?
@@ -264,24 +289,11 @@ impl SlackApi {
 
     async fn call(&self, method: &str, body: &Value) -> Result<Posted, SendError> {
         let secrets = [self.token.as_str()];
-        let response = self
+        let request = self
             .http
             .post(format!("{}/{method}", self.base))
-            .bearer_auth(&self.token)
-            .header(
-                reqwest::header::CONTENT_TYPE,
-                "application/json; charset=utf-8",
-            )
-            .body(body.to_string())
-            .send()
-            .await
-            .map_err(|e| transport_error(e, &secrets))?;
-        let status = response.status().as_u16();
-        let wait = retry_after(response.headers());
-        let text = response
-            .text()
-            .await
-            .map_err(|e| transport_error(e, &secrets))?;
+            .bearer_auth(&self.token);
+        let (status, wait, text) = send_json(request, body, &secrets).await?;
         if status == 429 {
             return Err(SendError::RateLimited { retry_after: wait });
         }
@@ -338,23 +350,7 @@ impl Webhook {
         if !message.blocks.is_empty() {
             body["blocks"] = Value::Array(message.blocks.clone());
         }
-        let response = self
-            .http
-            .post(&self.url)
-            .header(
-                reqwest::header::CONTENT_TYPE,
-                "application/json; charset=utf-8",
-            )
-            .body(body.to_string())
-            .send()
-            .await
-            .map_err(|e| transport_error(e, &secrets))?;
-        let status = response.status().as_u16();
-        let wait = retry_after(response.headers());
-        let text = response
-            .text()
-            .await
-            .map_err(|e| transport_error(e, &secrets))?;
+        let (status, wait, text) = send_json(self.http.post(&self.url), &body, &secrets).await?;
         match status {
             200 if text.trim() == "ok" => Ok(()),
             200 => Err(SendError::BadAnswer(body_excerpt(&text, &secrets))),
