@@ -487,7 +487,12 @@ impl Step {
         if !self.registry_reachable.load(Ordering::Relaxed) {
             return;
         }
-        let record = self.timeline().record(&self.correlation_id);
+        let lock_wait = self
+            .lock_summary
+            .lock()
+            .ok()
+            .and_then(|l| l.as_ref().and_then(|l| l.wait));
+        let record = self.timeline().record(&self.correlation_id, lock_wait);
         if let Some(record) = record
             && let Err(e) =
                 history::store::put(&self.registry, &record, history::store::DEFAULT_TTL).await

@@ -84,9 +84,21 @@ impl Timeline {
             .map(|e| e.elapsed_seconds + e.remaining_seconds)
     }
 
-    /// The operation's history record, once it has ended.
-    pub fn record(&self, correlation_id: &str) -> Option<HistoryRecord> {
-        history::trace(&self.events)?.to_record(correlation_id)
+    /// The operation's history record, once it has ended, with what history predicted for it
+    /// and how long the run queued for the lock first.
+    pub fn record(
+        &self,
+        correlation_id: &str,
+        lock_wait: Option<Duration>,
+    ) -> Option<HistoryRecord> {
+        let mut record = history::trace(&self.events)?.to_record(correlation_id)?;
+        record.estimate = self.first.as_ref().map(|e| history::PredictedDuration {
+            seconds: e.elapsed_seconds + e.remaining_seconds,
+            low_seconds: e.elapsed_seconds + e.remaining_low_seconds,
+            high_seconds: e.elapsed_seconds + e.remaining_high_seconds,
+        });
+        record.lock_wait_seconds = lock_wait.map(|w| (w.as_secs_f64() * 10.0).round() / 10.0);
+        Some(record)
     }
 
     /// How long an operation on this stack usually takes (polls faster near the end).
@@ -193,7 +205,9 @@ mod tests {
     fn a_finished_operation_becomes_a_history_record_and_feeds_the_next_estimate() {
         let mut first = Timeline::new("app", Vec::new());
         run(&mut first, 0);
-        let record = first.record("20260114-123456-abc1234").expect("a record");
+        let record = first
+            .record("20260114-123456-abc1234", Some(Duration::from_millis(1234)))
+            .expect("a record");
         assert_eq!(record.stack, "app");
         assert_eq!(
             record.resources.len(),
@@ -201,6 +215,15 @@ mod tests {
             "nested stacks' own events are not root resources"
         );
         assert_eq!(record.seconds() as u64, 62);
+        assert_eq!(
+            record.lock_wait_seconds,
+            Some(1.2),
+            "the lock wait, to 0.1 s"
+        );
+        assert_eq!(
+            record.estimate, None,
+            "nothing was estimated during the run"
+        );
 
         let mut second = Timeline::new("app", vec![record]);
         let usual = second
@@ -226,9 +249,15 @@ mod tests {
             second.predicted_seconds()
         );
         assert!(
-            second.record("x").is_none(),
+            second.record("x", None).is_none(),
             "no record while the operation runs"
         );
+        run(&mut second, 2000);
+        let predicted = second.predicted_seconds().expect("a prediction");
+        let kept = second.record("y", None).expect("a record").estimate;
+        let kept = kept.expect("the first estimate is kept in the record");
+        assert_eq!(kept.seconds, predicted);
+        assert!(kept.low_seconds <= kept.seconds && kept.seconds <= kept.high_seconds);
     }
 
     #[test]

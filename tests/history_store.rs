@@ -35,6 +35,8 @@ fn record(stack: &str, i: i64) -> HistoryRecord {
             finished_at: start + TimeDelta::seconds(590 + i),
             status: "UPDATE_COMPLETE".into(),
         }],
+        estimate: None,
+        lock_wait_seconds: None,
     }
 }
 

@@ -336,6 +336,8 @@ fn generate(sc: &Scenario, index: usize, rng: &mut Rng) -> HistoryRecord {
         finished_at: t(base, last + tail),
         rollback_started_at: None,
         resources,
+        estimate: None,
+        lock_wait_seconds: None,
     }
 }
 

@@ -225,6 +225,8 @@ impl Trace {
             finished_at: *finished_at,
             rollback_started_at: self.rollback_started_at,
             resources,
+            estimate: None,
+            lock_wait_seconds: None,
         })
     }
 }

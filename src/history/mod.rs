@@ -11,4 +11,6 @@ pub mod record;
 pub mod store;
 
 pub use events::{StackEvent, Trace, parse_describe_stack_events, split_operations, trace};
-pub use record::{HistoryRecord, Operation, Outcome, ResourceTiming, parse_records};
+pub use record::{
+    HistoryRecord, Operation, Outcome, PredictedDuration, ResourceTiming, parse_records,
+};

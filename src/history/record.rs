@@ -9,9 +9,13 @@
 //!                 "started_at": "…", "finished_at": "…", "status": "CREATE_COMPLETE"}]}
 //! ```
 //!
-//! One optional extension: `rollback_started_at`, present when the operation rolled back; the
-//! resources that started at or after it are the rollback's own work (undoing), not the
-//! deployment's, and the estimator keeps the two apart.
+//! Optional extensions, all absent from records built by `history collect`:
+//! - `rollback_started_at`, present when the operation rolled back; the resources that started
+//!   at or after it are the rollback's own work (undoing), not the deployment's, and the
+//!   estimator keeps the two apart;
+//! - `estimate`: what the estimator predicted for the whole operation when it began
+//!   (`seconds`, `low_seconds`, `high_seconds`), so estimates can be judged against what happened;
+//! - `lock_wait_seconds`: how long the run queued for the lock before this operation.
 
 use chrono::{DateTime, TimeDelta, Utc};
 use serde::{Deserialize, Serialize};
@@ -106,7 +110,7 @@ impl ResourceTiming {
 }
 
 /// One finished operation. See the module docs for the JSON.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct HistoryRecord {
     pub stack: String,
     pub correlation_id: String,
@@ -118,6 +122,19 @@ pub struct HistoryRecord {
     pub rollback_started_at: Option<DateTime<Utc>>,
     #[serde(default)]
     pub resources: Vec<ResourceTiming>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub estimate: Option<PredictedDuration>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lock_wait_seconds: Option<f64>,
+}
+
+/// The estimator's first prediction of an operation's whole duration (elapsed + remaining at
+/// its first estimate), kept in the record it becomes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PredictedDuration {
+    pub seconds: u64,
+    pub low_seconds: u64,
+    pub high_seconds: u64,
 }
 
 /// Records come from other machines and from files people edit: a few seconds of disagreement
