@@ -1,7 +1,10 @@
 //! Evaluates the deployment-time estimator on generated histories and prints the table kept
 //! in docs/performance.md ("Estimates").
 //!
-//!     cargo run --release --example estimate_eval [-- --deployments N --seed S]
+//!     cargo run --release --example estimate_eval [-- --deployments N --seed S --seeds K]
+//!
+//! `--seeds K` pools K generated worlds (seeds S, S+1, …) into one table and prints how much
+//! the single seeds differ.
 //!
 //! Deterministic for a given seed. The generator's assumptions are documented in
 //! `src/estimate/eval.rs` and docs/performance.md.
@@ -21,17 +24,29 @@ fn main() -> anyhow::Result<()> {
         match arg.as_str() {
             "--deployments" => config.deployments = usize::try_from(value("--deployments")?)?,
             "--seed" => config.seed = value("--seed")?,
+            "--seeds" => config.seeds = value("--seeds")?.max(1),
             other => {
-                anyhow::bail!("unknown argument {other:?} (expected --deployments N, --seed S)")
+                anyhow::bail!(
+                    "unknown argument {other:?} (expected --deployments N, --seed S, --seeds K)"
+                )
             }
         }
     }
     let report = run(&config);
     println!(
-        "seed {}, {} deployments per stack ({} of warm-up), history window {}",
-        config.seed, config.deployments, config.warmup, config.window
+        "seed {}{}, {} deployments per stack ({} of warm-up), history window {}",
+        config.seed,
+        if config.seeds > 1 {
+            format!(" and the {} after it", config.seeds - 1)
+        } else {
+            String::new()
+        },
+        config.deployments,
+        config.warmup,
+        config.window
     );
     print!("{}", report.markdown());
+    print!("{}", report.seed_spread());
     for r in &report.rows {
         println!(
             "bias at {:.0} %: {:+.0} s (median of estimated − actual)",

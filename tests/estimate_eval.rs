@@ -6,7 +6,8 @@
 //! [low, high] 80 ± 10 % of the time. Where one large resource's own run-to-run noise decides
 //! the remaining time (the nightly re-created environment, whose Multi-AZ database is on the
 //! critical path from start to end), no estimator can halve the error early in the run; the
-//! goal is asserted where it is reachable and the rest is bounded (see docs/performance.md).
+//! goal is asserted per stack where it is reachable and the rest is bounded; pooled over the
+//! three stacks it holds at every point (see docs/performance.md).
 
 use deploy_coordinator::estimate::eval::{EvalConfig, Row, run};
 
@@ -16,37 +17,37 @@ fn ratio(r: &Row) -> f64 {
 
 #[test]
 fn the_estimator_beats_the_baseline_and_its_ranges_are_calibrated() {
-    // The same seeded run as the table in docs/performance.md (about a second in debug).
-    let report = run(&EvalConfig::default());
-    println!("{}", report.markdown());
+    // The table in docs/performance.md: 20 generated worlds pooled, 6,600 held-out runs per
+    // point (about 20 s in debug). One world alone is too noisy to judge a goal: its ratio
+    // ranges from 0.37 to 0.65 across seeds for the same estimator.
+    let report = run(&EvalConfig {
+        seeds: 20,
+        ..EvalConfig::default()
+    });
+    println!("{}{}", report.markdown(), report.seed_spread());
     for r in &report.rows {
-        // Pooled over the three stacks: 0.51 / 0.50 / 0.37 when this was written.
-        assert!(ratio(r) <= 0.55, "pooled at {}: {r:?}", r.at);
+        // 0.49 / 0.44 / 0.37 when this was written.
+        assert!(ratio(r) <= 0.5, "pooled at {}: {r:?}", r.at);
         assert!(
             (0.70..=0.90).contains(&r.coverage),
             "coverage at {}: {r:?}",
             r.at
         );
     }
-    assert!(
-        ratio(&report.rows[2]) <= 0.5,
-        "pooled at 75 %: {:?}",
-        report.rows[2]
-    );
     for (stack, rows) in &report.by_stack {
         for r in rows {
-            // The goal (half the baseline's error) where it is reachable: stacks whose changes
-            // vary, once enough of the run is known. The nightly environment's remaining time
-            // is its database's own noise, which nothing before its end reveals.
+            // Per stack, the goal where it is reachable: stacks whose changes vary, once
+            // enough of the run is known. The nightly environment's remaining time is its
+            // database's own noise, which nothing before its end reveals.
             let goal = match stack.as_str() {
                 "serverless-api" => 0.5,
-                "web-platform" if r.at >= 0.75 => 0.5,
+                "web-platform" if r.at >= 0.5 => 0.5,
                 "web-platform" => 0.6,
-                _ => 0.95,
+                _ => 0.8,
             };
             assert!(ratio(r) <= goal, "{stack} at {}: {r:?}", r.at);
             assert!(
-                (0.65..=0.95).contains(&r.coverage),
+                (0.70..=0.92).contains(&r.coverage),
                 "{stack} coverage at {}: {r:?}",
                 r.at
             );
@@ -58,9 +59,12 @@ fn the_estimator_beats_the_baseline_and_its_ranges_are_calibrated() {
 fn the_evaluation_is_deterministic() {
     let config = EvalConfig {
         seed: 11,
+        seeds: 2,
         deployments: 14,
         warmup: 10,
         window: 40,
     };
-    assert_eq!(run(&config).markdown(), run(&config).markdown());
+    let (a, b) = (run(&config), run(&config));
+    assert_eq!(a.markdown(), b.markdown());
+    assert_eq!(a.seed_spread(), b.seed_spread());
 }
