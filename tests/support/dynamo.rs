@@ -1,5 +1,6 @@
 //! DynamoDB emulators for tests: moto server (with requests serialised, see
-//! `../shared/tools/moto-serial`) and dynalite, each on a free 127.0.0.1 port.
+//! `scripts/moto-serial`, the team's `../shared/tools/moto-serial` kept in the repository) and
+//! dynalite, each on a free 127.0.0.1 port.
 //!
 //! Never orphaned: the server runs under `sh -c 'SERVER & read _; kill'` whose stdin is a pipe
 //! this process holds. When the test ends, Drop closes it; when the test process dies (panic
@@ -55,7 +56,7 @@ impl DynamoServer {
         let server = match emulator {
             Emulator::Moto => {
                 let python = root.join(".venv/bin/python");
-                let script = root.join("../shared/tools/moto-serial");
+                let script = root.join("scripts/moto-serial");
                 assert!(
                     python.exists(),
                     "{} missing: run scripts/setup",
