@@ -21,6 +21,7 @@ pub mod narrate;
 pub mod outputs;
 pub mod post_step;
 pub mod registry;
+pub mod report;
 pub mod shutdown;
 pub mod slack;
 pub mod stack;

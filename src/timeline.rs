@@ -92,11 +92,7 @@ impl Timeline {
         lock_wait: Option<Duration>,
     ) -> Option<HistoryRecord> {
         let mut record = history::trace(&self.events)?.to_record(correlation_id)?;
-        record.estimate = self.first.as_ref().map(|e| history::PredictedDuration {
-            seconds: e.elapsed_seconds + e.remaining_seconds,
-            low_seconds: e.elapsed_seconds + e.remaining_low_seconds,
-            high_seconds: e.elapsed_seconds + e.remaining_high_seconds,
-        });
+        record.estimate = self.first.as_ref().map(history::PredictedDuration::from);
         record.lock_wait_seconds = lock_wait.map(|w| (w.as_secs_f64() * 10.0).round() / 10.0);
         Some(record)
     }

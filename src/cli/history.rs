@@ -1,4 +1,4 @@
-//! `history …` subcommands: list, export, import, collect.
+//! `history …` subcommands: list, export, import, collect, report.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -23,6 +23,7 @@ const EXIT_CODES: &str = "Exit codes:
   65   the file is malformed (the message gives line and column, or the record, and what was
        expected); nothing was imported
   66   the file cannot be read
+  73   the report cannot be written
   69   DynamoDB or CloudFormation unreachable (network, 5xx, throttling after retries)
   77   AWS credentials expired
   78   registry misconfigured (table missing, access denied), the stack does not exist, or an
@@ -86,6 +87,31 @@ pub enum HistoryCommand {
         #[arg(long, default_value = "365d", value_parser = parse_duration)]
         ttl: Duration,
     },
+    /// Write one self-contained HTML file (inline SVG charts, no scripts, nothing fetched)
+    /// with, per stack: deployments over time (duration, outcome, the estimate's range), the
+    /// slowest resources and their trend, estimated against actual duration, and lock waits.
+    #[command(after_long_help = EXIT_CODES)]
+    Report {
+        /// Registry table to read the records from (every stack's unless --stack).
+        #[arg(
+            long,
+            default_value = "deployment-registry",
+            conflicts_with = "history"
+        )]
+        table: String,
+        /// Only this stack (repeat for several).
+        #[arg(long)]
+        stack: Vec<String>,
+        /// AWS region (default: the environment's, e.g. AWS_REGION).
+        #[arg(long, conflicts_with = "history")]
+        region: Option<String>,
+        /// Read the records from a file instead of the table (as `history export` prints).
+        #[arg(long, value_name = "FILE")]
+        history: Option<PathBuf>,
+        /// The HTML file to write.
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+    },
 }
 
 /// Table, region and stack.
@@ -121,6 +147,7 @@ pub async fn run(cmd: HistoryCommand) -> ExitCode {
         HistoryCommand::Export { .. } => "Cannot export history",
         HistoryCommand::Import { .. } => "Cannot import history",
         HistoryCommand::Collect { .. } => "Cannot collect history",
+        HistoryCommand::Report { .. } => "Cannot write the history report",
     };
     match execute(cmd).await {
         Ok(()) => ExitCode::SUCCESS,
@@ -226,6 +253,58 @@ async fn execute(cmd: HistoryCommand) -> Result<(), Failure> {
             println!(
                 "collected {n} finished operation(s) of {stack} from {} event(s) into {table}",
                 events.len()
+            );
+            Ok(())
+        }
+        HistoryCommand::Report {
+            table,
+            stack,
+            region,
+            history,
+            out,
+        } => {
+            let (mut records, source) = match &history {
+                Some(file) => (load_history(file)?, format!("file {}", file.display())),
+                None => {
+                    let reg = registry(&table, region.as_deref()).await;
+                    let mut records = Vec::new();
+                    if stack.is_empty() {
+                        records = store::list_all(&reg)
+                            .await
+                            .map_err(|e| registry_failure(&e))?;
+                    }
+                    for s in &stack {
+                        let mine = store::list(&reg, s, None).await;
+                        records.extend(mine.map_err(|e| registry_failure(&e))?);
+                    }
+                    (records, format!("table {table}"))
+                }
+            };
+            if !stack.is_empty() {
+                records.retain(|r| stack.contains(&r.stack));
+            }
+            if records.is_empty() {
+                crate::action::log::warning(
+                    "Empty history report",
+                    &format!("no history records in {source} for the stack(s) asked"),
+                );
+            }
+            let options = crate::report::ReportOptions {
+                source,
+                generated_at: Utc::now(),
+            };
+            let html = crate::report::render(&records, &options);
+            std::fs::write(&out, &html)
+                .with_context(|| format!("cannot write {}", out.display()))
+                .map_err(|e| Failure(73, e))?;
+            let stacks: std::collections::BTreeSet<&str> =
+                records.iter().map(|r| r.stack.as_str()).collect();
+            println!(
+                "wrote {} ({} bytes): {} record(s) of {} stack(s)",
+                out.display(),
+                html.len(),
+                records.len(),
+                stacks.len()
             );
             Ok(())
         }

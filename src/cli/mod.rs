@@ -35,7 +35,7 @@ pub struct Cli {
 pub enum Command {
     /// Estimate the remaining time of a stack operation (offline).
     Estimate(estimate::EstimateArgs),
-    /// List, export, import or collect deployment history.
+    /// List, export, import, collect or report on deployment history.
     #[command(subcommand)]
     History(history::HistoryCommand),
     /// Inspect, take, release or force-unlock deployment locks.

@@ -78,6 +78,18 @@ pub struct Progress {
     pub total: usize,
 }
 
+/// The whole duration this estimate predicts (elapsed + remaining, with its range): what a
+/// history record keeps of its operation's first estimate.
+impl From<&Estimate> for crate::history::PredictedDuration {
+    fn from(e: &Estimate) -> Self {
+        crate::history::PredictedDuration {
+            seconds: e.elapsed_seconds + e.remaining_seconds,
+            low_seconds: e.elapsed_seconds + e.remaining_low_seconds,
+            high_seconds: e.elapsed_seconds + e.remaining_high_seconds,
+        }
+    }
+}
+
 /// How long comparable past runs took.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Usual {

@@ -143,6 +143,36 @@ pub async fn list(
     Ok(records)
 }
 
+/// Every stack's records in the table (a Scan of the history items, every page), for a report
+/// on all the stacks that share it. Unordered.
+pub async fn list_all(reg: &Registry) -> Result<Vec<HistoryRecord>, RegistryError> {
+    let mut records = Vec::new();
+    let mut start = None;
+    loop {
+        let out = reg
+            .client()
+            .scan()
+            .table_name(reg.table())
+            .filter_expression("begins_with(sk, :hist)")
+            .expression_attribute_values(":hist", s(HIST_PREFIX))
+            // Small pages, as `list` reads: a long history is several short requests (and the
+            // paging is exercised by tests, not only past DynamoDB's 1 MB limit).
+            .limit(i32::try_from(PAGE).unwrap_or(100))
+            .set_exclusive_start_key(start.take())
+            .send()
+            .await
+            .map_err(|e| classify(reg.table(), "Scan (history)", &e))?;
+        for item in out.items() {
+            records.push(from_item(reg.table(), item)?);
+        }
+        match out.last_evaluated_key() {
+            Some(key) if !key.is_empty() => start = Some(key.clone()),
+            _ => break,
+        }
+    }
+    Ok(records)
+}
+
 /// How many records to read for an estimate: enough for stable percentiles, few enough to be
 /// one or two small Queries and to follow how the stack changes.
 pub const ESTIMATE_WINDOW: usize = 40;
