@@ -77,6 +77,8 @@ pub struct Config {
     pub lock_timeout: Duration,
     pub lock_lease: Duration,
     pub on_registry_unavailable: OnRegistryUnavailable,
+    /// What a run does when the lock is frozen: wait (default) or fail at once.
+    pub on_freeze: crate::lock::OnFreeze,
     pub deploy_timeout: Duration,
     pub start_timeout: Duration,
     pub slack: SlackTarget,
@@ -86,6 +88,8 @@ pub struct Config {
     pub github_deployment: bool,
     pub correlation_id: Option<String>,
     pub aws_region: Option<String>,
+    /// Run the doctor's checks before touching the lock, and fail the step if one fails.
+    pub preflight: bool,
 }
 
 /// A bad input: which one, what it was, and what is accepted.
@@ -135,6 +139,7 @@ pub const INPUTS: &[InputSpec] = &[
     spec("lock-timeout"),
     spec("lock-lease"),
     spec("on-registry-unavailable"),
+    spec("on-freeze"),
     spec("deploy-timeout"),
     spec("start-timeout"),
     secret("slack-bot-token"),
@@ -146,6 +151,7 @@ pub const INPUTS: &[InputSpec] = &[
     spec("github-deployment"),
     spec("correlation-id"),
     spec("aws-region"),
+    spec("preflight"),
 ];
 
 /// The lease when a heartbeat keeps the lock alive (modes deploy and monitor): a crashed
@@ -293,6 +299,8 @@ impl Config {
                     ));
                 }
             };
+        let on_freeze = crate::lock::OnFreeze::parse(inputs.get("on-freeze").unwrap_or("wait"))
+            .map_err(|e| bad("on-freeze", e))?;
         let deploy_timeout = duration_input(inputs, "deploy-timeout", "120m")?;
         let start_timeout = duration_input(inputs, "start-timeout", "15m")?;
         for (name, value) in [
@@ -337,6 +345,7 @@ impl Config {
         if let Some(region) = &aws_region {
             validate_region(region)?;
         }
+        let preflight = bool_input(inputs, "preflight", false)?;
 
         Ok(Config {
             stack_name: stack_name.to_string(),
@@ -353,6 +362,7 @@ impl Config {
             lock_timeout,
             lock_lease,
             on_registry_unavailable,
+            on_freeze,
             deploy_timeout,
             start_timeout,
             slack,
@@ -362,6 +372,7 @@ impl Config {
             github_deployment,
             correlation_id,
             aws_region,
+            preflight,
         })
     }
 }
@@ -668,6 +679,7 @@ mod tests {
             config.on_registry_unavailable,
             OnRegistryUnavailable::Fallback
         );
+        assert_eq!(config.on_freeze, crate::lock::OnFreeze::Wait);
 
         let config = parse(&[
             ("stack-name", "app"),
@@ -813,6 +825,7 @@ mod tests {
                 &[("stack-name", "app"), ("on-registry-unavailable", "ignore")],
                 "on-registry-unavailable",
             ),
+            (&[("stack-name", "app"), ("on-freeze", "skip")], "on-freeze"),
             (
                 &[("stack-name", "app"), ("slack-bot-token", "xoxb-1")],
                 "slack-channel",
@@ -868,6 +881,7 @@ mod tests {
                 &[("stack-name", "app"), ("aws-region", "useast1")],
                 "aws-region",
             ),
+            (&[("stack-name", "app"), ("preflight", "yes")], "preflight"),
         ];
         for (pairs, input) in cases {
             let err = parse(pairs).expect_err(&format!("{pairs:?} should be refused"));

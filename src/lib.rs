@@ -11,6 +11,7 @@ pub mod cli;
 pub mod config;
 pub mod context;
 pub mod correlation;
+pub mod doctor;
 pub mod duration;
 pub mod estimate;
 pub mod github;

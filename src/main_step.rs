@@ -72,6 +72,11 @@ pub async fn run(ctx: RunContext) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // Before the lock, the Slack card and any state: a failed preflight leaves nothing for
+    // the post step to clean up. After the signal handlers, so a cancel is not ignored.
+    if config.preflight && !crate::doctor::preflight(&config, &ctx).await {
+        return ExitCode::FAILURE;
+    }
 
     let correlation_id = config
         .correlation_id
@@ -587,8 +592,17 @@ impl Step {
         self.state(state::LOCK_OWNER, &me.owner);
 
         let liveness = self.liveness();
-        let options = AcquireOptions::new(config.lock_lease, config.lock_timeout);
+        let mut options = AcquireOptions::new(config.lock_lease, config.lock_timeout);
+        options.on_freeze = config.on_freeze;
         let on_event = |event: LockEvent| {
+            if let LockEvent::Frozen {
+                freeze,
+                moved: false,
+                ..
+            } = &event
+            {
+                self.summary(&summary::waiting_behind_freeze(&config.lock_key, freeze));
+            }
             let event = self.with_queue_eta(event);
             self.live.lock_event(&event);
             narrate::lock_event(&config.lock_key, event);
@@ -686,6 +700,18 @@ impl Step {
                 );
                 Err(Ending::of(stack::Outcome::TimedOut))
             }
+            Err(AcquireError::Frozen {
+                freeze,
+                holder,
+                timed_out,
+            }) => {
+                self.frozen(&freeze, holder.as_ref(), timed_out, started.elapsed());
+                Err(Ending::of(if timed_out {
+                    stack::Outcome::TimedOut
+                } else {
+                    stack::Outcome::Failed
+                }))
+            }
             Err(AcquireError::Cancelled) => {
                 warn!(
                     "cancelled while waiting for lock {:?}: left the queue",
@@ -695,6 +721,53 @@ impl Step {
                 Err(Ending::of(stack::Outcome::Cancelled))
             }
         }
+    }
+
+    /// The lock is frozen: an error that says who froze it, why and until when, on the log,
+    /// the job summary and the Slack card. Our queue ticket is already gone; the lock is
+    /// untouched.
+    fn frozen(
+        &self,
+        freeze: &lock::Freeze,
+        holder: Option<&lock::LockRecord>,
+        timed_out: bool,
+        waited: Duration,
+    ) {
+        let config = &self.config;
+        let now_ms = self.clock.now_ms();
+        let finishing = holder
+            .map(|h| format!(" {} holds it and finishes first.", h.info.describe()))
+            .unwrap_or_default();
+        let what = if timed_out {
+            format!(
+                "waited {} (lock-timeout) behind the freeze of lock {:?}: {}.{finishing}",
+                duration::human(config.lock_timeout),
+                config.lock_key,
+                freeze.describe(now_ms)
+            )
+        } else {
+            format!(
+                "lock {:?} is {}.{finishing} on-freeze is fail: not waiting.",
+                config.lock_key,
+                freeze.describe(now_ms)
+            )
+        };
+        self.error(
+            "Deployments are frozen",
+            &format!(
+                "{what} Ask {} or unfreeze with `deploy-coordinator lock unfreeze --table {} --key {}`.",
+                freeze.by, config.registry_table, config.lock_key
+            ),
+        );
+        self.summary(&summary::frozen(
+            &config.lock_key,
+            freeze,
+            timed_out,
+            now_ms,
+        ));
+        self.live.frozen_out(freeze);
+        self.output("lock-acquired", "false");
+        self.output("lock-wait-seconds", &waited.as_secs().to_string());
     }
 
     /// Fills a queue event's ETA from history: the holder's remaining time plus a usual

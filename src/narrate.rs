@@ -37,6 +37,45 @@ pub fn lock_event(key: &str, event: LockEvent) {
                 eta(e)
             );
         }
+        LockEvent::Frozen {
+            freeze,
+            position,
+            moved: true,
+            ..
+        } => info!(
+            "lock {key:?} is still frozen by {} until {}; now queue position {position}",
+            freeze.by, freeze.until
+        ),
+        LockEvent::Frozen {
+            freeze,
+            holder,
+            position,
+            moved: false,
+        } => {
+            let finishing = holder
+                .map(|h| format!(" {} holds it and finishes first;", h.info.describe()))
+                .unwrap_or_default();
+            // A notice, not just a line: the reason a deployment waits belongs on the run page.
+            log::notice(
+                "Deployments are frozen",
+                &format!(
+                    "lock {key:?} is {}.{finishing} waiting in queue position {position}; \
+                     this run goes when the freeze ends (lock-timeout permitting)",
+                    freeze.describe(lock::WallClock::system().now_ms())
+                ),
+            );
+        }
+        LockEvent::FreezeEnded { freeze, expired } => {
+            let how = if expired {
+                "reached its end"
+            } else {
+                "was lifted"
+            };
+            info!(
+                "the freeze on lock {key:?} by {} {how}; waiting for our turn in the queue",
+                freeze.by
+            );
+        }
         LockEvent::TakingOver { previous, why } => {
             // Loud on purpose: a takeover means a run died holding the lock.
             log::warning(

@@ -191,6 +191,43 @@ fn header(context: &SummaryContext<'_>, result: &StackResult) -> String {
     md
 }
 
+/// The job summary of a run stopped by a freeze (`on-freeze: fail`, or `lock-timeout` ran
+/// out behind it): who froze the lock, why, until when, and how to lift it.
+pub fn frozen(
+    lock_key: &str,
+    freeze: &crate::lock::Freeze,
+    timed_out: bool,
+    now_ms: u64,
+) -> String {
+    let verdict = if timed_out {
+        "lock-timeout ran out while waiting behind the freeze"
+    } else {
+        "on-freeze is fail: the run stopped at once"
+    };
+    format!(
+        "### 🧊 Deployments are frozen: lock {}\n\n| | |\n|---|---|\n\
+         | reason | {} |\n| frozen by | {} |\n| until | {} ({}) |\n| this run | {verdict} |\n\n\
+         Lift it early with `deploy-coordinator lock unfreeze --key {}`.\n",
+        code(lock_key),
+        cell(&freeze.reason),
+        cell(&freeze.by),
+        cell(&freeze.until),
+        freeze.left(now_ms),
+        code(lock_key).trim_matches('`')
+    )
+}
+
+/// A note for the job summary of a run that waits behind a freeze (it goes on afterwards).
+pub fn waiting_behind_freeze(lock_key: &str, freeze: &crate::lock::Freeze) -> String {
+    format!(
+        "> [!NOTE]\n> 🧊 Lock {} was frozen by {} until {}: {}. This run waited behind the freeze.\n\n",
+        code(lock_key),
+        cell(&freeze.by),
+        cell(&freeze.until),
+        cell(&freeze.reason)
+    )
+}
+
 /// Inline code for our own identifiers (correlation ID, lock key): safe characters only,
 /// validated at input time; anything else falls back to escaped text.
 fn code(raw: &str) -> String {
@@ -460,6 +497,43 @@ mod tests {
             duration_against_estimate(d(600), Some(600)),
             "10m (estimate 10m, as estimated)"
         );
+    }
+
+    fn freeze() -> crate::lock::Freeze {
+        use chrono::TimeZone;
+        let at = chrono::Utc
+            .with_ymd_and_hms(2026, 11, 27, 12, 0, 0)
+            .unwrap();
+        crate::lock::Freeze::new(
+            "INC-42 | <b>db</b> failover",
+            "alice",
+            at,
+            Duration::from_secs(3600),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn a_frozen_run_says_who_why_until_when_and_how_to_lift_it() {
+        let f = freeze();
+        let md = frozen("prod/api", &f, false, f.until_ms - 30 * 60_000);
+        for part in [
+            "lock `prod/api`",
+            "| reason | INC-42 \\| &lt;b&gt;db&lt;/b&gt; failover |",
+            "| frozen by | alice |",
+            "| until | 2026-11-27T13:00:00Z (30m left) |",
+            "on-freeze is fail",
+            "lock unfreeze --key prod/api",
+        ] {
+            assert!(md.contains(part), "{part} missing in:\n{md}");
+        }
+        assert!(frozen("k", &f, true, 0).contains("lock-timeout ran out"));
+        let note = waiting_behind_freeze("prod/api", &f);
+        assert!(
+            note.contains("frozen by alice until 2026-11-27T13:00:00Z"),
+            "{note}"
+        );
+        assert!(!note.contains("<b>"), "{note}");
     }
 
     #[test]

@@ -308,3 +308,137 @@ async fn matrix_legs_of_one_run_do_not_share_the_lock() {
     );
     assert_ok(&first.post(&first_main), "first post");
 }
+
+/// `lock <sub> --table <TABLE> --key <key> <extra…>`.
+fn lock_args<'a>(sub: &'a str, key: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec!["lock", sub, "--table", TABLE, "--key", key];
+    args.extend_from_slice(extra);
+    args
+}
+
+/// Runs `deploy-coordinator <args>` against the emulator (an operator at a terminal).
+fn operator(server_env: &[(String, String)], args: &[&str]) -> String {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_deploy-coordinator"))
+        .args(args)
+        .envs(server_env.iter().cloned())
+        .env("USER", "rm")
+        .env("HOSTNAME", "bastion")
+        .output()
+        .expect("run the operator command");
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// An emulator whose lock `payments` an operator has frozen with `freeze_args`.
+async fn frozen_payments(freeze_args: &[&str]) -> (DynamoServer, Simulator, Vec<(String, String)>) {
+    let server = DynamoServer::start(Emulator::Moto);
+    server.create_table(TABLE).await;
+    let cfn = cloudformation();
+    let env = with_cloudformation(server.env(), &cfn);
+    operator(&env, &lock_args("freeze", "payments", freeze_args));
+    (server, cfn, env)
+}
+
+#[tokio::test]
+async fn on_freeze_fail_stops_at_once_saying_who_why_and_until_when() {
+    let (_server, _cfn, env) = frozen_payments(&[
+        "--for",
+        "2h",
+        "--reason",
+        "INC-9 ledger mismatch",
+        "--by",
+        "release-manager",
+    ])
+    .await;
+    let before = lock_status(&env, "payments");
+
+    let mut runner = runner_for(&env, "5001");
+    runner
+        .input("on-freeze", "fail")
+        .input("lock-timeout", "10m");
+    let run = runner.main();
+    assert_eq!(run.code(), Some(1), "{}", run.log());
+    assert!(run.elapsed < Duration::from_secs(5), "{:?}", run.elapsed);
+    assert_eq!(run.output("lock-acquired"), Some("false"));
+    assert_eq!(run.output("outcome"), Some("failed"));
+    let error = run
+        .commands()
+        .into_iter()
+        .find(|c| c.starts_with("::error title=Deployments are frozen::"))
+        .unwrap_or_else(|| panic!("no freeze error:\n{}", run.log()));
+    let until = before["freeze"]["until"].as_str().unwrap();
+    for part in [
+        "INC-9 ledger mismatch",
+        "release-manager",
+        until,
+        "lock unfreeze",
+    ] {
+        assert!(error.contains(part), "{part} missing: {error}");
+    }
+    assert!(
+        run.summary.contains("Deployments are frozen"),
+        "{}",
+        run.summary
+    );
+    assert!(
+        run.summary.contains("INC-9 ledger mismatch"),
+        "{}",
+        run.summary
+    );
+
+    let after = lock_status(&env, "payments");
+    assert_eq!(after["queue"].as_array().map(Vec::len), Some(0), "{after}");
+    assert_eq!(after["last"], before["last"], "lock untouched: {after}");
+    assert_ok(&runner.post(&run), "post");
+    assert_eq!(lock_status(&env, "payments")["state"], "frozen");
+}
+
+#[tokio::test]
+async fn a_run_waits_behind_a_freeze_and_goes_after_unfreeze() {
+    let (_server, _cfn, env) =
+        frozen_payments(&["--for", "1h", "--reason", "release window closed"]).await;
+    let runner = runner_for(&env, "6001");
+    let running = runner.spawn_main();
+    std::thread::sleep(Duration::from_secs(3));
+    let status = lock_status(&env, "payments");
+    assert_eq!(status["state"], "frozen", "{status}");
+    assert_eq!(
+        status["queue"].as_array().map(Vec::len),
+        Some(1),
+        "{status}"
+    );
+
+    let unfrozen = Instant::now();
+    operator(
+        &env,
+        &["lock", "unfreeze", "--table", TABLE, "--key", "payments"],
+    );
+    let main = running.wait();
+    assert_ok(&main, "main");
+    assert!(
+        unfrozen.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        unfrozen.elapsed()
+    );
+    assert_eq!(main.output("lock-fence"), Some("1"));
+    let notice = main
+        .commands()
+        .into_iter()
+        .find(|c| c.starts_with("::notice title=Deployments are frozen::"))
+        .unwrap_or_else(|| panic!("no freeze notice:\n{}", main.log()));
+    assert!(
+        notice.contains("frozen by rm@bastion until") && notice.contains("release window closed"),
+        "{notice}"
+    );
+    assert!(main.log().contains("was lifted"), "{}", main.log());
+    assert!(
+        main.summary.contains("was frozen by rm@bastion until"),
+        "{}",
+        main.summary
+    );
+    assert_ok(&runner.post(&main), "post");
+}

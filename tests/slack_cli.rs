@@ -3,7 +3,7 @@
 
 mod support;
 
-use std::process::{Output, Stdio};
+use std::process::Output;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -13,45 +13,20 @@ use deploy_coordinator::slack::{
     Card, DeadLetterStore, Destination, Notifier, NotifierOptions, Outcome, Phase, ThreadEvent,
 };
 use serde_json::{Value, json};
+use support::cli::{run, text};
 use support::dynamo::{DynamoServer, Emulator, free_port};
-use tokio::process::Command;
 use wiremock::matchers::any;
 use wiremock::{Mock, MockServer, Request, ResponseTemplate};
 
-const BIN: &str = env!("CARGO_BIN_EXE_deploy-coordinator");
 const TABLE: &str = "registry";
 const TOKEN: &str = "xoxb-cli-test-token-987654";
 const HOOK_SECRET: &str = "HOOKSECRET1234";
-
-async fn run(env: &[(String, String)], args: &[&str]) -> Output {
-    Command::new(BIN)
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .envs(env.iter().cloned())
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .output()
-        .await
-        .expect("run binary")
-}
 
 /// `deploy-coordinator slack SUB --table TABLE ARGS…`
 async fn slack_cmd(env: &[(String, String)], sub: &str, args: &[&str]) -> Output {
     let mut argv = vec!["slack", sub, "--table", TABLE];
     argv.extend_from_slice(args);
     run(env, &argv).await
-}
-
-fn all(o: &Output) -> String {
-    format!(
-        "status {:?}\nstdout: {}\nstderr: {}",
-        o.status,
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
 }
 
 /// A Slack that records every body and answers like Slack does.
@@ -178,8 +153,8 @@ async fn status_lists_and_retry_resends_dead_letters_without_showing_secrets() {
 
     // status: both items, readable, nothing that can act as a workflow command.
     let o = slack_cmd(&env, "status", &[]).await;
-    assert!(o.status.success(), "{}", all(&o));
-    let out = all(&o);
+    assert!(o.status.success(), "{}", text(&o));
+    let out = text(&o);
     assert!(
         out.contains("corr-bot") && out.contains("corr-hook"),
         "{out}"
@@ -193,13 +168,13 @@ async fn status_lists_and_retry_resends_dead_letters_without_showing_secrets() {
     }
     let o = slack_cmd(&env, "status", &["--json"]).await;
     let items: Value =
-        serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("{e}: {}", all(&o)));
+        serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&o)));
     assert_eq!(items.as_array().map(Vec::len), Some(2));
 
     // A missing variable is an argument error that names it.
     let o = slack_cmd(&env, "retry", &["--token-env", "NOPE"]).await;
-    assert_eq!(o.status.code(), Some(2), "{}", all(&o));
-    assert!(all(&o).contains("NOPE"));
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("NOPE"));
 
     // The token resends the bot item; the webhook item needs the webhook.
     let o = slack_cmd(
@@ -212,10 +187,10 @@ async fn status_lists_and_retry_resends_dead_letters_without_showing_secrets() {
         o.status.code(),
         Some(1),
         "the webhook item is left: {}",
-        all(&o)
+        text(&o)
     );
-    assert!(all(&o).contains("corr-bot: delivered"), "{}", all(&o));
-    assert!(all(&o).contains("corr-hook: skipped"), "{}", all(&o));
+    assert!(text(&o).contains("corr-bot: delivered"), "{}", text(&o));
+    assert!(text(&o).contains("corr-hook: skipped"), "{}", text(&o));
     {
         let seen = seen.lock().unwrap();
         assert_eq!(seen.len(), 2, "{seen:?}");
@@ -227,19 +202,19 @@ async fn status_lists_and_retry_resends_dead_letters_without_showing_secrets() {
         );
     }
     let o = slack_cmd(&env, "retry", &["--webhook-env", "DC_SLACK_HOOK"]).await;
-    assert!(o.status.success(), "{}", all(&o));
+    assert!(o.status.success(), "{}", text(&o));
     assert_eq!(seen.lock().unwrap().len(), 3);
     assert!(seen.lock().unwrap()[2].0.ends_with(HOOK_SECRET));
 
     let o = slack_cmd(&env, "status", &[]).await;
     assert!(
-        all(&o).contains("no undelivered Slack messages"),
+        text(&o).contains("no undelivered Slack messages"),
         "{}",
-        all(&o)
+        text(&o)
     );
     // Nothing is sent twice.
     let o = slack_cmd(&env, "retry", &["--webhook-env", "DC_SLACK_HOOK"]).await;
-    assert!(o.status.success(), "{}", all(&o));
+    assert!(o.status.success(), "{}", text(&o));
     assert_eq!(seen.lock().unwrap().len(), 3);
 }
 
@@ -251,7 +226,7 @@ async fn secrets_in_arguments_are_refused_and_never_printed() {
     env.push(("DC_SLACK_TOKEN".into(), TOKEN.into()));
     // There is no option that takes the token itself.
     let o = slack_cmd(&env, "retry", &["--token", TOKEN]).await;
-    assert_eq!(o.status.code(), Some(2), "{}", all(&o));
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
     // A failing retry (Slack refuses the token) prints no token.
     let registry = Registry::new(moto.client().await, TABLE);
     let down = format!("http://127.0.0.1:{}", free_port());
@@ -265,8 +240,8 @@ async fn secrets_in_arguments_are_refused_and_never_printed() {
         &["--token-env", "WRONG_TOKEN", "--api-url", &api_url],
     )
     .await;
-    assert_eq!(o.status.code(), Some(1), "{}", all(&o));
-    assert!(all(&o).contains("invalid_auth"), "{}", all(&o));
-    assert!(!all(&o).contains("xoxb-wrong-token-000"), "{}", all(&o));
-    assert!(!all(&o).contains(TOKEN));
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(text(&o).contains("invalid_auth"), "{}", text(&o));
+    assert!(!text(&o).contains("xoxb-wrong-token-000"), "{}", text(&o));
+    assert!(!text(&o).contains(TOKEN));
 }

@@ -1,4 +1,4 @@
-//! `lock …` subcommands: acquire, release, status, force-unlock, run.
+//! `lock …` subcommands: acquire, release, status, force-unlock, freeze, unfreeze, run.
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -10,17 +10,21 @@ use tokio_util::sync::CancellationToken;
 use super::registry::{registry_exit_code, registry_failure};
 use crate::github::GitHubRuns;
 use crate::lock::{
-    self, AcquireError, AcquireOptions, Acquired, HolderInfo, LockEvent, LockRecord, LockState,
-    NoLiveness, ReleaseOutcome, RunLiveness, WallClock,
+    self, AcquireError, AcquireOptions, Acquired, Freeze, HolderInfo, LockEvent, LockRecord,
+    LockState, NoLiveness, OnFreeze, ReleaseOutcome, RunLiveness, WallClock,
 };
 use crate::registry::Registry;
+
+/// `--on-freeze fail` met a freeze.
+const EXIT_FROZEN: u8 = 76;
 
 const EXIT_CODES: &str = "Exit codes:
   0    success
   1    the lock is held by another owner (release), or the command failed
   2    invalid arguments
   69   DynamoDB unreachable (network, 5xx, throttling after retries)
-  75   --wait ran out before the lock was free (acquire, run)
+  75   --wait ran out before the lock was free (acquire, run), also behind a freeze
+  76   the lock is frozen and --on-freeze fail was given (acquire, run)
   77   AWS credentials expired
   78   registry misconfigured: table missing, access denied (the message says what to do)
   130  interrupted by SIGINT/SIGTERM (the queue ticket and the lock are cleaned up)
@@ -80,6 +84,41 @@ pub enum LockCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Freeze deployments on a lock for a while, with a reason: from now on nobody acquires
+    /// it. A run holding it finishes; queued runs keep their places and go in order once the
+    /// freeze ends (at --for, or `lock unfreeze`). Waiting runs show who froze it, why and
+    /// until when; runs with on-freeze: fail stop at once. Freezing a frozen lock replaces
+    /// the freeze (a new end or reason).
+    #[command(after_long_help = EXIT_CODES)]
+    Freeze {
+        #[command(flatten)]
+        target: Target,
+        /// Why: shown in every waiting run's log, Slack card and job summary.
+        #[arg(long)]
+        reason: String,
+        /// How long (e.g. 2h, 90m, 3d is 72h); at most 90 days.
+        #[arg(long = "for", value_parser = parse_duration)]
+        length: Duration,
+        /// Who freezes (default: GITHUB_ACTOR, else USER@host).
+        #[arg(long)]
+        by: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// End a freeze early. The first queued run takes the lock within about a second.
+    #[command(after_long_help = EXIT_CODES)]
+    Unfreeze {
+        #[command(flatten)]
+        target: Target,
+        /// Why (kept in the audit trail).
+        #[arg(long)]
+        reason: Option<String>,
+        /// Who unfreezes (default: GITHUB_ACTOR, else USER@host).
+        #[arg(long)]
+        by: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
     /// Run a command while holding a lock: queue for it, heartbeat it while the command runs
     /// (env DEPLOY_COORDINATOR_FENCE, DEPLOY_COORDINATOR_OWNER, DEPLOY_COORDINATOR_LOCK_KEY),
     /// release it afterwards. SIGINT/SIGTERM are forwarded to the command (SIGKILL after
@@ -134,6 +173,13 @@ pub struct WaitArgs {
     /// GitHub API URL.
     #[arg(long, env = "GITHUB_API_URL", default_value = "https://api.github.com")]
     github_api_url: String,
+    /// When the lock is frozen: wait (up to --wait) or fail at once (exit 76).
+    #[arg(long, default_value = "wait", value_parser = parse_on_freeze)]
+    on_freeze: OnFreeze,
+}
+
+fn parse_on_freeze(text: &str) -> Result<OnFreeze, String> {
+    OnFreeze::parse(text)
 }
 
 fn parse_duration(text: &str) -> Result<Duration, String> {
@@ -180,6 +226,25 @@ pub async fn run(cmd: LockCommand) -> ExitCode {
         } => {
             let reg = registry(&target.table, target.region.as_deref(), clock).await;
             force_unlock_cmd(&reg, &target.key, &reason, json).await
+        }
+        LockCommand::Freeze {
+            target,
+            reason,
+            length,
+            by,
+            json,
+        } => {
+            let reg = registry(&target.table, target.region.as_deref(), clock).await;
+            freeze_cmd(&reg, &target.key, &reason, length, by.as_deref(), json).await
+        }
+        LockCommand::Unfreeze {
+            target,
+            reason,
+            by,
+            json,
+        } => {
+            let reg = registry(&target.table, target.region.as_deref(), clock).await;
+            unfreeze_cmd(&reg, &target.key, reason.as_deref(), by.as_deref(), json).await
         }
         LockCommand::Run {
             target,
@@ -274,6 +339,29 @@ fn log_event(key: &str, event: LockEvent) {
             };
             tracing::info!("lock {key:?}: queue position {position} ({ahead} ahead); {held}");
         }
+        LockEvent::Frozen {
+            freeze,
+            holder,
+            position,
+            ..
+        } => {
+            let finishing = holder
+                .map(|h| format!("; {} holds it and finishes first", h.info.describe()))
+                .unwrap_or_default();
+            tracing::warn!(
+                "lock {key:?} is {}{finishing}; waiting in queue position {position}",
+                freeze.describe(WallClock::system().now_ms())
+            );
+        }
+        LockEvent::FreezeEnded { freeze, expired } => tracing::info!(
+            "the freeze on lock {key:?} by {} {}",
+            freeze.by,
+            if expired {
+                "reached its end"
+            } else {
+                "was lifted"
+            }
+        ),
         LockEvent::TakingOver { .. } => {} // announced loudly by the lock module itself
         LockEvent::Acquired { record, waited } => tracing::info!(
             "lock {key:?} acquired: fence {}, owner {}, after {}",
@@ -295,6 +383,7 @@ async fn take(
     let me = holder(args, reg.clock()).map_err(|e| usage(&e))?;
     let mut opts = AcquireOptions::new(lease, args.wait);
     opts.queue_poll = args.queue_poll.max(Duration::from_millis(100));
+    opts.on_freeze = args.on_freeze;
     let live = liveness(args);
     let key_owned = key.to_string();
     let on_event = move |e: LockEvent| log_event(&key_owned, e);
@@ -311,6 +400,29 @@ async fn take(
                 ),
             );
             Err(ExitCode::from(75))
+        }
+        Err(AcquireError::Frozen {
+            freeze,
+            holder,
+            timed_out,
+        }) => {
+            let finishing = holder
+                .map(|h| format!("; {} holds it and finishes first", h.info.describe()))
+                .unwrap_or_default();
+            let text = format!(
+                "lock {key:?} is {}{finishing}",
+                freeze.describe(reg.clock().now_ms())
+            );
+            if timed_out {
+                crate::action::log::error(
+                    "Lock not acquired",
+                    &format!("waited {} and {text}", crate::duration::human(args.wait)),
+                );
+                Err(ExitCode::from(75))
+            } else {
+                crate::action::log::error("Deployments are frozen", &text);
+                Err(ExitCode::from(EXIT_FROZEN))
+            }
         }
         Err(AcquireError::Cancelled) => {
             tracing::warn!("interrupted: left the queue for lock {key:?}");
@@ -421,17 +533,33 @@ async fn status_cmd(reg: &Registry, key: Option<&str>, json_out: bool) -> ExitCo
         return match lock::list(reg).await {
             Ok(locks) => {
                 if json_out {
-                    let v: Vec<_> = locks.iter().map(|(k, s)| state_json(k, s)).collect();
+                    let now_ms = reg.clock().now_ms();
+                    let v: Vec<_> = locks
+                        .iter()
+                        .map(|(k, s)| state_json(k, s, now_ms))
+                        .collect();
                     println!("{}", json!(v));
                 } else if locks.is_empty() {
                     println!("no locks in table {}", reg.table());
                 } else {
+                    let now_ms = reg.clock().now_ms();
                     for (k, s) in &locks {
+                        let frozen = s
+                            .active_freeze(now_ms)
+                            .map(|f| {
+                                format!(
+                                    "; FROZEN {}",
+                                    crate::action::log::sanitize(&f.describe(now_ms))
+                                )
+                            })
+                            .unwrap_or_default();
                         match s {
-                            LockState::Held(r) => {
-                                println!("{k}: held by {} (fence {})", r.info.describe(), r.fence)
-                            }
-                            _ => println!("{k}: free (fence {})", s.fence()),
+                            LockState::Held(r) => println!(
+                                "{k}: held by {} (fence {}){frozen}",
+                                r.info.describe(),
+                                r.fence
+                            ),
+                            _ => println!("{k}: free (fence {}){frozen}", s.fence()),
                         }
                     }
                 }
@@ -443,7 +571,7 @@ async fn status_cmd(reg: &Registry, key: Option<&str>, json_out: bool) -> ExitCo
     match lock::status(reg, key).await {
         Ok(st) => {
             if json_out {
-                let mut v = state_json(key, &st.lock);
+                let mut v = state_json(key, &st.lock, reg.clock().now_ms());
                 if let Some(o) = v.as_object_mut() {
                     let queue: Vec<_> = st
                         .queue
@@ -462,7 +590,7 @@ async fn status_cmd(reg: &Registry, key: Option<&str>, json_out: bool) -> ExitCo
                 }
                 println!("{v}");
             } else {
-                print_status(&st);
+                print_status(&st, reg.table(), reg.clock().now_ms());
             }
             ExitCode::SUCCESS
         }
@@ -470,23 +598,64 @@ async fn status_cmd(reg: &Registry, key: Option<&str>, json_out: bool) -> ExitCo
     }
 }
 
-fn state_json(key: &str, s: &LockState) -> serde_json::Value {
-    match s {
+/// A lock as JSON. `state` is `held`, `frozen` (free, but frozen) or `free`; `frozen` says
+/// whether a freeze is in force (also while a run holds the lock) and `freeze` describes it.
+fn state_json(key: &str, s: &LockState, now_ms: u64) -> serde_json::Value {
+    let mut v = match s {
         LockState::Absent => json!({"key": key, "state": "free", "fence": 0}),
         LockState::Free(f) => json!({"key": key, "state": "free", "fence": f.fence, "last": f}),
         LockState::Held(r) => {
             json!({"key": key, "state": "held", "fence": r.fence, "holder": record_json(key, r)})
         }
+    };
+    let active = s.active_freeze(now_ms);
+    if let Some(o) = v.as_object_mut() {
+        o.insert("frozen".into(), json!(active.is_some()));
+        if let Some(f) = active {
+            if s.holder().is_none() {
+                o.insert("state".into(), json!("frozen"));
+            }
+            o.insert("freeze".into(), freeze_json(f, now_ms));
+        }
     }
+    v
 }
 
-fn print_status(st: &lock::LockStatus) {
+fn freeze_json(f: &Freeze, now_ms: u64) -> serde_json::Value {
+    let mut v = serde_json::to_value(f).unwrap_or_default();
+    if let Some(o) = v.as_object_mut() {
+        o.insert("label".into(), json!(lock::freeze::label(&f.by)));
+        o.insert(
+            "remaining_seconds".into(),
+            json!(f.remaining(now_ms).as_secs()),
+        );
+    }
+    v
+}
+
+fn print_status(st: &lock::LockStatus, table: &str, now_ms: u64) {
     let key = &st.key;
     let line = |label: &str, value: Option<&str>| {
         if let Some(v) = value {
             println!("  {label:<11}{}", crate::action::log::sanitize(v));
         }
     };
+    if let Some(f) = st.lock.active_freeze(now_ms) {
+        println!("lock {key:?}: FROZEN");
+        line("Reason", Some(&f.reason));
+        line("Frozen by", Some(&f.by));
+        line("Until", Some(&format!("{} ({})", f.until, f.left(now_ms))));
+        line("Since", Some(&f.at));
+        match st.lock.holder() {
+            Some(_) => {
+                println!("  the run holding it finishes; nobody else gets it until the freeze ends")
+            }
+            None => println!("  nobody gets it until the freeze ends"),
+        }
+        println!(
+            "  end it early with: deploy-coordinator lock unfreeze --table {table} --key {key} --reason ..."
+        );
+    }
     match &st.lock {
         LockState::Held(r) => {
             println!("lock {key:?}: HELD");
@@ -540,10 +709,14 @@ fn print_status(st: &lock::LockStatus) {
         println!("recent events:");
         for a in &st.audit {
             println!(
-                "  {} {} by {}{}{}",
+                "  {} {} by {}{}{}{}",
                 a.at,
                 a.what,
                 a.by.as_deref().unwrap_or("?"),
+                a.until
+                    .as_deref()
+                    .map(|u| format!(" until {u}"))
+                    .unwrap_or_default(),
                 a.previous_owner
                     .as_deref()
                     .map(|o| format!(" (holder {o})"))
@@ -565,12 +738,15 @@ async fn force_unlock_cmd(reg: &Registry, key: &str, reason: &str, json_out: boo
     let who = env("GITHUB_ACTOR")
         .or_else(|| env("USER"))
         .unwrap_or_else(|| "unknown".into());
-    match lock::force_unlock(reg, key, reason, &who).await {
-        Ok(removed) => {
+    match lock::force_unlock_all(reg, key, reason, &who).await {
+        Ok(lock::ForceUnlocked {
+            removed,
+            freeze_ended,
+        }) => {
             if json_out {
                 println!(
                     "{}",
-                    json!({"key": key, "removed": removed.as_ref().map(|r| record_json(key, r)), "by": who, "reason": reason})
+                    json!({"key": key, "removed": removed.as_ref().map(|r| record_json(key, r)), "freeze_ended": freeze_ended, "by": who, "reason": reason})
                 );
             } else {
                 match &removed {
@@ -579,12 +755,107 @@ async fn force_unlock_cmd(reg: &Registry, key: &str, reason: &str, json_out: boo
                         r.info.describe(),
                         r.fence
                     ),
+                    None if freeze_ended.is_some() => {}
                     None => println!("lock {key:?} is not held: nothing removed"),
+                }
+                if let Some(f) = &freeze_ended {
+                    println!(
+                        "ended the freeze by {} (until {}); recorded as done by {who}",
+                        f.by, f.until
+                    );
                 }
             }
             ExitCode::SUCCESS
         }
         Err(e) => registry_failure("Lock not removed", &e),
+    }
+}
+
+async fn freeze_cmd(
+    reg: &Registry,
+    key: &str,
+    reason: &str,
+    length: Duration,
+    by: Option<&str>,
+    json_out: bool,
+) -> ExitCode {
+    let env = |name: &str| std::env::var(name).ok();
+    let who = lock::freeze::freezer(by, &env);
+    let freeze = match Freeze::new(reason, &who, reg.clock().now(), length) {
+        Ok(f) => f,
+        Err(e) => return usage(&e),
+    };
+    match lock::freeze(reg, key, &freeze).await {
+        Ok(done) => {
+            let now_ms = reg.clock().now_ms();
+            if json_out {
+                println!(
+                    "{}",
+                    json!({
+                        "key": key,
+                        "state": "frozen",
+                        "freeze": freeze_json(&done.freeze, now_ms),
+                        "holder": done.holder.as_ref().map(|r| record_json(key, r)),
+                        "replaced": done.replaced,
+                        "waiting": done.waiting,
+                    })
+                );
+            } else {
+                let f = &done.freeze;
+                println!(
+                    "froze lock {key:?} until {} (for {}) by {}: {}",
+                    f.until,
+                    crate::duration::human(length),
+                    f.by,
+                    crate::action::log::sanitize(&f.reason)
+                );
+                if let Some(old) = &done.replaced {
+                    println!("  replaces the freeze by {} until {}", old.by, old.until);
+                }
+                match &done.holder {
+                    Some(h) => println!(
+                        "  {} holds the lock and finishes; nobody else gets it until the freeze ends",
+                        h.info.describe()
+                    ),
+                    None => println!("  nobody gets the lock until the freeze ends"),
+                }
+                println!(
+                    "  {} queued run(s) keep their places; end it early with: deploy-coordinator lock unfreeze --table {} --key {key}",
+                    done.waiting,
+                    reg.table()
+                );
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => registry_failure("Lock not frozen", &e),
+    }
+}
+
+async fn unfreeze_cmd(
+    reg: &Registry,
+    key: &str,
+    reason: Option<&str>,
+    by: Option<&str>,
+    json_out: bool,
+) -> ExitCode {
+    let env = |name: &str| std::env::var(name).ok();
+    let who = lock::freeze::freezer(by, &env);
+    match lock::unfreeze(reg, key, &who, reason).await {
+        Ok(ended) => {
+            if json_out {
+                println!("{}", json!({"key": key, "ended": ended, "by": who}));
+            } else {
+                match &ended {
+                    Some(f) => println!(
+                        "unfroze lock {key:?} (frozen by {} until {}); recorded as done by {who}",
+                        f.by, f.until
+                    ),
+                    None => println!("lock {key:?} is not frozen: nothing to end"),
+                }
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => registry_failure("Lock not unfrozen", &e),
     }
 }
 

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+pub mod doctor;
 pub mod estimate;
 pub mod history;
 pub mod lock;
@@ -33,6 +34,8 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Check a setup: credentials, registry table, permissions, stack, Slack, GitHub.
+    Doctor(doctor::DoctorArgs),
     /// Estimate the remaining time of a stack operation (offline).
     Estimate(estimate::EstimateArgs),
     /// List, export, import, collect or report on deployment history.
@@ -54,6 +57,7 @@ pub enum Command {
 /// Runs a parsed CLI command to completion.
 pub async fn run(command: Command) -> ExitCode {
     match command {
+        Command::Doctor(args) => doctor::run(args).await,
         Command::Estimate(args) => estimate::run(args).await,
         Command::History(cmd) => history::run(cmd).await,
         Command::Lock(cmd) => lock::run(cmd).await,

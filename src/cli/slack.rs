@@ -69,7 +69,7 @@ async fn registry(table: &str, region: Option<&str>) -> Registry {
 }
 
 /// Reads a secret from the environment variable `name` and registers it for redaction.
-fn secret_from_env(name: &str) -> Option<String> {
+pub(super) fn secret_from_env(name: &str) -> Option<String> {
     let value = std::env::var(name).ok()?.trim().to_string();
     if value.is_empty() {
         return None;

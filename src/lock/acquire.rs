@@ -8,7 +8,10 @@
 //!   its ticket's version every 4 × `queue_poll`: 5 requests per minute;
 //! - a ticket unchanged for 12 × `queue_poll` (3 missed ticket heartbeats) on the observer's
 //!   clock is stale and skipped;
-//! - the head asks GitHub whether the holder's run is completed at most every 30 s.
+//! - the head asks GitHub whether the holder's run is completed at most every 30 s;
+//! - behind a freeze ([`super::freeze`]) nobody takes the lock and no staleness rule applies;
+//!   the head polls every second (one request) so it goes first within a second of the
+//!   freeze's end, and the others keep their places.
 
 use std::future::Future;
 use std::time::Duration;
@@ -18,6 +21,7 @@ use serde::Serialize;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use super::freeze::{Freeze, OnFreeze};
 use super::liveness::{RunLiveness, RunState};
 use super::record::{HolderInfo, LockRecord, LockState, QueueTicket};
 use super::store::{self, Expect, Write};
@@ -37,6 +41,8 @@ pub struct AcquireOptions {
     pub queue_poll: Duration,
     /// Minimum interval between two questions to GitHub about the holder's run.
     pub liveness_interval: Duration,
+    /// Wait behind a freeze, or fail at once (`on-freeze`).
+    pub on_freeze: OnFreeze,
 }
 
 impl AcquireOptions {
@@ -47,6 +53,7 @@ impl AcquireOptions {
             head_poll: Duration::from_millis(175),
             queue_poll: Duration::from_secs(15),
             liveness_interval: Duration::from_secs(30),
+            on_freeze: OnFreeze::Wait,
         }
     }
 
@@ -100,6 +107,18 @@ pub enum LockEvent {
         holder: Option<LockRecord>,
         eta: Option<Duration>,
     },
+    /// The lock is frozen (first seen, or the freeze was changed): we wait behind it.
+    /// `holder` is the run that held the lock when it was frozen and finishes first.
+    Frozen {
+        freeze: Freeze,
+        holder: Option<LockRecord>,
+        /// Our place in the queue, kept across the freeze.
+        position: usize,
+        /// Only our place changed (the same freeze was reported before).
+        moved: bool,
+    },
+    /// The freeze we waited behind is over (`expired`: it reached its end; else lifted).
+    FreezeEnded { freeze: Freeze, expired: bool },
     /// We took the lock from a stale holder (already done when this is reported).
     TakingOver {
         previous: LockRecord,
@@ -128,6 +147,13 @@ pub struct Acquired {
 pub enum AcquireError {
     #[error("timed out waiting for the lock")]
     TimedOut { holder: Option<LockRecord> },
+    /// The lock is frozen: at once with `on-freeze: fail`, or the wait ran out behind it.
+    #[error("deployments are frozen by {} until {}: {}", .freeze.by, .freeze.until, .freeze.reason)]
+    Frozen {
+        freeze: Freeze,
+        holder: Option<LockRecord>,
+        timed_out: bool,
+    },
     #[error("cancelled while waiting for the lock")]
     Cancelled,
     #[error(transparent)]
@@ -166,6 +192,7 @@ pub async fn acquire(
         ahead: None,
         in_flight: None,
         failing_since: None,
+        frozen: None,
     };
     let result = w.run().await;
     w.clean_up().await;
@@ -215,7 +242,12 @@ struct Waiter<'a> {
     in_flight: Option<LockRecord>,
     /// Since when the registry has been failing with `Unavailable` errors.
     failing_since: Option<Instant>,
+    /// The freeze we last reported waiting behind.
+    frozen: Option<Freeze>,
 }
+
+/// How often the head of the queue reads the lock while it is frozen.
+const FROZEN_POLL: Duration = Duration::from_secs(1);
 
 /// How long a waiter keeps trying through registry outages before giving up.
 const OUTAGE_BUDGET: Duration = Duration::from_secs(60);
@@ -233,10 +265,21 @@ impl Waiter<'_> {
         {
             return Ok(a);
         }
+        // `on-freeze: fail` fails before taking a place in the queue: nothing to clean up.
+        if let Some(freeze) = self.active_freeze()
+            && (self.opts.on_freeze == OnFreeze::Fail || self.opts.wait.is_zero())
+        {
+            return Err(AcquireError::Frozen {
+                freeze,
+                holder: self.lock.holder().cloned(),
+                timed_out: self.opts.on_freeze == OnFreeze::Wait,
+            });
+        }
         // Fast path: nobody waits and the lock is free. Tickets count as live at first sight;
         // a dead one makes us queue, which is only slower.
         if tickets.is_empty()
             && self.lock.holder().is_none()
+            && self.active_freeze().is_none()
             && let Some(a) = self.try_take(None).await?
         {
             return Ok(a);
@@ -247,6 +290,7 @@ impl Waiter<'_> {
             });
         }
         self.enqueue(tickets).await?;
+        self.freeze_gate()?;
         loop {
             match self.step().await {
                 Ok(Some(a)) => return Ok(a),
@@ -262,9 +306,63 @@ impl Waiter<'_> {
                 Err(e) => return Err(e),
             }
             if Instant::now() >= self.deadline {
-                return Err(AcquireError::TimedOut {
-                    holder: self.lock.holder().cloned(),
+                let holder = self.lock.holder().cloned();
+                return Err(match self.frozen.take() {
+                    Some(freeze) => AcquireError::Frozen {
+                        freeze,
+                        holder,
+                        timed_out: true,
+                    },
+                    None => AcquireError::TimedOut { holder },
                 });
+            }
+        }
+    }
+
+    /// The freeze in force on the lock as last read, unless we hold the lock ourselves (a
+    /// rerun of the step that holds it finishes like the holder would).
+    fn active_freeze(&self) -> Option<Freeze> {
+        if self
+            .lock
+            .holder()
+            .is_some_and(|r| r.info.owner == self.me.owner)
+        {
+            return None;
+        }
+        self.lock.active_freeze(self.reg.clock().now_ms()).cloned()
+    }
+
+    /// Reports a freeze appearing, changing or ending; fails at once under `on-freeze: fail`.
+    /// `true` while the lock is frozen.
+    // The error ends the acquisition (returned once): boxing it would buy nothing.
+    #[allow(clippy::result_large_err)]
+    fn freeze_gate(&mut self) -> Result<bool, AcquireError> {
+        match self.active_freeze() {
+            Some(freeze) => {
+                if self.opts.on_freeze == OnFreeze::Fail {
+                    return Err(AcquireError::Frozen {
+                        freeze,
+                        holder: self.lock.holder().cloned(),
+                        timed_out: false,
+                    });
+                }
+                if !self.frozen.as_ref().is_some_and(|f| f.same_as(&freeze)) {
+                    self.frozen = Some(freeze.clone());
+                    (self.on_event)(LockEvent::Frozen {
+                        freeze,
+                        holder: self.lock.holder().cloned(),
+                        position: self.ahead.unwrap_or(0) + 1,
+                        moved: false,
+                    });
+                }
+                Ok(true)
+            }
+            None => {
+                if let Some(freeze) = self.frozen.take() {
+                    let expired = !freeze.is_active(self.reg.clock().now_ms());
+                    (self.on_event)(LockEvent::FreezeEnded { freeze, expired });
+                }
+                Ok(false)
             }
         }
     }
@@ -277,6 +375,7 @@ impl Waiter<'_> {
         if self.ahead != Some(0) {
             self.pause(jitter(self.opts.queue_poll, 0.8, 1.2)).await?;
             self.read_queue().await?;
+            self.freeze_gate()?;
             return Ok(None);
         }
         // Head of the queue. Re-read the queue now and then: an older ticket may appear (a
@@ -286,6 +385,20 @@ impl Waiter<'_> {
             if self.ahead != Some(0) {
                 return Ok(None);
             }
+        }
+        // Frozen: no takeover (a freeze has no run and no heartbeat to judge), no acquisition.
+        // The holder the freeze found, if any, finishes; we keep our place and look again.
+        if self.freeze_gate()? {
+            let left = self
+                .frozen
+                .as_ref()
+                .map(|f| f.remaining(self.reg.clock().now_ms()))
+                .unwrap_or(FROZEN_POLL);
+            let nap = jitter(FROZEN_POLL, 0.8, 1.2).min(left + Duration::from_millis(50));
+            self.pause(nap).await?;
+            let lock = self.call(store::read_lock(self.reg, self.key)).await?;
+            self.set_lock(lock);
+            return Ok(None);
         }
         match self.lock.clone() {
             LockState::Absent | LockState::Free(_) => self.try_take(None).await,
@@ -369,6 +482,8 @@ impl Waiter<'_> {
             lease_ms: millis(self.opts.lease),
             acquired_at: self.reg.clock().now_rfc3339(),
             heartbeat_at: None,
+            // A freeze in force never gets here (freeze_gate); an ended one is cleared.
+            freeze: None,
         };
         self.in_flight = Some(record.clone());
         let outcome = self
@@ -433,6 +548,7 @@ impl Waiter<'_> {
 
     /// Same owner already holds it: renew it as ours (new version, same fence).
     async fn reenter(&mut self, held: LockRecord) -> Result<Option<Acquired>, AcquireError> {
+        let seen = held.version.clone();
         let record = LockRecord {
             info: self.me.clone(),
             version: uuid::Uuid::new_v4().to_string(),
@@ -445,7 +561,10 @@ impl Waiter<'_> {
                 self.reg,
                 self.key,
                 &record,
-                Expect::Owner(&self.me.owner),
+                Expect::Owner {
+                    owner: &self.me.owner,
+                    version: &seen,
+                },
             ))
             .await?
         {
@@ -590,7 +709,21 @@ impl Waiter<'_> {
         let ahead = view.ahead_of(&mine).unwrap_or(view.live.len());
         if self.ahead != Some(ahead) {
             let holder = self.lock.holder().cloned();
-            let event = if self.ahead.is_none() {
+            let frozen = self
+                .active_freeze()
+                .filter(|_| self.opts.on_freeze == OnFreeze::Wait);
+            let event = if let Some(freeze) = frozen {
+                // Behind a freeze our place is reported with the freeze, so nobody reads
+                // "free, being handed over" while nothing can be handed over.
+                let moved = self.frozen.as_ref().is_some_and(|f| f.same_as(&freeze));
+                self.frozen = Some(freeze.clone());
+                LockEvent::Frozen {
+                    freeze,
+                    holder,
+                    position: ahead + 1,
+                    moved,
+                }
+            } else if self.ahead.is_none() {
                 LockEvent::Queued {
                     position: ahead + 1,
                     ahead,

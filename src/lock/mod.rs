@@ -1,7 +1,7 @@
 //! The deployment lock: a DynamoDB lease lock with a FIFO queue (DESIGN.md, "The lock").
 //!
 //! - [`acquire`]: take it (queueing), [`spawn_heartbeat`]: keep it, [`release`]: give it back;
-//! - [`status`] and [`force_unlock`] for operators.
+//! - [`status`], [`force_unlock`], [`freeze`] and [`unfreeze`] for operators.
 //!
 //! Correctness rests on three rules: every write of the lock item is conditional (absent,
 //! version seen, or owner); staleness is measured on the waiter's own monotonic clock (or
@@ -10,6 +10,7 @@
 
 mod acquire;
 pub mod clock;
+pub mod freeze;
 mod heartbeat;
 pub mod liveness;
 mod ops;
@@ -21,7 +22,11 @@ pub use acquire::{
     AcquireError, AcquireOptions, Acquired, LockEvent, StaleReason, acquire, leave_queue,
 };
 pub use clock::WallClock;
+pub use freeze::{Freeze, OnFreeze};
 pub use heartbeat::{Heartbeat, LostLock, spawn_heartbeat};
 pub use liveness::{NoLiveness, RunLiveness, RunState};
-pub use ops::{AuditEntry, LockStatus, ReleaseOutcome, force_unlock, list, release, status};
+pub use ops::{
+    AuditEntry, ForceUnlocked, Frozen, LockStatus, ReleaseOutcome, force_unlock, force_unlock_all,
+    freeze, list, release, status, unfreeze,
+};
 pub use record::{FreeLock, HolderInfo, LockRecord, LockState, QueueTicket, owner_for};

@@ -2,6 +2,7 @@
 
 use serde::Serialize;
 
+use super::freeze::Freeze;
 use super::record::{LockRecord, LockState, QueueTicket};
 use super::store::{self, Write};
 use crate::registry::item::{Item, get_s};
@@ -59,6 +60,9 @@ pub struct AuditEntry {
     pub previous_run_url: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fence: Option<String>,
+    /// The end of a freeze (`freeze` records).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub until: Option<String>,
 }
 
 impl AuditEntry {
@@ -72,6 +76,7 @@ impl AuditEntry {
             previous_owner: text("previous_owner"),
             previous_run_url: text("previous_run_url"),
             fence: text("fence"),
+            until: text("until"),
         }
     }
 }
@@ -112,17 +117,45 @@ pub async fn list(reg: &Registry) -> Result<Vec<(String, LockState)>, RegistryEr
 
 /// Frees `key` whoever holds it, recording `who` and `reason` on the lock item and in an
 /// audit record. Returns the record removed, `None` if it was not held. The removed holder's
-/// next heartbeat fails and it reports the loss loudly.
+/// next heartbeat fails and it reports the loss loudly. A freeze on the lock ends too (see
+/// [`force_unlock_all`] to learn which).
 pub async fn force_unlock(
     reg: &Registry,
     key: &str,
     reason: &str,
     who: &str,
 ) -> Result<Option<LockRecord>, RegistryError> {
+    Ok(force_unlock_all(reg, key, reason, who).await?.removed)
+}
+
+/// What [`force_unlock_all`] removed.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ForceUnlocked {
+    /// The run that held the lock.
+    pub removed: Option<LockRecord>,
+    /// The freeze that was on it.
+    pub freeze_ended: Option<Freeze>,
+}
+
+/// [`force_unlock`], also saying which freeze it ended: force-unlock is the operator's "make
+/// this lock usable now", so it ends a freeze as well (recorded like `unfreeze`).
+pub async fn force_unlock_all(
+    reg: &Registry,
+    key: &str,
+    reason: &str,
+    who: &str,
+) -> Result<ForceUnlocked, RegistryError> {
     // The holder may heartbeat between our read and our write: retry with the new version.
     for _ in 0..5 {
-        let LockState::Held(held) = store::read_lock(reg, key).await? else {
-            return Ok(None);
+        let held = match store::read_lock(reg, key).await? {
+            LockState::Held(held) => held,
+            _ => {
+                let freeze_ended = unfreeze(reg, key, who, Some(reason)).await?;
+                return Ok(ForceUnlocked {
+                    removed: None,
+                    freeze_ended,
+                });
+            }
         };
         let version = uuid::Uuid::new_v4().to_string();
         if let Write::Done(removed) =
@@ -141,7 +174,11 @@ pub async fn force_unlock(
             if let Err(e) = store::put_audit(reg, key, "force-unlock", &fields).await {
                 tracing::warn!("lock removed, but the audit record could not be written: {e}");
             }
-            return Ok(Some(removed));
+            let freeze_ended = removed.freeze.clone();
+            return Ok(ForceUnlocked {
+                removed: Some(removed),
+                freeze_ended,
+            });
         }
     }
     Err(RegistryError::Unavailable {
@@ -149,4 +186,82 @@ pub async fn force_unlock(
         operation: "force-unlock",
         detail: "the lock kept changing under us (5 attempts); try again".into(),
     })
+}
+
+/// What [`freeze`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Frozen {
+    pub freeze: Freeze,
+    /// The run holding the lock: it finishes, nobody gets the lock after it until the freeze
+    /// ends.
+    pub holder: Option<LockRecord>,
+    /// The freeze this one replaced (a new end or reason), if one was in force.
+    pub replaced: Option<Freeze>,
+    /// Runs waiting in the queue: they keep their places.
+    pub waiting: usize,
+}
+
+/// Freezes `key`: from now until `freeze.until` nobody acquires it; a run holding it now
+/// finishes. Replaces a freeze already there (to extend or shorten it). Recorded in the audit
+/// trail.
+pub async fn freeze(reg: &Registry, key: &str, freeze: &Freeze) -> Result<Frozen, RegistryError> {
+    let version = uuid::Uuid::new_v4().to_string();
+    let before = store::set_freeze(reg, key, freeze, &version).await?;
+    let fields = [
+        ("by", freeze.by.clone()),
+        ("reason", freeze.reason.clone()),
+        ("until", freeze.until.clone()),
+        (
+            "previous_owner",
+            before
+                .holder()
+                .map(|h| h.info.owner.clone())
+                .unwrap_or_default(),
+        ),
+    ];
+    if let Err(e) = store::put_audit(reg, key, "freeze", &fields).await {
+        tracing::warn!("lock frozen, but the audit record could not be written: {e}");
+    }
+    let now_ms = reg.clock().now_ms();
+    let (_, mut queue) = store::read_partition(reg, key).await?;
+    if let Some(h) = before.holder() {
+        queue.retain(|t| t.info.owner != h.info.owner);
+    }
+    Ok(Frozen {
+        freeze: freeze.clone(),
+        holder: before.holder().cloned(),
+        replaced: before.active_freeze(now_ms).cloned(),
+        waiting: queue.len(),
+    })
+}
+
+/// Ends the freeze on `key` early (also an expired one still on the item), recording `who`
+/// and why. Returns the freeze removed, `None` when there was none. The head of the queue
+/// takes the lock within about a second; a run that held it keeps it.
+pub async fn unfreeze(
+    reg: &Registry,
+    key: &str,
+    who: &str,
+    reason: Option<&str>,
+) -> Result<Option<Freeze>, RegistryError> {
+    let version = uuid::Uuid::new_v4().to_string();
+    let Some(before) = store::clear_freeze(reg, key, &version).await? else {
+        return Ok(None);
+    };
+    let ended = before.freeze().cloned();
+    let fields = [
+        ("by", who.to_string()),
+        ("reason", reason.unwrap_or_default().to_string()),
+        (
+            "previous_owner",
+            ended
+                .as_ref()
+                .map(|f| super::freeze::label(&f.by))
+                .unwrap_or_default(),
+        ),
+    ];
+    if let Err(e) = store::put_audit(reg, key, "unfreeze", &fields).await {
+        tracing::warn!("lock unfrozen, but the audit record could not be written: {e}");
+    }
+    Ok(ended)
 }

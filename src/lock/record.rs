@@ -4,6 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::freeze::Freeze;
 use crate::registry::item::{Item, get_n, get_s, n, put_opt_n, put_opt_s, s};
 use crate::registry::keys;
 
@@ -188,6 +189,9 @@ pub struct LockRecord {
     /// Last heartbeat, on the holder's clock: for people, never for staleness.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub heartbeat_at: Option<String>,
+    /// A freeze set while this run holds the lock: the run finishes, nobody else gets it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub freeze: Option<Freeze>,
 }
 
 /// The tombstone left by a release or a force-unlock. It keeps the fence counter.
@@ -204,6 +208,9 @@ pub struct FreeLock {
     /// Set when the lock was removed by `lock force-unlock`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub force_reason: Option<String>,
+    /// A freeze on the free lock: nobody gets it until the freeze ends.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub freeze: Option<Freeze>,
 }
 
 /// The lock item as read from the table.
@@ -233,6 +240,20 @@ impl LockState {
         }
     }
 
+    /// The freeze on the lock item, in force or not.
+    pub fn freeze(&self) -> Option<&Freeze> {
+        match self {
+            LockState::Absent => None,
+            LockState::Free(f) => f.freeze.as_ref(),
+            LockState::Held(r) => r.freeze.as_ref(),
+        }
+    }
+
+    /// The freeze in force at `now_ms` (the reader's wall clock), if any.
+    pub fn active_freeze(&self, now_ms: u64) -> Option<&Freeze> {
+        self.freeze().filter(|f| f.is_active(now_ms))
+    }
+
     /// Reads a lock item; `None` (no item) is [`LockState::Absent`].
     pub fn from_item(item: Option<&Item>) -> Result<LockState, String> {
         let Some(item) = item else {
@@ -251,6 +272,7 @@ impl LockState {
                 lease_ms: get_n(item, "lease_ms").ok_or("held lock item without lease_ms")?,
                 acquired_at: get_s(item, "acquired_at").unwrap_or_default().to_string(),
                 heartbeat_at: get_s(item, "heartbeat_at").map(str::to_string),
+                freeze: Freeze::read(item),
             }))
         } else {
             let text = |name: &str| get_s(item, name).map(str::to_string);
@@ -261,6 +283,7 @@ impl LockState {
                 released_at: text("released_at"),
                 released_by: text("released_by"),
                 force_reason: text("force_reason"),
+                freeze: Freeze::read(item),
             }))
         }
     }
@@ -282,6 +305,9 @@ impl LockRecord {
         item.insert("lease_ms".into(), n(self.lease_ms));
         item.insert("acquired_at".into(), s(&self.acquired_at));
         put_opt_s(&mut item, "heartbeat_at", self.heartbeat_at.as_deref());
+        if let Some(f) = &self.freeze {
+            f.write(&mut item);
+        }
         item
     }
 
@@ -388,6 +414,7 @@ mod tests {
             lease_ms: 30_000,
             acquired_at: "2026-01-14T12:34:56.000Z".into(),
             heartbeat_at: None,
+            freeze: None,
         };
         let item = rec.to_item("prod");
         assert_eq!(

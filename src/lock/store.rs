@@ -9,6 +9,7 @@
 use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, ReturnValuesOnConditionCheckFailure};
 
+use super::freeze::Freeze;
 use super::record::{LockRecord, LockState, QueueTicket, STATE_FREE, STATE_HELD};
 use crate::registry::item::{Item, s};
 use crate::registry::{Registry, RegistryError, classify, keys};
@@ -20,8 +21,9 @@ pub(crate) enum Expect<'a> {
     Absent,
     /// The lock item still has this version (free tombstone, or a stale holder taken over).
     Version(&'a str),
-    /// Held by this owner (reentry).
-    Owner(&'a str),
+    /// Held by this owner, still with this version (reentry). The version keeps a freeze set
+    /// since we read the item from being overwritten by our whole-item write.
+    Owner { owner: &'a str, version: &'a str },
 }
 
 /// The result of a conditional write.
@@ -101,12 +103,14 @@ pub(crate) async fn put_lock(
             .condition_expression("#v = :seen")
             .expression_attribute_names("#v", "version")
             .expression_attribute_values(":seen", s(v)),
-        Expect::Owner(o) => req
-            .condition_expression("#s = :held AND #o = :me")
+        Expect::Owner { owner, version } => req
+            .condition_expression("#s = :held AND #o = :me AND #v = :seen")
             .expression_attribute_names("#s", "state")
             .expression_attribute_names("#o", "owner")
+            .expression_attribute_names("#v", "version")
             .expression_attribute_values(":held", s(STATE_HELD))
-            .expression_attribute_values(":me", s(o)),
+            .expression_attribute_values(":me", s(owner))
+            .expression_attribute_values(":seen", s(version)),
     };
     match req.send().await {
         Ok(_) => Ok(Write::Done(())),
@@ -215,7 +219,8 @@ pub(crate) async fn free_if_owner(
 }
 
 /// Frees the lock whatever its owner, if its version is still `seen` (force-unlock, or undoing
-/// an acquisition whose answer was lost). Records who and why on the tombstone.
+/// an acquisition whose answer was lost). Records who and why on the tombstone. A force-unlock
+/// (`reason` given) also ends a freeze; undoing our own lost acquisition keeps it.
 pub(crate) async fn free_if_version(
     reg: &Registry,
     key: &str,
@@ -244,9 +249,9 @@ pub(crate) async fn free_if_version(
         .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
     req = match reason {
         Some(r) => req
-            .update_expression(
-                "SET #s = :free, #v = :v, released_at = :t, released_by = :by, last_owner = :prev, force_reason = :why REMOVE #o",
-            )
+            .update_expression(format!(
+                "SET #s = :free, #v = :v, released_at = :t, released_by = :by, last_owner = :prev, force_reason = :why REMOVE #o, {FREEZE_ATTRIBUTES}"
+            ))
             .expression_attribute_values(":why", s(r)),
         None => req.update_expression(
             "SET #s = :free, #v = :v, released_at = :t, released_by = :by, last_owner = :prev REMOVE #o, force_reason",
@@ -254,6 +259,80 @@ pub(crate) async fn free_if_version(
     };
     let res = req.send().await;
     update_result(reg, key, res, "UpdateItem (force-unlock)").await
+}
+
+/// The attributes of a freeze, as a REMOVE list.
+const FREEZE_ATTRIBUTES: &str =
+    "freeze_reason, frozen_by, frozen_at, frozen_until, frozen_until_ms";
+
+/// Puts a freeze on the lock item, whatever its state, and rotates its version: an acquisition
+/// that read the item before (conditional on that version) then fails and re-reads. A holder
+/// keeps the lock (its heartbeat and release are owner-checked, not version-checked). Creates
+/// the item (free, fence 0) if the key was never used. Returns the item as it was before.
+pub(crate) async fn set_freeze(
+    reg: &Registry,
+    key: &str,
+    freeze: &Freeze,
+    new_version: &str,
+) -> Result<LockState, RegistryError> {
+    let out = reg
+        .client()
+        .update_item()
+        .table_name(reg.table())
+        .set_key(Some(key_of(key, keys::LOCK)))
+        .update_expression(
+            "SET #v = :v, fence = if_not_exists(fence, :zero), #s = if_not_exists(#s, :free), \
+             freeze_reason = :why, frozen_by = :by, frozen_at = :at, frozen_until = :until, \
+             frozen_until_ms = :until_ms",
+        )
+        .expression_attribute_names("#v", "version")
+        .expression_attribute_names("#s", "state")
+        .expression_attribute_values(":v", s(new_version))
+        .expression_attribute_values(":zero", AttributeValue::N("0".into()))
+        .expression_attribute_values(":free", s(STATE_FREE))
+        .expression_attribute_values(":why", s(&freeze.reason))
+        .expression_attribute_values(":by", s(&freeze.by))
+        .expression_attribute_values(":at", s(&freeze.at))
+        .expression_attribute_values(":until", s(&freeze.until))
+        .expression_attribute_values(":until_ms", AttributeValue::N(freeze.until_ms.to_string()))
+        .return_values(ReturnValue::AllOld)
+        .send()
+        .await
+        .map_err(|e| classify(reg.table(), "UpdateItem (freeze)", &e))?;
+    LockState::from_item(out.attributes().filter(|a| !a.is_empty())).map_err(|d| corrupt(reg, d))
+}
+
+/// Removes the freeze from the lock item (and rotates its version, so waiters see the change).
+/// Returns the lock as it was, `None` when there was no freeze (nothing written).
+pub(crate) async fn clear_freeze(
+    reg: &Registry,
+    key: &str,
+    new_version: &str,
+) -> Result<Option<LockState>, RegistryError> {
+    let res = reg
+        .client()
+        .update_item()
+        .table_name(reg.table())
+        .set_key(Some(key_of(key, keys::LOCK)))
+        .update_expression(format!("SET #v = :v REMOVE {FREEZE_ATTRIBUTES}"))
+        .condition_expression("attribute_exists(frozen_until_ms)")
+        .expression_attribute_names("#v", "version")
+        .expression_attribute_values(":v", s(new_version))
+        .return_values(ReturnValue::AllOld)
+        .send()
+        .await;
+    match res {
+        Ok(out) => LockState::from_item(out.attributes())
+            .map(Some)
+            .map_err(|d| corrupt(reg, d)),
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+        {
+            Ok(None)
+        }
+        Err(e) => Err(classify(reg.table(), "UpdateItem (unfreeze)", &e)),
+    }
 }
 
 /// The lock item and the queue tickets of one key, in one consistent Query (`sk >= LOCK`:

@@ -2,6 +2,11 @@
 //! holds the lock item, the queue tickets and the audit trail, so one Query reads a lock and its
 //! whole queue.
 
+/// The table's partition key attribute (a string): the lock key, or the stack for history.
+pub const PARTITION_KEY: &str = "pk";
+/// The table's sort key attribute (a string): what the item is (`LOCK`, `QUEUE#…`, `HIST#…`).
+pub const SORT_KEY: &str = "sk";
+
 /// Sort key of the lock item. It is never deleted (release leaves a "free" tombstone), because
 /// it carries the fence counter, which must never go back.
 pub const LOCK: &str = "LOCK";

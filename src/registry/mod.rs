@@ -85,10 +85,10 @@ pub async fn create_table(client: &Client, table: &str) -> Result<Created, Regis
             .build()
     };
     let built = (
-        attr("pk"),
-        attr("sk"),
-        key("pk", KeyType::Hash),
-        key("sk", KeyType::Range),
+        attr(keys::PARTITION_KEY),
+        attr(keys::SORT_KEY),
+        key(keys::PARTITION_KEY, KeyType::Hash),
+        key(keys::SORT_KEY, KeyType::Range),
     );
     let (Ok(pk), Ok(sk), Ok(hash), Ok(range)) = built else {
         return Err(RegistryError::Corrupt {

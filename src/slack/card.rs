@@ -123,6 +123,14 @@ pub enum Phase {
         /// Estimated wait until this run gets the lock.
         eta: Option<Duration>,
     },
+    /// Waiting in the lock's queue behind an operator's deploy freeze.
+    Frozen {
+        freeze: crate::lock::Freeze,
+        /// Our place in the queue, kept across the freeze.
+        position: u32,
+        /// The run that held the lock when it was frozen (it finishes first).
+        holder: Option<Holder>,
+    },
     /// Holds the lock; waits for the stack to be free (or, in monitor mode, for the operation
     /// to start).
     WaitingForStack { stack_status: Option<String> },
@@ -161,7 +169,7 @@ pub enum PhaseKind {
 impl Phase {
     pub fn kind(&self) -> PhaseKind {
         match self {
-            Phase::Queued { .. } => PhaseKind::Queued,
+            Phase::Queued { .. } | Phase::Frozen { .. } => PhaseKind::Queued,
             Phase::WaitingForStack { .. } | Phase::Running { .. } => PhaseKind::Started,
             Phase::Finished { .. } => PhaseKind::Finished,
         }
@@ -222,6 +230,17 @@ pub fn progress_bar(done: u32, total: u32, width: usize) -> String {
 
 fn clock(t: &DateTime<Utc>) -> String {
     t.format("%H:%M UTC").to_string()
+}
+
+/// A freeze's end as people read it: `18:00 UTC (Nov 27)`.
+fn until(freeze: &crate::lock::Freeze) -> String {
+    match i64::try_from(freeze.until_ms)
+        .ok()
+        .and_then(DateTime::from_timestamp_millis)
+    {
+        Some(t) => t.format("%H:%M UTC (%b %-d)").to_string(),
+        None => escape(&cut(&freeze.until, 40)),
+    }
 }
 
 /// Length limits for untrusted text before escaping (escaping can triple it; the block
@@ -290,6 +309,7 @@ impl Card {
         let target = plain(&target);
         match &self.phase {
             Phase::Queued { .. } => format!("⏳ {target}: queued"),
+            Phase::Frozen { .. } => format!("🧊 {target}: deployments frozen"),
             Phase::WaitingForStack { .. } => format!("🔒 {target}: waiting for the stack"),
             Phase::Running { .. } => format!("🚀 {target}: {}", self.running_word()),
             Phase::Finished { outcome, .. } => {
@@ -325,6 +345,11 @@ impl Card {
                 }
                 s
             }
+            Phase::Frozen { freeze, .. } => format!(
+                "🧊 {target} is waiting behind a deploy freeze by {} until {}",
+                escape(&cut(&freeze.by, 200)),
+                until(freeze)
+            ),
             Phase::WaitingForStack { stack_status } => match stack_status {
                 Some(st) => format!(
                     "🔒 {target}: lock taken, waiting for the stack ({})",
@@ -370,6 +395,22 @@ impl Card {
                 }
                 if let Some(eta) = eta {
                     lines.push(format!("Estimated wait: ~{}", human(*eta)));
+                }
+            }
+            Phase::Frozen {
+                freeze,
+                position,
+                holder,
+            } => {
+                lines.push(format!(
+                    "Reason: {}",
+                    escape(&cut(&freeze.reason, MAX_REASON))
+                ));
+                lines.push(format!(
+                    "Position *{position}* in the queue, kept: this run goes in its turn once the freeze ends or is lifted."
+                ));
+                if let Some(h) = holder {
+                    lines.push(format!("Finishing first: {}", h.render()));
                 }
             }
             Phase::WaitingForStack { .. } => {
@@ -568,6 +609,11 @@ pub enum ThreadEvent {
     },
     /// The lock was taken over from a stale holder.
     Takeover { previous: Holder, why: String },
+    /// The lock is frozen: this run waits behind it, or (`stopped`) fails at once.
+    Frozen {
+        freeze: crate::lock::Freeze,
+        stopped: bool,
+    },
     /// Monitoring stopped for a while (and restarted).
     MonitoringGap {
         gap: Duration,
@@ -610,6 +656,20 @@ impl ThreadEvent {
                     "⚠️ Took over the lock from {}: {}",
                     previous.render(),
                     escape(&cut(why, MAX_REASON))
+                );
+                (t.clone(), vec![blocks::section(&t)])
+            }
+            ThreadEvent::Frozen { freeze, stopped } => {
+                let then = if *stopped {
+                    "on-freeze is fail: this run stopped without deploying."
+                } else {
+                    "This run keeps its place in the queue and goes once the freeze ends."
+                };
+                let t = format!(
+                    "🧊 Deployments are frozen by {} until {}: {}\n{then}",
+                    escape(&cut(&freeze.by, 200)),
+                    until(freeze),
+                    escape(&cut(&freeze.reason, MAX_REASON))
                 );
                 (t.clone(), vec![blocks::section(&t)])
             }
@@ -765,7 +825,54 @@ mod tests {
                 stack_status: Some("UPDATE_ROLLBACK_COMPLETE".into()),
                 mention: Some("@here".into()),
             },
+            Phase::Frozen {
+                freeze: frozen(EVIL),
+                position: 3,
+                holder: Some(Holder {
+                    summary: format!("acme/other run 7 by {EVIL}"),
+                    run_url: Some("https://github.com/acme/other/actions/runs/7".into()),
+                    held_for: None,
+                }),
+            },
         ]
+    }
+
+    fn frozen(reason: &str) -> crate::lock::Freeze {
+        let at = DateTime::from_timestamp(1_764_237_600, 0).unwrap(); // 2025-11-27 10:00 UTC
+        crate::lock::Freeze::new(reason, "alice", at, Duration::from_secs(8 * 3600)).unwrap()
+    }
+
+    #[test]
+    fn a_frozen_card_says_who_froze_why_and_until_when() {
+        let msg = card(phases().remove(4)).render();
+        let s = json(&msg);
+        assert!(
+            msg.text
+                .contains("waiting behind a deploy freeze by alice until 18:00 UTC (Nov 27)"),
+            "{}",
+            msg.text
+        );
+        assert!(s.contains("Reason: &lt;!channel&gt;"), "{s}");
+        assert!(s.contains("Position *3* in the queue"), "{s}");
+        assert!(s.contains("Finishing first: acme/other run 7"), "{s}");
+        assert_eq!(phases().remove(4).kind(), PhaseKind::Queued);
+        let stopped = ThreadEvent::Frozen {
+            freeze: frozen("INC-42 failover"),
+            stopped: true,
+        }
+        .render("c-1");
+        assert!(
+            stopped.text.contains(
+                "Deployments are frozen by alice until 18:00 UTC (Nov 27): INC-42 failover"
+            ),
+            "{}",
+            stopped.text
+        );
+        assert!(
+            stopped.text.contains("on-freeze is fail"),
+            "{}",
+            stopped.text
+        );
     }
 
     #[test]
@@ -799,6 +906,10 @@ mod tests {
         }
         let events = [
             ThreadEvent::Note(EVIL.into()),
+            ThreadEvent::Frozen {
+                freeze: frozen(EVIL),
+                stopped: false,
+            },
             ThreadEvent::Takeover {
                 previous: Holder {
                     summary: EVIL.into(),
@@ -953,7 +1064,8 @@ mod tests {
                 PhaseKind::Queued,
                 PhaseKind::Started,
                 PhaseKind::Started,
-                PhaseKind::Finished
+                PhaseKind::Finished,
+                PhaseKind::Queued
             ]
         );
     }

@@ -174,22 +174,100 @@ async fn send_json(
     body: &Value,
     secrets: &[&str],
 ) -> Result<(u16, Option<Duration>, String), SendError> {
-    let response = request
+    let request = request
         .header(
             reqwest::header::CONTENT_TYPE,
             "application/json; charset=utf-8",
         )
-        .body(body.to_string())
+        .body(body.to_string());
+    let answer = send(request, secrets).await?;
+    Ok((answer.status, answer.retry_after, answer.text))
+}
+
+/// An HTTP answer as read by [`send`].
+struct RawAnswer {
+    status: u16,
+    retry_after: Option<Duration>,
+    /// `x-oauth-scopes`: the scopes of the token, which Slack returns on Web API answers.
+    scopes: Option<String>,
+    text: String,
+}
+
+async fn send(request: reqwest::RequestBuilder, secrets: &[&str]) -> Result<RawAnswer, SendError> {
+    let response = request
         .send()
         .await
         .map_err(|e| transport_error(e, secrets))?;
     let status = response.status().as_u16();
-    let wait = retry_after(response.headers());
+    let retry_after = retry_after(response.headers());
+    let scopes = response
+        .headers()
+        .get("x-oauth-scopes")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
     let text = response
         .text()
         .await
         .map_err(|e| transport_error(e, secrets))?;
-    Ok((status, wait, text))
+    Ok(RawAnswer {
+        status,
+        retry_after,
+        scopes,
+        text,
+    })
+}
+
+/// A Web API answer turned into its JSON body or the error it means: HTTP 429 and rate-limit
+/// codes, other statuses, bodies that are not Slack's, and `ok: false`.
+fn api_body(
+    status: u16,
+    wait: Option<Duration>,
+    text: &str,
+    secrets: &[&str],
+) -> Result<Value, SendError> {
+    if status == 429 {
+        return Err(SendError::RateLimited { retry_after: wait });
+    }
+    if status != 200 {
+        return Err(SendError::Status {
+            status,
+            body: body_excerpt(text, secrets),
+            retry_after: wait,
+        });
+    }
+    let body: Value = serde_json::from_str(text)
+        .map_err(|_| SendError::BadAnswer(body_excerpt(text, secrets)))?;
+    let answer = ApiAnswer::deserialize(&body)
+        .map_err(|_| SendError::BadAnswer(body_excerpt(text, secrets)))?;
+    if !answer.ok {
+        let code = answer.error.unwrap_or_else(|| "unknown_error".into());
+        let code = body_excerpt(&code, secrets);
+        if matches!(code.as_str(), "rate_limited" | "ratelimited") {
+            return Err(SendError::RateLimited { retry_after: wait });
+        }
+        return Err(SendError::Api { code });
+    }
+    Ok(body)
+}
+
+/// Who a bot token is, from `auth.test`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    pub user: Option<String>,
+    pub user_id: Option<String>,
+    pub team: Option<String>,
+    /// The token's scopes, when Slack said (the `x-oauth-scopes` header).
+    pub scopes: Option<Vec<String>>,
+}
+
+/// What `conversations.info` says about a channel, as far as posting to it is concerned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChannelInfo {
+    pub id: String,
+    pub name: Option<String>,
+    pub is_member: bool,
+    pub is_archived: bool,
+    pub is_private: bool,
 }
 
 fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
@@ -235,10 +313,6 @@ struct ApiAnswer {
     ok: bool,
     #[serde(default)]
     error: Option<String>,
-    #[serde(default)]
-    channel: Option<String>,
-    #[serde(default)]
-    ts: Option<String>,
 }
 
 impl SlackApi {
@@ -287,6 +361,67 @@ impl SlackApi {
         self.call("chat.update", &body).await
     }
 
+    /// `auth.test`: whether the token works, and as whom. Sends nothing to any channel.
+    pub async fn auth_test(&self) -> Result<Identity, SendError> {
+        let (body, scopes) = self.read("auth.test", &[]).await?;
+        let text = |key: &str| body.get(key).and_then(Value::as_str).map(str::to_string);
+        Ok(Identity {
+            user: text("user"),
+            user_id: text("user_id"),
+            team: text("team"),
+            scopes: scopes.map(|s| {
+                s.split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_string)
+                    .collect()
+            }),
+        })
+    }
+
+    /// `conversations.info` for a channel ID: whether the bot is in it and whether it is
+    /// archived (needs the `channels:read` scope, `groups:read` for a private channel).
+    pub async fn conversations_info(&self, channel: &str) -> Result<ChannelInfo, SendError> {
+        let (body, _) = self
+            .read("conversations.info", &[("channel", channel)])
+            .await?;
+        let c = body.get("channel").cloned().unwrap_or(Value::Null);
+        let flag = |key: &str| c.get(key).and_then(Value::as_bool).unwrap_or(false);
+        Ok(ChannelInfo {
+            id: c
+                .get("id")
+                .and_then(Value::as_str)
+                .unwrap_or(channel)
+                .to_string(),
+            name: c.get("name").and_then(Value::as_str).map(str::to_string),
+            is_member: flag("is_member"),
+            is_archived: flag("is_archived"),
+            is_private: flag("is_private"),
+        })
+    }
+
+    /// A read method called with GET and query arguments (read methods do not take JSON
+    /// bodies). Returns the body and the token's scopes header.
+    async fn read(
+        &self,
+        method: &str,
+        query: &[(&str, &str)],
+    ) -> Result<(Value, Option<String>), SendError> {
+        let secrets = [self.token.as_str()];
+        let mut url = reqwest::Url::parse(&format!("{}/{method}", self.base))
+            .map_err(|e| SendError::Connection(format!("invalid Slack API URL: {e}")))?;
+        if !query.is_empty() {
+            let mut pairs = url.query_pairs_mut();
+            for (k, v) in query {
+                pairs.append_pair(k, v);
+            }
+        }
+        let request = self.http.get(url).bearer_auth(&self.token);
+        let answer = send(request, &secrets).await?;
+        let body = api_body(answer.status, answer.retry_after, &answer.text, &secrets)?;
+        Ok((body, answer.scopes))
+    }
+
     async fn call(&self, method: &str, body: &Value) -> Result<Posted, SendError> {
         let secrets = [self.token.as_str()];
         let request = self
@@ -294,27 +429,9 @@ impl SlackApi {
             .post(format!("{}/{method}", self.base))
             .bearer_auth(&self.token);
         let (status, wait, text) = send_json(request, body, &secrets).await?;
-        if status == 429 {
-            return Err(SendError::RateLimited { retry_after: wait });
-        }
-        if status != 200 {
-            return Err(SendError::Status {
-                status,
-                body: body_excerpt(&text, &secrets),
-                retry_after: wait,
-            });
-        }
-        let answer: ApiAnswer = serde_json::from_str(&text)
-            .map_err(|_| SendError::BadAnswer(body_excerpt(&text, &secrets)))?;
-        if !answer.ok {
-            let code = answer.error.unwrap_or_else(|| "unknown_error".into());
-            let code = body_excerpt(&code, &secrets);
-            if matches!(code.as_str(), "rate_limited" | "ratelimited") {
-                return Err(SendError::RateLimited { retry_after: wait });
-            }
-            return Err(SendError::Api { code });
-        }
-        match (answer.channel, answer.ts) {
+        let body = api_body(status, wait, &text, &secrets)?;
+        let field = |key: &str| body.get(key).and_then(Value::as_str).map(str::to_string);
+        match (field("channel"), field("ts")) {
             (Some(channel), Some(ts)) => Ok(Posted { channel, ts }),
             _ => Err(SendError::BadAnswer(format!(
                 "{method} answered ok without channel and ts"
@@ -342,6 +459,15 @@ impl Webhook {
             http: http(timeout)?,
             url: url.to_string(),
         })
+    }
+
+    /// Checks the webhook without posting anything: an empty payload is refused by a live
+    /// webhook (HTTP 400 `no_text` / `invalid_payload`) and by a revoked one with 403/404/410.
+    /// Returns the HTTP status and the start of the body.
+    pub async fn probe(&self) -> Result<(u16, String), SendError> {
+        let secrets = [self.url.as_str()];
+        let (status, _, text) = send_json(self.http.post(&self.url), &json!({}), &secrets).await?;
+        Ok((status, body_excerpt(&text, &secrets)))
     }
 
     pub async fn post(&self, message: &Message) -> Result<(), SendError> {

@@ -36,6 +36,8 @@ pub struct LiveCard {
 
 struct State {
     card: Card,
+    /// The freeze this run waits behind, while it lasts.
+    freeze: Option<crate::lock::Freeze>,
     announced_queue: bool,
     started: Option<Instant>,
     done: u32,
@@ -51,6 +53,7 @@ impl LiveCard {
     pub fn new(notifier: Notifier, card: Card) -> LiveCard {
         let state = State {
             card,
+            freeze: None,
             announced_queue: false,
             started: None,
             done: 0,
@@ -98,11 +101,19 @@ impl LiveCard {
                 eta,
             } => {
                 let holder = holder.as_ref().map(|h| Holder::from_info(&h.info));
-                let phase = Phase::Queued {
-                    position: *position as u32,
-                    ahead: *ahead as u32,
-                    holder: holder.clone(),
-                    eta: *eta,
+                let phase = match &state.freeze {
+                    // Behind a freeze the card keeps saying so; only our place changes.
+                    Some(freeze) => Phase::Frozen {
+                        freeze: freeze.clone(),
+                        position: *position as u32,
+                        holder: holder.clone(),
+                    },
+                    None => Phase::Queued {
+                        position: *position as u32,
+                        ahead: *ahead as u32,
+                        holder: holder.clone(),
+                        eta: *eta,
+                    },
                 };
                 self.show(&mut state, phase);
                 if !state.announced_queue {
@@ -116,6 +127,51 @@ impl LiveCard {
                     }
                 }
             }
+            LockEvent::Frozen {
+                freeze,
+                holder,
+                position,
+                moved,
+            } => {
+                state.freeze = Some(freeze.clone());
+                let phase = Phase::Frozen {
+                    freeze: freeze.clone(),
+                    position: *position as u32,
+                    holder: holder.as_ref().map(|h| Holder::from_info(&h.info)),
+                };
+                self.show(&mut state, phase);
+                if !moved {
+                    self.notifier.thread(&ThreadEvent::Frozen {
+                        freeze: freeze.clone(),
+                        stopped: false,
+                    });
+                }
+            }
+            LockEvent::FreezeEnded { freeze, expired } => {
+                state.freeze = None;
+                // Back to the plain queue at the place we held behind the freeze.
+                if let Phase::Frozen {
+                    position, holder, ..
+                } = state.card.phase.clone()
+                {
+                    let phase = Phase::Queued {
+                        position,
+                        ahead: position.saturating_sub(1),
+                        holder,
+                        eta: None,
+                    };
+                    self.show(&mut state, phase);
+                }
+                let how = if *expired {
+                    "reached its end"
+                } else {
+                    "was lifted"
+                };
+                self.notifier.thread(&ThreadEvent::Note(format!(
+                    "🌤️ The deploy freeze by {} {how}; this run goes in its turn.",
+                    freeze.by
+                )));
+            }
             LockEvent::TakingOver { previous, why } => {
                 self.notifier.thread(&ThreadEvent::Takeover {
                     previous: Holder::from_info(&previous.info),
@@ -126,6 +182,15 @@ impl LiveCard {
                 self.show(&mut state, Phase::WaitingForStack { stack_status: None })
             }
         }
+    }
+
+    /// The run stopped at a freeze (`on-freeze: fail`, or `lock-timeout` ran out behind it):
+    /// the thread says who froze it, why and until when.
+    pub fn frozen_out(&self, freeze: &crate::lock::Freeze) {
+        self.notifier.thread(&ThreadEvent::Frozen {
+            freeze: freeze.clone(),
+            stopped: true,
+        });
     }
 
     /// The registry is unreachable and the step goes on without the lock.
@@ -287,5 +352,77 @@ fn running(state: &State) -> Phase {
         completion: state.completion,
         slower_than_usual: state.slower,
         in_progress: state.in_progress.iter().take(10).cloned().collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lock::{Freeze, LockEvent};
+
+    fn card() -> Card {
+        Card {
+            stack: "app".into(),
+            stack_id: None,
+            environment: Some("prod".into()),
+            correlation_id: "c-1".into(),
+            mode: "deploy".into(),
+            repository: None,
+            actor: None,
+            commit: None,
+            commit_message: None,
+            git_ref: None,
+            server_url: None,
+            run_url: None,
+            region: None,
+            phase: Phase::WaitingForStack { stack_status: None },
+        }
+    }
+
+    fn phase(live: &LiveCard) -> Phase {
+        live.state().card.phase.clone()
+    }
+
+    #[test]
+    fn the_card_says_frozen_while_the_freeze_lasts_and_keeps_our_place() {
+        let live = LiveCard::new(Notifier::disabled(), card());
+        let freeze = Freeze::new(
+            "INC-42",
+            "alice",
+            chrono::Utc::now(),
+            Duration::from_secs(3600),
+        )
+        .unwrap();
+        let queued = |position: usize| LockEvent::PositionChanged {
+            position,
+            ahead: position - 1,
+            holder: None,
+            eta: None,
+        };
+        live.lock_event(&queued(3));
+        live.lock_event(&LockEvent::Frozen {
+            freeze: freeze.clone(),
+            holder: None,
+            position: 3,
+            moved: false,
+        });
+        assert!(matches!(phase(&live), Phase::Frozen { position: 3, .. }));
+        // Moving up the queue behind the freeze: still frozen, new place.
+        live.lock_event(&queued(2));
+        assert!(matches!(phase(&live), Phase::Frozen { position: 2, .. }));
+        live.lock_event(&LockEvent::FreezeEnded {
+            freeze,
+            expired: false,
+        });
+        assert!(matches!(
+            phase(&live),
+            Phase::Queued {
+                position: 2,
+                ahead: 1,
+                ..
+            }
+        ));
+        live.lock_event(&queued(1));
+        assert!(matches!(phase(&live), Phase::Queued { position: 1, .. }));
     }
 }

@@ -153,17 +153,22 @@ pub fn endpoint_env(endpoint: &str) -> Vec<(String, String)> {
     .collect()
 }
 
-/// An SDK client for `endpoint` built without touching this process's environment.
-pub async fn client_for(endpoint: &str) -> aws_sdk_dynamodb::Client {
-    let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+/// SDK configuration for `endpoint` (any service moto serves), built without touching this
+/// process's environment.
+pub async fn sdk_config(endpoint: &str) -> aws_config::SdkConfig {
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
         .endpoint_url(endpoint)
         .region(aws_config::Region::new("us-east-1"))
         .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
             "test", "test", None, None, "tests",
         ))
         .load()
-        .await;
-    aws_sdk_dynamodb::Client::new(&config)
+        .await
+}
+
+/// A DynamoDB client for `endpoint`.
+pub async fn client_for(endpoint: &str) -> aws_sdk_dynamodb::Client {
+    aws_sdk_dynamodb::Client::new(&sdk_config(endpoint).await)
 }
 
 impl Drop for DynamoServer {

@@ -3,5 +3,6 @@
 #![allow(dead_code)]
 
 pub mod cfnsim;
+pub mod cli;
 pub mod dynamo;
 pub mod runner;
