@@ -8,6 +8,7 @@ mod support;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use deploy_coordinator::lock::liveness::{BoxFuture, RunLiveness, RunState};
 use deploy_coordinator::lock::{
     self, AcquireError, AcquireOptions, HolderInfo, LockEvent, LockState, NoLiveness,
     ReleaseOutcome,
@@ -300,6 +301,88 @@ async fn cancel_leaves_nothing(emulator: Emulator) {
     assert!(lock::status(&reg, "k").await.unwrap().queue.is_empty());
 }
 
+/// A GitHub where run 7 is over and every other run is still going.
+struct Run7IsOver;
+
+impl RunLiveness for Run7IsOver {
+    fn run_state<'a>(&'a self, _: &'a str, run_id: u64, _: u32) -> BoxFuture<'a, RunState> {
+        Box::pin(async move {
+            if run_id == 7 {
+                RunState::Completed
+            } else {
+                RunState::Running
+            }
+        })
+    }
+}
+
+/// A waiter whose runner vanished (its future dropped mid-wait, as a SIGKILL leaves it) is
+/// skipped as soon as GitHub says its run is over, not after a whole ticket lease.
+async fn a_dead_waiter_is_skipped_once_its_run_is_over(emulator: Emulator) {
+    let (_server, reg) = setup(emulator).await;
+    let cancel = CancellationToken::new();
+    let mut o = fast(60_000, 60_000);
+    // Non-head waiters poll every 2 s: a ticket lease (12 polls' worth) is 24 s.
+    o.queue_poll = Duration::from_secs(2);
+    o.liveness_interval = Duration::from_millis(200);
+    let ticket_lease = o.ticket_lease();
+    let a = lock::acquire(&reg, "k", &me("a"), &o, &NoLiveness, &quiet(), &cancel)
+        .await
+        .unwrap();
+
+    let dead = HolderInfo {
+        repository: Some("acme/api".into()),
+        run_id: Some(7),
+        run_attempt: Some(1),
+        ..me("dead")
+    };
+    let (reg2, o2, c2) = (reg.clone(), o.clone(), cancel.clone());
+    let vanished = tokio::spawn(async move {
+        let _ = lock::acquire(&reg2, "k", &dead, &o2, &NoLiveness, &quiet(), &c2).await;
+    });
+    // Waits until the queue's tickets are exactly `owners`.
+    let queue_is = |owners: &'static [&'static str]| {
+        let reg = reg.clone();
+        async move {
+            let mut seen = Vec::new();
+            for _ in 0..100 {
+                let st = lock::status(&reg, "k").await.unwrap();
+                seen = st.queue.iter().map(|t| t.info.owner.clone()).collect();
+                if seen == owners {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            panic!("the queue never was {owners:?}: {seen:?}");
+        }
+    };
+    queue_is(&["dead"]).await;
+    vanished.abort();
+
+    let (reg3, o3, c3) = (reg.clone(), o.clone(), cancel.clone());
+    let next = tokio::spawn(async move {
+        let got = lock::acquire(&reg3, "k", &me("c"), &o3, &Run7IsOver, &quiet(), &c3).await;
+        (got, std::time::Instant::now())
+    });
+    // The dead waiter's ticket goes at the live one's first look at the queue, while the
+    // lock is still held.
+    queue_is(&["c"]).await;
+    lock::release(&reg, "k", &a.record.info.owner)
+        .await
+        .unwrap();
+    let released = std::time::Instant::now();
+
+    let (got, at) = next.await.unwrap();
+    let got = got.expect("the live waiter gets the lock");
+    let waited = at - released;
+    assert_eq!(got.record.fence, 2);
+    assert!(
+        waited < Duration::from_secs(8) && waited < ticket_lease / 2,
+        "took {waited:?} after the release (ticket lease {ticket_lease:?})"
+    );
+    assert!(lock::status(&reg, "k").await.unwrap().queue.is_empty());
+}
+
 macro_rules! on_both {
     ($name:ident) => {
         mod $name {
@@ -319,3 +402,4 @@ macro_rules! on_both {
 on_both!(basics);
 on_both!(queue_hand_off_and_heartbeat);
 on_both!(cancel_leaves_nothing);
+on_both!(a_dead_waiter_is_skipped_once_its_run_is_over);

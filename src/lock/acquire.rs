@@ -189,6 +189,7 @@ pub async fn acquire(
         ticket_touched: started,
         queue_read: started,
         liveness_asked: None,
+        front_asked: None,
         ahead: None,
         in_flight: None,
         failing_since: None,
@@ -236,6 +237,8 @@ struct Waiter<'a> {
     ticket_touched: Instant,
     queue_read: Instant,
     liveness_asked: Option<Instant>,
+    /// When we last asked GitHub about the run of the ticket at the front of the queue.
+    front_asked: Option<Instant>,
     /// Live waiters ahead of us, as last computed.
     ahead: Option<usize>,
     /// A PutItem whose answer we never saw (cancelled mid-flight): it may have succeeded.
@@ -435,20 +438,29 @@ impl Waiter<'_> {
 
     /// Asks GitHub about the holder's run, at most every `liveness_interval`.
     async fn run_completed(&mut self, holder: &LockRecord) -> Result<bool, AcquireError> {
-        let (Some(repo), Some(run_id), Some(attempt)) = (
-            holder.info.repository.as_deref(),
-            holder.info.run_id,
-            holder.info.run_attempt,
-        ) else {
+        let info = holder.info.clone();
+        let mut asked = self.liveness_asked;
+        let completed = self.ask_run(&info, &mut asked).await;
+        self.liveness_asked = asked;
+        completed
+    }
+
+    /// Whether GitHub says the run of `info` is completed; false when `info` is no GitHub run,
+    /// when the answer is unknown, or when `asked` was less than `liveness_interval` ago.
+    async fn ask_run(
+        &self,
+        info: &HolderInfo,
+        asked: &mut Option<Instant>,
+    ) -> Result<bool, AcquireError> {
+        let (Some(repo), Some(run_id), Some(attempt)) =
+            (info.repository.as_deref(), info.run_id, info.run_attempt)
+        else {
             return Ok(false);
         };
-        if self
-            .liveness_asked
-            .is_some_and(|t| t.elapsed() < self.opts.liveness_interval)
-        {
+        if asked.is_some_and(|t| t.elapsed() < self.opts.liveness_interval) {
             return Ok(false);
         }
-        self.liveness_asked = Some(Instant::now());
+        *asked = Some(Instant::now());
         let ask = tokio::time::timeout(
             Duration::from_secs(10),
             self.liveness.run_state(repo, run_id, attempt),
@@ -457,7 +469,7 @@ impl Waiter<'_> {
             _ = self.cancel.cancelled() => return Err(AcquireError::Cancelled),
             state = ask => state.unwrap_or(RunState::Unknown),
         };
-        tracing::debug!("holder's run {repo}#{run_id} attempt {attempt}: {state:?}");
+        tracing::debug!("run {repo}#{run_id} attempt {attempt}: {state:?}");
         Ok(state == RunState::Completed)
     }
 
@@ -705,6 +717,31 @@ impl Waiter<'_> {
                     Some(&t.version),
                 ))
                 .await?;
+        }
+        // A waiter whose runner vanished without a word (a lost machine, SIGKILL) no longer
+        // renews its ticket, but holds up everyone behind it for a whole ticket lease. The
+        // waiter right behind the front asks GitHub whether the front's run is over, and if
+        // it is, skips it now (the holder's rule, applied to the queue).
+        if view.ahead_of(&mine) == Some(1) {
+            let front = view.live[0].clone();
+            let mut asked = self.front_asked;
+            let completed = self.ask_run(&front.info, &mut asked).await?;
+            self.front_asked = asked;
+            if completed {
+                tracing::warn!(
+                    "skipping the queue ticket of {}: GitHub says its run is completed",
+                    front.info.describe()
+                );
+                let _ = self
+                    .call(store::delete_ticket(
+                        self.reg,
+                        self.key,
+                        &front.sk,
+                        Some(&front.version),
+                    ))
+                    .await?;
+                view.live.remove(0);
+            }
         }
         let ahead = view.ahead_of(&mine).unwrap_or(view.live.len());
         if self.ahead != Some(ahead) {
