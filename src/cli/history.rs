@@ -147,7 +147,7 @@ pub async fn run(cmd: HistoryCommand) -> ExitCode {
         HistoryCommand::Export { .. } => "Cannot export history",
         HistoryCommand::Import { .. } => "Cannot import history",
         HistoryCommand::Collect { .. } => "Cannot collect history",
-        HistoryCommand::Report { .. } => "Cannot write the history report",
+        HistoryCommand::Report { .. } => "Cannot make the history report",
     };
     match execute(cmd).await {
         Ok(()) => ExitCode::SUCCESS,

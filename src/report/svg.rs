@@ -68,14 +68,15 @@ pub struct Frame {
 }
 
 impl Frame {
-    /// A chart of the given size with room for a y axis' labels on the left and an x axis'
-    /// labels and title below.
+    /// A chart of the given size with room for a y axis' labels on the left, an x axis'
+    /// labels and title below, and half of the last x label ("10 min", centred on its tick)
+    /// on the right.
     pub fn new(width: f64, height: f64) -> Frame {
         Frame {
             width,
             height,
             left: 72.0,
-            right: width - 16.0,
+            right: width - 28.0,
             top: 14.0,
             bottom: height - 44.0,
         }
