@@ -43,8 +43,17 @@ fn record(stack: &str, i: i64) -> HistoryRecord {
 const YEAR: Duration = store::DEFAULT_TTL;
 
 #[tokio::test]
-async fn records_come_back_newest_first_per_stack_across_pages() {
-    let server = DynamoServer::start(Emulator::Moto);
+async fn records_come_back_newest_first_per_stack_across_pages_on_moto() {
+    records_come_back_newest_first_per_stack_across_pages(Emulator::Moto).await
+}
+
+#[tokio::test]
+async fn records_come_back_newest_first_per_stack_across_pages_on_dynalite() {
+    records_come_back_newest_first_per_stack_across_pages(Emulator::Dynalite).await
+}
+
+async fn records_come_back_newest_first_per_stack_across_pages(emulator: Emulator) {
+    let server = DynamoServer::start(emulator);
     server.create_table("reg").await;
     let reg = Registry::new(server.client().await, "reg");
 
@@ -91,6 +100,15 @@ async fn records_come_back_newest_first_per_stack_across_pages() {
         .expect("put again");
     assert_eq!(store::list(&reg, "app", None).await.unwrap().len(), 130);
     assert!(store::list(&reg, "nobody", None).await.unwrap().is_empty());
+
+    // Every stack sharing the table, for the report: both pages of the Scan.
+    let everything = store::list_all(&reg).await.expect("list_all");
+    assert_eq!(
+        everything.len(),
+        131,
+        "both stacks' records, not the lock item"
+    );
+    assert_eq!(everything.iter().filter(|r| r.stack == "other").count(), 1);
 }
 
 #[tokio::test]

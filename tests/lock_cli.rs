@@ -6,58 +6,30 @@
 mod support;
 
 use std::path::Path;
-use std::process::Output;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use support::cli::{cli, run, text};
+use support::cli::{cli, json_of, lock_status, registry_on, run, text, wait_for_status};
 use support::dynamo::{DynamoServer, Emulator, endpoint_env, free_port};
 use tokio::process::Child;
 
 const TABLE: &str = "reg";
 
-/// The binary with a clean environment: only the emulator's variables and `extra`.
-fn json_of(o: &Output) -> Value {
-    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(o)))
-}
-
 async fn start(emulator: Emulator) -> (DynamoServer, Vec<(String, String)>) {
-    let server = DynamoServer::start(emulator);
-    let env = server.env();
-    let o = run(&env, &["registry", "create", "--table", TABLE]).await;
-    assert!(o.status.success(), "{}", text(&o));
-    (server, env)
+    registry_on(emulator, TABLE).await
 }
 
 async fn status(env: &[(String, String)], key: &str) -> Value {
-    let o = run(
-        env,
-        &["lock", "status", "--table", TABLE, "--key", key, "--json"],
-    )
-    .await;
-    assert!(o.status.success(), "{}", text(&o));
-    json_of(&o)
+    lock_status(env, TABLE, key).await
 }
 
-/// Polls `lock status` until `pred` holds (10 s at most).
 async fn wait_status(
     env: &[(String, String)],
     key: &str,
     what: &str,
     pred: impl Fn(&Value) -> bool,
 ) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let s = status(env, key).await;
-        if pred(&s) {
-            return s;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out waiting for {what}: {s}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_for_status(env, TABLE, key, what, Duration::from_secs(10), pred).await
 }
 
 fn held_by(s: &Value) -> Option<&str> {

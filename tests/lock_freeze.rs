@@ -18,7 +18,7 @@ use deploy_coordinator::lock::{
 };
 use deploy_coordinator::registry::Registry;
 use serde_json::Value;
-use support::cli::text;
+use support::cli::{lock_status, registry_on, text, wait_for_status};
 use support::dynamo::{DynamoServer, Emulator};
 use tokio::process::Command;
 use tokio_util::sync::CancellationToken;
@@ -266,21 +266,11 @@ async fn run(env: &[(String, String)], args: &[&str]) -> Output {
 }
 
 async fn start(emulator: Emulator) -> (DynamoServer, Vec<(String, String)>) {
-    let server = DynamoServer::start(emulator);
-    let env = server.env();
-    let o = run(&env, &["registry", "create", "--table", TABLE]).await;
-    assert!(o.status.success(), "{}", text(&o));
-    (server, env)
+    registry_on(emulator, TABLE).await
 }
 
 async fn status(env: &[(String, String)], key: &str) -> Value {
-    let o = run(
-        env,
-        &["lock", "status", "--table", TABLE, "--key", key, "--json"],
-    )
-    .await;
-    assert!(o.status.success(), "{}", text(&o));
-    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&o)))
+    lock_status(env, TABLE, key).await
 }
 
 async fn wait_status(
@@ -289,18 +279,7 @@ async fn wait_status(
     what: &str,
     pred: impl Fn(&Value) -> bool,
 ) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        let s = status(env, key).await;
-        if pred(&s) {
-            return s;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out waiting for {what}: {s}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_for_status(env, TABLE, key, what, Duration::from_secs(15), pred).await
 }
 
 /// `lock <sub> --table <TABLE> --key <key> <extra…>`.

@@ -107,68 +107,53 @@ pub async fn put(
 /// (and the paging is exercised by tests, not only past DynamoDB's 1 MB page limit).
 const PAGE: usize = 100;
 
-/// A stack's records, newest first, at most `limit` (None: all). Pages through the Query.
+/// A stack's records, newest first, at most `limit` (None: all). Pages through the Query, and
+/// reads no page past the limit.
 pub async fn list(
     reg: &Registry,
     stack: &str,
     limit: Option<usize>,
 ) -> Result<Vec<HistoryRecord>, RegistryError> {
     let limit = limit.unwrap_or(usize::MAX);
+    let mut items = reg
+        .client()
+        .query()
+        .table_name(reg.table())
+        .key_condition_expression("pk = :pk AND begins_with(sk, :hist)")
+        .expression_attribute_values(":pk", s(stack))
+        .expression_attribute_values(":hist", s(HIST_PREFIX))
+        .scan_index_forward(false)
+        .into_paginator()
+        .page_size(i32::try_from(limit.min(PAGE)).unwrap_or(100))
+        .items()
+        .send();
     let mut records = Vec::new();
-    let mut start = None;
-    while records.len() < limit {
-        let page = (limit - records.len()).min(PAGE);
-        let out = reg
-            .client()
-            .query()
-            .table_name(reg.table())
-            .key_condition_expression("pk = :pk AND begins_with(sk, :hist)")
-            .expression_attribute_values(":pk", s(stack))
-            .expression_attribute_values(":hist", s(HIST_PREFIX))
-            .scan_index_forward(false)
-            .limit(i32::try_from(page).unwrap_or(100))
-            .set_exclusive_start_key(start.take())
-            .send()
-            .await
-            .map_err(|e| classify(reg.table(), "Query (history)", &e))?;
-        for item in out.items() {
-            records.push(from_item(reg.table(), item)?);
-        }
-        match out.last_evaluated_key() {
-            Some(key) if !key.is_empty() => start = Some(key.clone()),
-            _ => break,
-        }
+    while records.len() < limit
+        && let Some(item) = items.next().await
+    {
+        let item = item.map_err(|e| classify(reg.table(), "Query (history)", &e))?;
+        records.push(from_item(reg.table(), &item)?);
     }
-    records.truncate(limit);
     Ok(records)
 }
 
 /// Every stack's records in the table (a Scan of the history items, every page), for a report
 /// on all the stacks that share it. Unordered.
 pub async fn list_all(reg: &Registry) -> Result<Vec<HistoryRecord>, RegistryError> {
+    let mut items = reg
+        .client()
+        .scan()
+        .table_name(reg.table())
+        .filter_expression("begins_with(sk, :hist)")
+        .expression_attribute_values(":hist", s(HIST_PREFIX))
+        .into_paginator()
+        .page_size(i32::try_from(PAGE).unwrap_or(100))
+        .items()
+        .send();
     let mut records = Vec::new();
-    let mut start = None;
-    loop {
-        let out = reg
-            .client()
-            .scan()
-            .table_name(reg.table())
-            .filter_expression("begins_with(sk, :hist)")
-            .expression_attribute_values(":hist", s(HIST_PREFIX))
-            // Small pages, as `list` reads: a long history is several short requests (and the
-            // paging is exercised by tests, not only past DynamoDB's 1 MB limit).
-            .limit(i32::try_from(PAGE).unwrap_or(100))
-            .set_exclusive_start_key(start.take())
-            .send()
-            .await
-            .map_err(|e| classify(reg.table(), "Scan (history)", &e))?;
-        for item in out.items() {
-            records.push(from_item(reg.table(), item)?);
-        }
-        match out.last_evaluated_key() {
-            Some(key) if !key.is_empty() => start = Some(key.clone()),
-            _ => break,
-        }
+    while let Some(item) = items.next().await {
+        let item = item.map_err(|e| classify(reg.table(), "Scan (history)", &e))?;
+        records.push(from_item(reg.table(), &item)?);
     }
     Ok(records)
 }
