@@ -17,7 +17,7 @@ use super::verdicts::{self, Credentials, Fault, GitHubAnswer, KeyElement};
 use super::{GitHub, Settings};
 use crate::config::{Mode, SlackTarget};
 use crate::registry::item::Item;
-use crate::registry::{Registry, RegistryError, keys};
+use crate::registry::{Registry, RegistryError};
 use crate::slack::client::{SlackApi, Webhook};
 use crate::stack::{ClientError, ErrorKind, StackClient};
 
@@ -243,16 +243,7 @@ async fn describe_ttl(
 }
 
 fn probe_key(lock_key: &str) -> Item {
-    let mut key = Item::new();
-    key.insert(
-        keys::PARTITION_KEY.into(),
-        AttributeValue::S(lock_key.into()),
-    );
-    key.insert(
-        keys::SORT_KEY.into(),
-        AttributeValue::S(PROBE_SORT_KEY.into()),
-    );
-    key
+    crate::registry::item::key(lock_key, PROBE_SORT_KEY)
 }
 
 const NEVER: &str = "attribute_exists(#never)";
@@ -546,6 +537,7 @@ async fn github_check(github: &GitHub, timeout: Duration) -> Check {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::registry::keys;
 
     #[test]
     fn the_probe_key_stays_out_of_every_read_of_the_lock_partition() {

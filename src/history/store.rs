@@ -10,7 +10,7 @@ use std::time::Duration;
 use chrono::{DateTime, SecondsFormat, Utc};
 
 use super::record::HistoryRecord;
-use crate::registry::item::{Item, get_s, n, s};
+use crate::registry::item::{Item, get_s, key, n, s};
 use crate::registry::{Registry, RegistryError, TTL_ATTRIBUTE, classify};
 
 /// Sort-key prefix of history items.
@@ -40,11 +40,9 @@ pub fn to_item(record: &HistoryRecord, now: DateTime<Utc>, ttl: Duration) -> Ite
         json = serde_json::to_string(&slim).unwrap_or_default();
     }
     let expires = now.timestamp() + i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX / 2);
-    let mut item = Item::new();
-    item.insert("pk".into(), s(&record.stack));
-    item.insert(
-        "sk".into(),
-        s(sort_key(record.finished_at, &record.correlation_id)),
+    let mut item = key(
+        &record.stack,
+        &sort_key(record.finished_at, &record.correlation_id),
     );
     item.insert("record".into(), s(json));
     item.insert("correlation_id".into(), s(&record.correlation_id));

@@ -5,7 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::freeze::Freeze;
-use crate::registry::item::{Item, get_n, get_s, n, put_opt_n, put_opt_s, s};
+use crate::registry::item::{self, Item, get_n, get_s, n, put_opt_n, put_opt_s, s};
 use crate::registry::keys;
 
 /// Who holds (or waits for) a lock: everything a person needs to find that run.
@@ -295,9 +295,7 @@ pub(crate) const STATE_FREE: &str = "free";
 impl LockRecord {
     /// The whole lock item, as one PutItem writes it.
     pub fn to_item(&self, key: &str) -> Item {
-        let mut item = Item::new();
-        item.insert("pk".into(), s(key));
-        item.insert("sk".into(), s(keys::LOCK));
+        let mut item = item::key(key, keys::LOCK);
         item.insert("state".into(), s(STATE_HELD));
         self.info.write(&mut item);
         item.insert("fence".into(), n(self.fence));
@@ -337,9 +335,7 @@ pub struct QueueTicket {
 
 impl QueueTicket {
     pub fn to_item(&self, key: &str, expires_at: i64) -> Item {
-        let mut item = Item::new();
-        item.insert("pk".into(), s(key));
-        item.insert("sk".into(), s(&self.sk));
+        let mut item = item::key(key, &self.sk);
         self.info.write(&mut item);
         item.insert("enqueued_ms".into(), n(self.enqueued_ms));
         item.insert("version".into(), s(&self.version));

@@ -36,13 +36,6 @@ pub(crate) enum Write<T> {
     Refused(LockState),
 }
 
-fn key_of(key: &str, sk: &str) -> Item {
-    let mut k = Item::new();
-    k.insert("pk".into(), s(key));
-    k.insert("sk".into(), s(sk));
-    k
-}
-
 fn corrupt(reg: &Registry, detail: String) -> RegistryError {
     RegistryError::Corrupt {
         table: reg.table().to_string(),
@@ -64,7 +57,7 @@ pub(crate) async fn read_lock(reg: &Registry, key: &str) -> Result<LockState, Re
         .client()
         .get_item()
         .table_name(reg.table())
-        .set_key(Some(key_of(key, keys::LOCK)))
+        .set_key(Some(crate::registry::item::key(key, keys::LOCK)))
         .consistent_read(true)
         .send()
         .await
@@ -139,7 +132,7 @@ pub(crate) async fn renew(
         .client()
         .update_item()
         .table_name(reg.table())
-        .set_key(Some(key_of(key, keys::LOCK)))
+        .set_key(Some(crate::registry::item::key(key, keys::LOCK)))
         .update_expression("SET #v = :v, heartbeat_at = :t")
         .condition_expression("#s = :held AND #o = :me")
         .expression_attribute_names("#v", "version")
@@ -200,7 +193,7 @@ pub(crate) async fn free_if_owner(
         .client()
         .update_item()
         .table_name(reg.table())
-        .set_key(Some(key_of(key, keys::LOCK)))
+        .set_key(Some(crate::registry::item::key(key, keys::LOCK)))
         .update_expression("SET #s = :free, #v = :v, released_at = :t, released_by = :me, last_owner = :me REMOVE #o, force_reason")
         .condition_expression("#s = :held AND #o = :me")
         .expression_attribute_names("#v", "version")
@@ -233,7 +226,7 @@ pub(crate) async fn free_if_version(
         .client()
         .update_item()
         .table_name(reg.table())
-        .set_key(Some(key_of(key, keys::LOCK)))
+        .set_key(Some(crate::registry::item::key(key, keys::LOCK)))
         .condition_expression("#s = :held AND #v = :seen")
         .expression_attribute_names("#v", "version")
         .expression_attribute_names("#s", "state")
@@ -279,7 +272,7 @@ pub(crate) async fn set_freeze(
         .client()
         .update_item()
         .table_name(reg.table())
-        .set_key(Some(key_of(key, keys::LOCK)))
+        .set_key(Some(crate::registry::item::key(key, keys::LOCK)))
         .update_expression(
             "SET #v = :v, fence = if_not_exists(fence, :zero), #s = if_not_exists(#s, :free), \
              freeze_reason = :why, frozen_by = :by, frozen_at = :at, frozen_until = :until, \
@@ -313,7 +306,7 @@ pub(crate) async fn clear_freeze(
         .client()
         .update_item()
         .table_name(reg.table())
-        .set_key(Some(key_of(key, keys::LOCK)))
+        .set_key(Some(crate::registry::item::key(key, keys::LOCK)))
         .update_expression(format!("SET #v = :v REMOVE {FREEZE_ATTRIBUTES}"))
         .condition_expression("attribute_exists(frozen_until_ms)")
         .expression_attribute_names("#v", "version")
@@ -423,7 +416,7 @@ pub(crate) async fn touch_ticket(
         .client()
         .update_item()
         .table_name(reg.table())
-        .set_key(Some(key_of(key, sk)))
+        .set_key(Some(crate::registry::item::key(key, sk)))
         .update_expression("SET #v = :v")
         .condition_expression("attribute_exists(pk)")
         .expression_attribute_names("#v", "version")
@@ -454,7 +447,7 @@ pub(crate) async fn delete_ticket(
         .client()
         .delete_item()
         .table_name(reg.table())
-        .set_key(Some(key_of(key, sk)));
+        .set_key(Some(crate::registry::item::key(key, sk)));
     if let Some(v) = if_version {
         req = req
             .condition_expression("#v = :seen")
@@ -482,7 +475,7 @@ pub(crate) async fn put_audit(
 ) -> Result<(), RegistryError> {
     let now = reg.clock().now();
     let at_ms = u64::try_from(now.timestamp_millis()).unwrap_or(0);
-    let mut item = key_of(key, &keys::audit(at_ms, what));
+    let mut item = crate::registry::item::key(key, &keys::audit(at_ms, what));
     item.insert("what".into(), s(what));
     item.insert("at".into(), s(reg.clock().now_rfc3339()));
     for (name, value) in fields {

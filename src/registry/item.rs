@@ -14,6 +14,15 @@ pub fn n(value: impl ToString) -> AttributeValue {
     AttributeValue::N(value.to_string())
 }
 
+/// The primary key of an item (partition `pk`, sort `sk`): what GetItem and DeleteItem take,
+/// and the start of every item written.
+pub fn key(pk: &str, sk: &str) -> Item {
+    let mut item = Item::new();
+    item.insert(super::keys::PARTITION_KEY.into(), s(pk));
+    item.insert(super::keys::SORT_KEY.into(), s(sk));
+    item
+}
+
 /// A string attribute, if present and a string.
 pub fn get_s<'a>(item: &'a Item, name: &str) -> Option<&'a str> {
     item.get(name)

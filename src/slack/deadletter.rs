@@ -14,7 +14,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::blocks::Message;
-use crate::registry::item::{Item, get_n, get_s, n, s};
+use crate::registry::item::{Item, get_n, get_s, key, n, s};
 use crate::registry::{Registry, RegistryError, TTL_ATTRIBUTE, classify};
 
 /// Sort key prefix of dead letters (sorts before `LOCK`, see `registry::keys`).
@@ -124,9 +124,7 @@ impl DeadLetter {
                 .collect();
             letters_json = serde_json::to_string(&slim).unwrap_or_default();
         }
-        let mut item = Item::new();
-        item.insert("pk".into(), s(&self.lock_key));
-        item.insert("sk".into(), s(&self.sk));
+        let mut item = key(&self.lock_key, &self.sk);
         item.insert("kind".into(), s("slack-dead-letter"));
         item.insert("correlation_id".into(), s(&self.correlation_id));
         item.insert("created_at".into(), s(&self.created_at));
