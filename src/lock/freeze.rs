@@ -181,25 +181,14 @@ impl Freeze {
     }
 }
 
-/// Who is freezing: `--by`, else GITHUB_ACTOR inside Actions, else USER@host.
+/// Who is freezing: `--by`, else GITHUB_ACTOR inside Actions, else USER@host, as a lock
+/// holder is described.
 pub fn freezer(by: Option<&str>, env: &dyn Fn(&str) -> Option<String>) -> String {
-    let get = |name: &str| {
-        env(name)
-            .map(|v| v.trim().to_string())
-            .filter(|v| !v.is_empty())
-    };
     if let Some(by) = by.map(str::trim).filter(|b| !b.is_empty()) {
         return by.to_string();
     }
-    if let Some(actor) = get("GITHUB_ACTOR") {
-        return actor;
-    }
-    match (get("USER"), get("HOSTNAME")) {
-        (Some(u), Some(h)) => format!("{u}@{h}"),
-        (Some(u), None) => u,
-        (None, Some(h)) => h,
-        (None, None) => "unknown".to_string(),
-    }
+    let me = super::HolderInfo::from_env("", env);
+    me.actor.or(me.host).unwrap_or_else(|| "unknown".into())
 }
 
 #[cfg(test)]
@@ -288,7 +277,13 @@ mod tests {
         assert_eq!(freezer(None, &all), "octocat");
         let local = env(&[("USER", "ops"), ("HOSTNAME", "bastion")]);
         assert_eq!(freezer(Some("  "), &local), "ops@bastion");
-        assert_eq!(freezer(None, &env(&[])), "unknown");
+        // Nothing in the environment: the machine's own name, as a lock holder's.
+        let nothing = env(&[]);
+        let host = crate::lock::HolderInfo::from_env("", &nothing).host;
+        assert_eq!(
+            freezer(None, &nothing),
+            host.unwrap_or_else(|| "unknown".into())
+        );
         assert_eq!(label("ops@bastion"), "freeze:ops@bastion");
     }
 }
