@@ -118,6 +118,8 @@ fn malformed_inputs_fail_clearly_before_any_network_call() {
             &[("stack-name", "app"), ("on-registry-unavailable", "ignore")],
             "on-registry-unavailable",
         ),
+        (&[("stack-name", "app"), ("on-freeze", "skip")], "on-freeze"),
+        (&[("stack-name", "app"), ("preflight", "yes")], "preflight"),
         (
             &[("stack-name", "app"), ("slack-bot-token", "xoxb-secret-1")],
             "slack-channel",
