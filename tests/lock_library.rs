@@ -45,51 +45,42 @@ fn quiet() -> impl Fn(LockEvent) + Send + Sync {
     |_| {}
 }
 
+/// `owner` asks for lock "prod" without GitHub and without listening to events.
+async fn take(
+    reg: &Registry,
+    owner: &str,
+    lease_ms: u64,
+    wait_ms: u64,
+    cancel: &CancellationToken,
+) -> Result<lock::Acquired, AcquireError> {
+    let opts = fast(lease_ms, wait_ms);
+    lock::acquire(
+        reg,
+        "prod",
+        &me(owner),
+        &opts,
+        &NoLiveness,
+        &quiet(),
+        cancel,
+    )
+    .await
+}
+
 async fn basics(emulator: Emulator) {
     let (_server, reg) = setup(emulator).await;
     let cancel = CancellationToken::new();
-    let a = lock::acquire(
-        &reg,
-        "prod",
-        &me("a"),
-        &fast(5_000, 0),
-        &NoLiveness,
-        &quiet(),
-        &cancel,
-    )
-    .await
-    .unwrap();
+    let a = take(&reg, "a", 5_000, 0, &cancel).await.unwrap();
     assert_eq!(a.record.fence, 1);
     assert!(!a.reentrant);
 
     // Reentrant for the same owner: same fence, new version.
-    let again = lock::acquire(
-        &reg,
-        "prod",
-        &me("a"),
-        &fast(5_000, 0),
-        &NoLiveness,
-        &quiet(),
-        &cancel,
-    )
-    .await
-    .unwrap();
+    let again = take(&reg, "a", 5_000, 0, &cancel).await.unwrap();
     assert!(again.reentrant);
     assert_eq!(again.record.fence, 1);
     assert_ne!(again.record.version, a.record.version);
 
     // Another owner with --wait 0: one try, told who holds it.
-    match lock::acquire(
-        &reg,
-        "prod",
-        &me("b"),
-        &fast(5_000, 0),
-        &NoLiveness,
-        &quiet(),
-        &cancel,
-    )
-    .await
-    {
+    match take(&reg, "b", 5_000, 0, &cancel).await {
         Err(AcquireError::TimedOut { holder: Some(h) }) => assert_eq!(h.info.owner, "a"),
         other => panic!("{other:?}"),
     }
@@ -113,17 +104,7 @@ async fn basics(emulator: Emulator) {
     );
 
     // The fence survives release and force-unlock.
-    let b = lock::acquire(
-        &reg,
-        "prod",
-        &me("b"),
-        &fast(5_000, 0),
-        &NoLiveness,
-        &quiet(),
-        &cancel,
-    )
-    .await
-    .unwrap();
+    let b = take(&reg, "b", 5_000, 0, &cancel).await.unwrap();
     assert_eq!(b.record.fence, 2);
     let removed = lock::force_unlock(&reg, "prod", "stuck deploy, INC-42", "oncall")
         .await
@@ -153,17 +134,7 @@ async fn basics(emulator: Emulator) {
         lock::release(&reg, "prod", "b").await.unwrap(),
         ReleaseOutcome::AlreadyFree
     );
-    let c = lock::acquire(
-        &reg,
-        "prod",
-        &me("c"),
-        &fast(5_000, 0),
-        &NoLiveness,
-        &quiet(),
-        &cancel,
-    )
-    .await
-    .unwrap();
+    let c = take(&reg, "c", 5_000, 0, &cancel).await.unwrap();
     assert_eq!(c.record.fence, 3);
 }
 
