@@ -613,28 +613,12 @@ async fn registry_errors_are_classified(emulator: Emulator) {
     assert!(t0.elapsed() < Duration::from_secs(30), "{:?}", t0.elapsed());
 }
 
-macro_rules! on_both {
-    ($name:ident $(, $arg:expr)*) => {
-        mod $name {
-            use super::*;
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn moto() {
-                super::$name(Emulator::Moto $(, $arg)*).await
-            }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn dynalite() {
-                super::$name(Emulator::Dynalite $(, $arg)*).await
-            }
-        }
-    };
-}
-
-on_both!(contention);
-on_both!(fifo);
-on_both!(reentry_release_and_force_unlock);
-on_both!(crash_takeover_after_one_lease);
-on_both!(sigterm_while_queued_and_while_holding);
-on_both!(registry_errors_are_classified);
+on_all_backends!(contention);
+on_all_backends!(fifo);
+on_all_backends!(reentry_release_and_force_unlock);
+on_all_backends!(crash_takeover_after_one_lease);
+on_all_backends!(sigterm_while_queued_and_while_holding);
+on_all_backends!(registry_errors_are_classified);
 
 async fn dead_run_completed(e: Emulator) {
     dead_run(
@@ -657,9 +641,9 @@ async fn dead_run_api_500(e: Emulator) {
 async fn dead_run_api_404(e: Emulator) {
     dead_run(e, 404, serde_json::json!({"message": "Not Found"}), false).await
 }
-on_both!(dead_run_completed);
-on_both!(dead_run_api_500);
-on_both!(dead_run_api_404);
+on_all_backends!(dead_run_completed);
+on_all_backends!(dead_run_api_500);
+on_all_backends!(dead_run_api_404);
 
 async fn skew_holder_behind(e: Emulator) {
     clock_skew(e, "-10m", "0s").await
@@ -670,9 +654,9 @@ async fn skew_holder_ahead(e: Emulator) {
 async fn skew_waiter_ahead(e: Emulator) {
     clock_skew(e, "0s", "+10m").await
 }
-on_both!(skew_holder_behind);
-on_both!(skew_holder_ahead);
-on_both!(skew_waiter_ahead);
+on_all_backends!(skew_holder_behind);
+on_all_backends!(skew_holder_ahead);
+on_all_backends!(skew_waiter_ahead);
 
 /// A waiter killed in the queue (SIGKILL: no clean-up) does not block the queue: its ticket
 /// goes stale after a ticket lease (12 x --queue-poll) on the next waiter's clock, is removed,
@@ -745,4 +729,4 @@ async fn dead_waiter_is_skipped(emulator: Emulator) {
     assert_eq!(queue_len(&s), 0, "{s}");
     assert_eq!(s["state"], "free", "{s}");
 }
-on_both!(dead_waiter_is_skipped);
+on_all_backends!(dead_waiter_is_skipped);
