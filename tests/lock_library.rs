@@ -18,13 +18,7 @@ use deploy_coordinator::registry::Registry;
 use support::dynamo::{DynamoServer, Emulator};
 use tokio_util::sync::CancellationToken;
 
-fn me(owner: &str) -> HolderInfo {
-    HolderInfo {
-        owner: owner.into(),
-        correlation_id: owner.into(),
-        ..HolderInfo::default()
-    }
-}
+use support::holder as me;
 
 fn fast(lease_ms: u64, wait_ms: u64) -> AcquireOptions {
     let mut o = AcquireOptions::new(

@@ -7,3 +7,12 @@ pub mod cli;
 pub mod dynamo;
 pub mod faults;
 pub mod runner;
+
+/// A lock holder known only by its owner (library tests, no GitHub run).
+pub fn holder(owner: &str) -> deploy_coordinator::lock::HolderInfo {
+    deploy_coordinator::lock::HolderInfo {
+        owner: owner.into(),
+        correlation_id: owner.into(),
+        ..Default::default()
+    }
+}
