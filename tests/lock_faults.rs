@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use deploy_coordinator::lock::{self, AcquireError, AcquireOptions, NoLiveness};
 use deploy_coordinator::registry::Registry;
+use support::cli::{run, text};
 use support::dynamo::{DynamoServer, Emulator, client_for};
 use support::faults::{Fault, FaultProxy};
 use tokio::time::Instant;
@@ -101,3 +102,33 @@ async fn failed_heartbeats_for_a_lease_are_a_lost_lock(emulator: Emulator) {
     }
 }
 on_all_backends!(failed_heartbeats_for_a_lease_are_a_lost_lock);
+
+/// Hole 5: an endpoint that accepts connections and never answers. `lock acquire --wait 5s`
+/// used to hang forever; every call now has an operation timeout and a hung call counts as
+/// unavailable (exit 69), within the outage budget.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hung_registry_is_unavailable_not_a_hang() {
+    let w = world(Emulator::Moto).await;
+    w.proxy.set(Fault::Stall);
+    let env = w.proxy.env();
+    let t0 = std::time::Instant::now();
+    let o = tokio::time::timeout(
+        Duration::from_secs(60),
+        run(
+            &env,
+            &[
+                "lock", "acquire", "--table", TABLE, "--key", "k", "--wait", "5s",
+            ],
+        ),
+    )
+    .await;
+    let took = t0.elapsed();
+    let o = o.unwrap_or_else(|_| panic!("lock acquire --wait 5s still hanging after {took:?}"));
+    assert_eq!(o.status.code(), Some(69), "{}", text(&o));
+    assert!(took < Duration::from_secs(40), "took {took:?}");
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("unavailable"),
+        "{}",
+        text(&o)
+    );
+}
