@@ -4,6 +4,8 @@
 
 mod support;
 
+use std::sync::{Arc, Mutex};
+
 use std::time::Duration;
 
 use deploy_coordinator::lock::{self, AcquireError, AcquireOptions, NoLiveness};
@@ -103,6 +105,73 @@ async fn failed_heartbeats_for_a_lease_are_a_lost_lock(emulator: Emulator) {
 }
 on_all_backends!(failed_heartbeats_for_a_lease_are_a_lost_lock);
 
+/// Hole 4: with a lease longer than every waiter's patience (mode lock: 6 h lease, 60 min
+/// lock-timeout), a dead holder must still be freed. Each waiter hands on how long it watched
+/// the holder's version unchanged; together they reach the lease. Here: a 6 s lease, waiters of
+/// 2.5 s each, one after the other.
+async fn a_dead_holder_is_freed_by_impatient_waiters_together(emulator: Emulator) {
+    let w = world(emulator).await;
+    let lease = Duration::from_secs(6);
+    let dead = take(&w.direct, "k", "dead", &opts(lease, Duration::ZERO))
+        .await
+        .expect("the holder takes it, then dies (no heartbeat)");
+    let died = Instant::now();
+    let mut winner = None;
+    for i in 0..5 {
+        match take(
+            &w.direct,
+            "k",
+            &format!("w{i}"),
+            &opts(lease, Duration::from_millis(2500)),
+        )
+        .await
+        {
+            Ok(a) => {
+                winner = Some((i, a, died.elapsed()));
+                break;
+            }
+            Err(AcquireError::TimedOut { .. }) => {}
+            Err(e) => panic!("waiter {i}: {e}"),
+        }
+    }
+    let (i, got, at) = winner.unwrap_or_else(|| {
+        panic!("five waiters of 2.5 s each never freed a holder with a {lease:?} lease")
+    });
+    assert!(at >= lease, "taken over after {at:?}, before the lease");
+    assert!(i <= 3, "waiter {i} took over; {at:?} after the death");
+    assert_eq!(got.record.fence, dead.record.fence + 1);
+    assert_eq!(
+        got.took_over.as_ref().map(|r| r.info.owner.as_str()),
+        Some("dead")
+    );
+}
+on_all_backends!(a_dead_holder_is_freed_by_impatient_waiters_together);
+
+/// ...and the same waiters never free a holder that heartbeats.
+async fn impatient_waiters_never_free_a_live_holder(emulator: Emulator) {
+    let w = world(emulator).await;
+    let lease = Duration::from_secs(3);
+    let live = take(&w.direct, "k", "live", &opts(lease, Duration::ZERO))
+        .await
+        .unwrap();
+    let hb = lock::spawn_heartbeat(w.direct.clone(), "k", live.record.clone());
+    for i in 0..4 {
+        let r = take(
+            &w.direct,
+            "k",
+            &format!("w{i}"),
+            &opts(lease, Duration::from_millis(1500)),
+        )
+        .await;
+        assert!(
+            matches!(r, Err(AcquireError::TimedOut { .. })),
+            "waiter {i}: {r:?}"
+        );
+    }
+    hb.stop().await.expect("still ours");
+}
+on_all_backends!(impatient_waiters_never_free_a_live_holder);
+
 /// Hole 5: an endpoint that accepts connections and never answers. `lock acquire --wait 5s`
 /// used to hang forever; every call now has an operation timeout and a hung call counts as
 /// unavailable (exit 69), within the outage budget.
@@ -132,3 +201,110 @@ async fn a_hung_registry_is_unavailable_not_a_hang() {
         text(&o)
     );
 }
+
+/// Hole 6: a registry blip of a few seconds at start (connections reset) must not skip the
+/// lock: the first read, the fast path and the enqueue are inside the outage budget too.
+async fn a_blip_at_start_is_ridden_out(emulator: Emulator) {
+    let w = world(emulator).await;
+    // One holder, so the blip also hits the enqueue of the second waiter.
+    let first = take(
+        &w.direct,
+        "k",
+        "first",
+        &opts(Duration::from_secs(30), Duration::ZERO),
+    )
+    .await
+    .unwrap();
+    for (who, free_first) in [("fast-path", true), ("queued", false)] {
+        if free_first {
+            lock::release(&w.direct, "k", &first.record.info.owner)
+                .await
+                .unwrap();
+        }
+        w.proxy.set(Fault::Reset);
+        let proxy_reset = Instant::now();
+        let reg = w.faulty.clone();
+        let owner = format!("after-blip-{who}");
+        let waiter = tokio::spawn(async move {
+            take(
+                &reg,
+                "k",
+                &owner,
+                &opts(Duration::from_secs(30), Duration::from_secs(30)),
+            )
+            .await
+        });
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        w.proxy.set(Fault::Pass);
+        if !free_first {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            lock::release(&w.direct, "k", "first").await.unwrap();
+        }
+        let got = waiter.await.unwrap();
+        let got = got.unwrap_or_else(|e| {
+            panic!(
+                "{who}: a {:?} blip at start ended the acquisition: {e}",
+                proxy_reset.elapsed()
+            )
+        });
+        lock::release(&w.direct, "k", &got.record.info.owner)
+            .await
+            .unwrap();
+        let st = lock::status(&w.direct, "k").await.unwrap();
+        assert!(st.queue.is_empty(), "{who}: {:?}", st.queue);
+    }
+}
+on_all_backends!(a_blip_at_start_is_ridden_out);
+
+/// Hole 7: short holds. Five waiters queue behind a holder; each holds for 50 ms. The next in
+/// line must already be polling fast when its turn comes: each hand-off (release -> next
+/// acquired) within a second, not at the next slow queue poll.
+async fn short_holds_hand_off_within_a_second(emulator: Emulator) {
+    let w = world(emulator).await;
+    let mut o = AcquireOptions::new(Duration::from_secs(30), Duration::from_secs(120));
+    // The action's default queue poll (15 s): the hand-off must not depend on it.
+    o.queue_poll = Duration::from_secs(15);
+    let holder = take(&w.direct, "k", "holder", &o).await.unwrap();
+    let times = Arc::new(Mutex::new(Vec::new()));
+    let mut tasks = Vec::new();
+    for i in 0..5 {
+        let (reg, o, times) = (w.direct.clone(), o.clone(), times.clone());
+        tasks.push(tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(100 * i)).await;
+            let got = take(&reg, "k", &format!("w{i}"), &o)
+                .await
+                .expect("acquire");
+            let acquired = Instant::now();
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            let released = Instant::now();
+            lock::release(&reg, "k", &got.record.info.owner)
+                .await
+                .unwrap();
+            times.lock().unwrap().push((acquired, released));
+        }));
+    }
+    // Let the queue settle (everyone enqueued and past its first reads).
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let first_release = Instant::now();
+    lock::release(&w.direct, "k", &holder.record.info.owner)
+        .await
+        .unwrap();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let mut times = times.lock().unwrap().clone();
+    times.sort();
+    let mut releases = vec![first_release];
+    releases.extend(times.iter().map(|t| t.1));
+    let hand_offs: Vec<Duration> = times
+        .iter()
+        .zip(&releases)
+        .map(|((acquired, _), released)| acquired.saturating_duration_since(*released))
+        .collect();
+    let worst = hand_offs.iter().max().copied().unwrap_or_default();
+    assert!(
+        worst < Duration::from_secs(1),
+        "hand-offs {hand_offs:?}: the next in line was not polling fast"
+    );
+}
+on_all_backends!(short_holds_hand_off_within_a_second);

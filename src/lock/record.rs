@@ -192,6 +192,35 @@ pub struct LockRecord {
     /// A freeze set while this run holds the lock: the run finishes, nobody else gets it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub freeze: Option<Freeze>,
+    /// How long waiters have watched a version of this record unchanged between them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub watched: Option<Watched>,
+}
+
+/// A waiter's observation, left on the lock item for the next waiter: version `version` was
+/// seen unchanged for at least `unchanged_ms`, measured on monotonic clocks (one waiter's, or
+/// several one after the other: each continues from what the previous one recorded, and the
+/// gaps between them only make the sum smaller than the truth). It lets waiters whose
+/// `lock-timeout` is shorter than the holder's lease free a dead holder together. Written
+/// conditionally on the version, so a heartbeat (a new version) makes it void.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Watched {
+    pub version: String,
+    pub unchanged_ms: u64,
+}
+
+impl Watched {
+    fn read(item: &Item) -> Option<Watched> {
+        Some(Watched {
+            version: get_s(item, "watched_version")?.to_string(),
+            unchanged_ms: get_n(item, "watched_ms")?,
+        })
+    }
+
+    /// This observation, if it is about `version` (else a heartbeat made it void).
+    pub fn of(&self, version: &str) -> Option<std::time::Duration> {
+        (self.version == version).then(|| std::time::Duration::from_millis(self.unchanged_ms))
+    }
 }
 
 /// The tombstone left by a release or a force-unlock. It keeps the fence counter.
@@ -273,6 +302,7 @@ impl LockState {
                 acquired_at: get_s(item, "acquired_at").unwrap_or_default().to_string(),
                 heartbeat_at: get_s(item, "heartbeat_at").map(str::to_string),
                 freeze: Freeze::read(item),
+                watched: Watched::read(item),
             }))
         } else {
             let text = |name: &str| get_s(item, name).map(str::to_string);
@@ -411,6 +441,7 @@ mod tests {
             acquired_at: "2026-01-14T12:34:56.000Z".into(),
             heartbeat_at: None,
             freeze: None,
+            watched: None,
         };
         let item = rec.to_item("prod");
         assert_eq!(
