@@ -448,8 +448,8 @@ async fn sigterm_while_deploying_releases_the_lock_and_exits_within_the_runners_
     std::thread::sleep(Duration::from_secs(8));
     let (main, took) = running.terminate();
     assert!(
-        took < Duration::from_millis(7500),
-        "exit took {took:?}: the runner kills after 7.5 s\n{}",
+        took < Duration::from_secs(5),
+        "exit took {took:?} after SIGINT: release, outputs and card are due within 5 s\n{}",
         main.log()
     );
     assert_code(&main, 1, "cancelled");

@@ -308,3 +308,26 @@ async fn short_holds_hand_off_within_a_second(emulator: Emulator) {
     );
 }
 on_all_backends!(short_holds_hand_off_within_a_second);
+
+/// Hole 8 of #13: `--lease 0s` would hand the lock to the first waiter at first sight.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lease_shorter_than_a_second_is_refused() {
+    let w = world(Emulator::Moto).await;
+    for sub in [&["acquire"][..], &["run"][..]] {
+        let mut args = vec!["lock"];
+        args.extend_from_slice(sub);
+        args.extend_from_slice(&["--table", TABLE, "--key", "k", "--lease", "0s"]);
+        if sub == ["run"] {
+            args.extend_from_slice(&["--", "true"]);
+        }
+        let o = run(&w.proxy.env(), &args).await;
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {}", text(&o));
+        assert!(
+            String::from_utf8_lossy(&o.stderr).contains("shorter than 1s"),
+            "{}",
+            text(&o)
+        );
+    }
+    let st = lock::status(&w.direct, "k").await.unwrap();
+    assert_eq!(st.lock.fence(), 0);
+}

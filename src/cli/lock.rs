@@ -41,8 +41,8 @@ pub enum LockCommand {
         target: Target,
         #[command(flatten)]
         wait: WaitArgs,
-        /// How long the lock stays yours without a heartbeat (e.g. 30m, 6h).
-        #[arg(long, default_value = "1h", value_parser = parse_duration)]
+        /// How long the lock stays yours without a heartbeat (e.g. 30m, 6h; at least 1s).
+        #[arg(long, default_value = "1h", value_parser = parse_lease)]
         lease: Duration,
         #[arg(long)]
         json: bool,
@@ -130,8 +130,8 @@ pub enum LockCommand {
         #[command(flatten)]
         wait: WaitArgs,
         /// Waiters take the lock over after seeing no heartbeat for this long; the
-        /// heartbeat runs every third of it.
-        #[arg(long, default_value = "1m", value_parser = parse_duration)]
+        /// heartbeat runs every third of it (at least 1s).
+        #[arg(long, default_value = "1m", value_parser = parse_lease)]
         lease: Duration,
         /// The command and its arguments.
         #[arg(last = true, required = true, num_args = 1..)]
@@ -184,6 +184,19 @@ fn parse_on_freeze(text: &str) -> Result<OnFreeze, String> {
 
 fn parse_duration(text: &str) -> Result<Duration, String> {
     crate::duration::parse(text).map_err(|e| e.to_string())
+}
+
+/// A lease of at least a second: waiters take over a lock whose version they have seen
+/// unchanged for a lease, so `0s` would hand it to the first waiter at first sight.
+fn parse_lease(text: &str) -> Result<Duration, String> {
+    let lease = parse_duration(text)?;
+    if lease < Duration::from_secs(1) {
+        return Err(format!(
+            "{text:?} is shorter than 1s: waiters take over a lock whose version did not change for a lease, \
+             so this lease would hand it to the first waiter at once; use e.g. 30s, 10m or 6h"
+        ));
+    }
+    Ok(lease)
 }
 
 pub async fn run(cmd: LockCommand) -> ExitCode {

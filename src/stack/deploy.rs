@@ -6,6 +6,7 @@
 //! and an existing stack. Our ClientRequestToken on the execution marks every event of our
 //! operation, which is how the monitor tells it apart from anyone else's.
 
+use std::future::Future;
 use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
@@ -140,6 +141,22 @@ pub fn plan(stack: &str, info: Option<&StackInfo>) -> Result<Plan, StackError> {
     }
 }
 
+/// Asked just before ExecuteChangeSet, the one step of a deployment that cannot be taken
+/// back: `Err(why)` and nothing is executed (the change set is deleted, the result says why).
+/// The main step proves there that it still holds the deployment lock.
+pub trait BeforeExecute: Send + Sync {
+    fn check(&self) -> std::pin::Pin<Box<dyn Future<Output = Result<(), String>> + Send + '_>>;
+}
+
+/// No check: execute when the change set is ready.
+pub struct ExecuteFreely;
+
+impl BeforeExecute for ExecuteFreely {
+    fn check(&self) -> std::pin::Pin<Box<dyn Future<Output = Result<(), String>> + Send + '_>> {
+        Box::pin(async { Ok(()) })
+    }
+}
+
 /// Deploys the template and follows the operation to its end.
 pub async fn deploy<F>(
     client: &StackClient,
@@ -147,6 +164,21 @@ pub async fn deploy<F>(
     settings: &MonitorSettings,
     cancel: &CancellationToken,
     on_event: &mut F,
+) -> Result<StackResult, StackError>
+where
+    F: FnMut(MonitorEvent) + Send,
+{
+    deploy_checked(client, req, settings, cancel, on_event, &ExecuteFreely).await
+}
+
+/// [`deploy`], asking `before_execute` just before ExecuteChangeSet.
+pub async fn deploy_checked<F>(
+    client: &StackClient,
+    req: &DeployRequest,
+    settings: &MonitorSettings,
+    cancel: &CancellationToken,
+    on_event: &mut F,
+    before_execute: &dyn BeforeExecute,
 ) -> Result<StackResult, StackError>
 where
     F: FnMut(MonitorEvent) + Send,
@@ -267,6 +299,14 @@ where
         let mut result = StackResult::without_operation(Outcome::Cancelled, info.as_ref());
         result.failure_reason =
             Some("the step was cancelled before the change set was executed".into());
+        return Ok(result);
+    }
+    if let Err(why) = before_execute.check().await {
+        let _ = client.delete_change_set(stack, &name).await;
+        let info = client.describe_stack(stack).await?;
+        on_event(MonitorEvent::Finished(Outcome::Cancelled));
+        let mut result = StackResult::without_operation(Outcome::Cancelled, info.as_ref());
+        result.failure_reason = Some(why);
         return Ok(result);
     }
     let token = client_request_token(&req.correlation_id);
