@@ -571,6 +571,10 @@ impl Waiter<'_> {
     fn set_lock(&mut self, lock: LockState) {
         let now = Instant::now();
         self.rate.observe(lock.fence(), now);
+        // Before we have seen the fence move: the rate the holder saw while it waited.
+        if self.rate.cycle.is_none() {
+            self.rate.cycle = lock.cycle_hint();
+        }
         if let LockState::Held(r) = &lock {
             self.lock_watch.observe(keys::LOCK, &r.version, now);
             // Another waiter's observation of this very version: we go on from there.
@@ -732,6 +736,7 @@ impl Waiter<'_> {
             // A freeze in force never gets here (freeze_gate); an ended one is cleared.
             freeze: None,
             watched: None,
+            cycle_ms: self.rate.cycle.map(millis),
         };
         let written_at = Instant::now();
         self.in_flight = Some((record.clone(), stale.clone(), written_at));
@@ -806,6 +811,7 @@ impl Waiter<'_> {
             lease_ms: millis(self.opts.lease),
             heartbeat_at: None,
             watched: None,
+            cycle_ms: self.rate.cycle.map(millis),
             ..held
         };
         let written_at = Instant::now();

@@ -195,6 +195,11 @@ pub struct LockRecord {
     /// How long waiters have watched a version of this record unchanged between them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub watched: Option<Watched>,
+    /// The time per acquisition its holder saw while it waited (a duration on its own
+    /// monotonic clock): a waiter that just arrived schedules its first polls from it. Only
+    /// for scheduling, never for staleness.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cycle_ms: Option<u64>,
 }
 
 /// A waiter's observation, left on the lock item for the next waiter: version `version` was
@@ -240,6 +245,9 @@ pub struct FreeLock {
     /// A freeze on the free lock: nobody gets it until the freeze ends.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub freeze: Option<Freeze>,
+    /// The last holder's [`LockRecord::cycle_ms`], kept by the release.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cycle_ms: Option<u64>,
 }
 
 /// The lock item as read from the table.
@@ -267,6 +275,16 @@ impl LockState {
             LockState::Held(r) => Some(r),
             _ => None,
         }
+    }
+
+    /// The time per acquisition the last holder saw while it waited (scheduling only).
+    pub fn cycle_hint(&self) -> Option<std::time::Duration> {
+        match self {
+            LockState::Absent => None,
+            LockState::Free(f) => f.cycle_ms,
+            LockState::Held(r) => r.cycle_ms,
+        }
+        .map(std::time::Duration::from_millis)
     }
 
     /// The freeze on the lock item, in force or not.
@@ -303,6 +321,7 @@ impl LockState {
                 heartbeat_at: get_s(item, "heartbeat_at").map(str::to_string),
                 freeze: Freeze::read(item),
                 watched: Watched::read(item),
+                cycle_ms: get_n(item, "cycle_ms"),
             }))
         } else {
             let text = |name: &str| get_s(item, name).map(str::to_string);
@@ -314,6 +333,7 @@ impl LockState {
                 released_by: text("released_by"),
                 force_reason: text("force_reason"),
                 freeze: Freeze::read(item),
+                cycle_ms: get_n(item, "cycle_ms"),
             }))
         }
     }
@@ -333,6 +353,7 @@ impl LockRecord {
         item.insert("lease_ms".into(), n(self.lease_ms));
         item.insert("acquired_at".into(), s(&self.acquired_at));
         put_opt_s(&mut item, "heartbeat_at", self.heartbeat_at.as_deref());
+        put_opt_n(&mut item, "cycle_ms", self.cycle_ms);
         if let Some(f) = &self.freeze {
             f.write(&mut item);
         }
@@ -442,6 +463,7 @@ mod tests {
             heartbeat_at: None,
             freeze: None,
             watched: None,
+            cycle_ms: Some(1_500),
         };
         let item = rec.to_item("prod");
         assert_eq!(
