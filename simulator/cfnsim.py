@@ -150,7 +150,11 @@ class Server:
                     "parent_id": s.parent.id if s.parent else None, "root_id": s.root.id,
                     "events": len(s.events),
                     "terminal_events": [{**t, "timestamp": iso(t["timestamp"])} for t in s.terminal_events],
-                    "operations": [{"operation_id": op.op_id, "type": op.op_type, "token": op.token,
+                    # What was started; `operation_id` is its first OperationId, `operation_ids`
+                    # every one it went through (an automatic rollback has its own).
+                    "operations": [{"operation_id": op.first_id, "type": op.records[0].op_type, "token": op.token,
+                                    "operation_ids": [{"operation_id": r.op_id, "type": r.op_type,
+                                                       "status": r.status} for r in op.records],
                                     "started_real_time": op.started_real, "final_status": op.final_status}
                                    for op in s.operations],
                 })
@@ -192,7 +196,7 @@ class Server:
                 names = touch or list(stack.template["Resources"])
                 changes = {n: "Modify" for n in names if n in stack.template["Resources"]}
                 op = self.sim.start_operation(stack, "UPDATE", token=token, changes=changes, old=old)
-                return {"StackId": stack.id, "OperationId": op.op_id}
+                return {"StackId": stack.id, "OperationId": op.first_id}
             return self.api.do_UpdateStack(params)
 
 

@@ -385,9 +385,17 @@ class FailureTest(unittest.TestCase):
                                  ClientRequestToken="upd-2")
             stack = wait_stack(cf, "up")
             self.assertEqual(stack["StackStatus"], "UPDATE_ROLLBACK_COMPLETE")
+            # The automatic rollback is an operation of its own: a new OperationId, the same token.
+            rollback_op = stack["LastOperations"][0]
+            self.assertEqual(rollback_op["OperationType"], "ROLLBACK")
+            self.assertEqual(stack["LastOperations"][1],
+                             {"OperationType": "UPDATE_STACK", "OperationId": r2["OperationId"]})
             events, _ = all_events(cf, "up")
-            mine = [e for e in events if e.get("OperationId") == r2["OperationId"]]
+            mine = [e for e in events if e.get("ClientRequestToken") == "upd-2"]
             seq = brief(mine)
+            turn = seq.index(("up", "UPDATE_ROLLBACK_IN_PROGRESS"))
+            self.assertEqual({e["OperationId"] for e in mine[:turn]}, {r2["OperationId"]})
+            self.assertEqual({e["OperationId"] for e in mine[turn:]}, {rollback_op["OperationId"]})
             self.assertEqual(mine[seq.index(("up", "UPDATE_ROLLBACK_IN_PROGRESS"))]["ResourceStatusReason"],
                              "The following resource(s) failed to update: [Fn]. ")
             self.assertEqual(mine[seq.index(("Fn", "UPDATE_FAILED"))]["ResourceStatusReason"], "Update failed: quota")
@@ -561,9 +569,11 @@ class NestedTest(unittest.TestCase):
             stack = wait_stack(cf, "root")
             self.assertEqual(stack["StackStatus"], "UPDATE_ROLLBACK_COMPLETE")
             events, _ = all_events(cf, "root")
-            mine = [e for e in events if e.get("OperationId") == r["OperationId"]]
+            mine = [e for e in events if e.get("ClientRequestToken") == "u1"]
             seq = brief(mine)
             failed = mine[seq.index(("Network", "UPDATE_FAILED"))]
+            self.assertEqual(failed["OperationId"], r["OperationId"])
+            self.assertNotEqual(mine[-1]["OperationId"], r["OperationId"])
             child_arn = failed["PhysicalResourceId"]
             self.assertEqual(failed["ResourceStatusReason"],
                              f"Embedded stack {child_arn} was not successfully updated. Currently in "
