@@ -245,7 +245,7 @@ async fn record_lock_mode_history(
     let Ok(baseline) = Baseline::decode(baseline) else {
         return;
     };
-    let mut cursor = stack::events::Cursor::after(&baseline);
+    let mut cursor = stack::cursor::Cursor::after(&baseline);
     let events = match stacks
         .read_new_events(&config.stack_name, &mut cursor)
         .await

@@ -356,7 +356,7 @@ fn timeline(context: &SummaryContext<'_>, result: &StackResult, max_tasks: usize
 mod tests {
     use super::*;
     use crate::stack::Outcome;
-    use crate::stack::events::ResourceTiming;
+    use crate::stack::ResourceTiming;
     use chrono::{TimeZone, Utc};
 
     fn result() -> StackResult {

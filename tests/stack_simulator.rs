@@ -11,7 +11,7 @@ use aws_config::retry::RetryConfig;
 use aws_config::{BehaviorVersion, Region};
 use aws_credential_types::Credentials;
 use deploy_coordinator::config::Template;
-use deploy_coordinator::stack::events::Baseline;
+use deploy_coordinator::stack::Baseline;
 use deploy_coordinator::stack::{
     DeployRequest, ErrorKind, GuardError, MonitorEvent, MonitorSettings, Outcome, PollSettings,
     StackClient, StackError, StackResult, deploy, monitor, reconstruct_since, wait_until_settled,

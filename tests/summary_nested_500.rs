@@ -12,7 +12,7 @@
 use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
-use deploy_coordinator::stack::events::ResourceTiming;
+use deploy_coordinator::stack::ResourceTiming;
 use deploy_coordinator::stack::{Outcome, StackResult};
 use deploy_coordinator::summary::{
     LockCoordination, LockSummary, SUMMARY_BUDGET, SUMMARY_LIMIT, SummaryContext, mermaid,

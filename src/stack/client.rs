@@ -15,7 +15,8 @@ use aws_sdk_cloudformation::types::{Capability, ChangeSetType, Parameter, Tag};
 use chrono::{DateTime, Utc};
 use thiserror::Error;
 
-use super::events::{Baseline, Cursor, Event, Scan};
+use super::cursor::{Baseline, Cursor, Scan};
+use super::events::Event;
 
 /// Reading more pages than this in one poll means something is off (a stack with a huge
 /// history and no start found): stop and use what was read.

@@ -11,12 +11,13 @@ use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
 use super::client::{ChangeSetRequest, ClientError, ErrorKind, StackClient, StackInfo};
-use super::events::{Baseline, Matcher};
+use super::cursor::Baseline;
 use super::monitor::{
     Follow, MonitorEvent, MonitorSettings, StackError, StackResult, Start, follow,
 };
 use super::poll::{Hint, PollResult, PollSchedule};
 use super::status::{self, Outcome};
+use super::tracker::Matcher;
 use crate::config::{Config, Template};
 
 /// CloudFormation's limit for an inline template body.

@@ -19,9 +19,11 @@ use thiserror::Error;
 use tokio_util::sync::CancellationToken;
 
 use super::client::{ClientError, ErrorKind, StackClient};
-use super::events::{Baseline, Cursor, Event, Matcher, ResourceTiming, Tracker, Update};
+use super::cursor::{Baseline, Cursor};
+use super::events::Event;
 use super::poll::{Hint, PollResult, PollSchedule, PollSettings};
 use super::status::{self, Outcome};
+use super::tracker::{Matcher, ResourceTiming, Tracker, Update};
 
 /// What the caller sees while an operation is followed (logs now, Slack later).
 #[derive(Debug, Clone, PartialEq)]

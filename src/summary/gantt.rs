@@ -10,8 +10,8 @@
 
 use chrono::{DateTime, Utc};
 
+use crate::stack::ResourceTiming;
 use crate::stack::StackResult;
-use crate::stack::events::ResourceTiming;
 use crate::stack::status::{ResourceClass, classify_resource};
 
 /// Most tasks drawn: the chart stays readable and far below mermaid's 50,000 characters.
