@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -30,7 +31,7 @@ NO_RETRY = botocore.config.Config(retries={"total_max_attempts": 1, "mode": "sta
 class Sim:
     """A simulator process on a free port; stopped on exit (and on our death via stdin EOF)."""
 
-    def __init__(self, scenario: dict | None = None, time_scale: float = 100.0):
+    def __init__(self, scenario: dict | None = None, time_scale: float = 300.0):
         self.scenario_file = tempfile.NamedTemporaryFile("w", suffix=".json", delete=False)
         json.dump(scenario or {}, self.scenario_file)
         self.scenario_file.close()
@@ -318,6 +319,22 @@ class FailureTest(unittest.TestCase):
             # Reverse dependency order: Fn (which needs Role) is deleted before Role.
             self.assertLess(order.index(("Fn", "DELETE_COMPLETE")), order.index(("Role", "DELETE_IN_PROGRESS")))
             self.assertEqual(order[-1], ("rb", "ROLLBACK_COMPLETE"))
+            # The rollback is an operation of its own: new OperationId, same ClientRequestToken.
+            forward, rollback_ops = stack["LastOperations"][1], stack["LastOperations"][0]
+            self.assertEqual((forward["OperationType"], rollback_ops["OperationType"]), ("CREATE_STACK", "ROLLBACK"))
+            turn = order.index(("rb", "ROLLBACK_IN_PROGRESS"))
+            self.assertEqual({e["OperationId"] for e in events[1:turn]}, {forward["OperationId"]})
+            self.assertEqual({e["OperationId"] for e in events[turn:]}, {rollback_ops["OperationId"]})
+            self.assertEqual({e["ClientRequestToken"] for e in events[1:]}, {"tok-1"})
+            # DescribeEvents: the forward operation FAILED, the rollback SUCCEEDED.
+            ops = [(e["OperationType"], e["OperationStatus"]) for e in cf.describe_events(StackName="rb")[
+                "OperationEvents"] if e["EventType"] == "STACK_EVENT"]
+            self.assertEqual(ops[:2], [("ROLLBACK", "SUCCEEDED"), ("ROLLBACK", "IN_PROGRESS")])
+            self.assertIn(("CREATE_STACK", "FAILED"), ops)
+            terminal = {s["name"]: s for s in sim.admin("stacks")["stacks"]}["rb"]["terminal_events"]
+            self.assertEqual([(t["status"], t["operation_id"], t["operation_ids"]) for t in terminal],
+                             [("ROLLBACK_COMPLETE", rollback_ops["OperationId"],
+                               [forward["OperationId"], rollback_ops["OperationId"]])])
             # A ROLLBACK_COMPLETE stack cannot be updated.
             with self.assertRaises(botocore.exceptions.ClientError) as ctx:
                 cf.update_stack(StackName="rb", UsePreviousTemplate=True, Capabilities=["CAPABILITY_IAM"])
@@ -764,6 +781,353 @@ class AdminTest(unittest.TestCase):
             self.assertEqual(sim.proc.wait(5), 0)
         finally:
             sim.close()
+
+
+def xml_of(sim, action: str, **params) -> str:
+    """The raw awsQuery response body, to check what goes on the wire (boto3 hides formats)."""
+    body = "&".join([f"Action={action}", "Version=2010-05-15"] + [f"{k}={v}" for k, v in params.items()])
+    req = urllib.request.Request(sim.endpoint + "/", data=body.encode(), method="POST",
+                                 headers={"Content-Type": "application/x-www-form-urlencoded"})
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        return resp.read().decode()
+
+
+def operation_events(cf, **kwargs):
+    """Every DescribeEvents OperationEvent, newest first, following NextToken."""
+    events, token = [], None
+    while True:
+        page = cf.describe_events(**kwargs, **({"NextToken": token} if token else {}))
+        events.extend(page.get("OperationEvents", []))
+        token = page.get("NextToken")
+        if not token:
+            return events
+
+
+CHAIN = json.dumps({"Resources": {
+    "Instance": {"Type": "AWS::EC2::Instance"},
+    "Address": {"Type": "AWS::EC2::EIP", "Properties": {"Ip": {"Fn::GetAtt": ["Instance", "PublicIp"]}}},
+}})
+
+
+class FidelityTest(unittest.TestCase):
+    """Behaviours of real CloudFormation the first version of the simulator did not have
+    (README.md, "Where each behaviour comes from")."""
+
+    def test_detailed_status_configuration_complete_and_eventual_consistency_check(self):
+        template = json.dumps({"Resources": {
+            "Bucket": {"Type": "AWS::S3::Bucket"},
+            "Fn": {"Type": "AWS::Lambda::Function", "Properties": {"B": {"Ref": "Bucket"}}}}})
+        with Sim({**FAST, "detailed_status": True, "defaults": {"duration": 20}}) as sim:
+            cf = sim.client()
+            cf.create_stack(StackName="dt", TemplateBody=template)
+            wait_stack(cf, "dt")
+            events, _ = all_events(cf, "dt")
+            seq = [(e["LogicalResourceId"], e["ResourceStatus"], e.get("DetailedStatus")) for e in events]
+            for logical in ("Bucket", "Fn"):
+                mine = [e for e in events if e["LogicalResourceId"] == logical]
+                self.assertEqual([(e["ResourceStatus"], e.get("DetailedStatus"), e.get("ResourceStatusReason"))
+                                  for e in mine],
+                                 [("CREATE_IN_PROGRESS", None, None),
+                                  ("CREATE_IN_PROGRESS", None, "Resource creation Initiated"),
+                                  ("CREATE_IN_PROGRESS", "CONFIGURATION_COMPLETE",
+                                   "Eventual consistency check initiated"),
+                                  ("CREATE_COMPLETE", None, None)])
+            # Optimistic stabilization: Fn (which needs Bucket) starts at Bucket's CONFIGURATION_COMPLETE.
+            self.assertLess(seq.index(("Fn", "CREATE_IN_PROGRESS", None)), seq.index(("Bucket", "CREATE_COMPLETE", None)))
+            stack_level = [x for x in seq if x[0] == "dt"]
+            self.assertEqual(stack_level, [("dt", "CREATE_IN_PROGRESS", None),
+                                           ("dt", "CREATE_IN_PROGRESS", "CONFIGURATION_COMPLETE"),
+                                           ("dt", "CREATE_COMPLETE", None)])
+            # The stack-level check comes once every resource is configured, before the last completes.
+            self.assertLess(seq.index(("Fn", "CREATE_IN_PROGRESS", "CONFIGURATION_COMPLETE")),
+                            seq.index(("dt", "CREATE_IN_PROGRESS", "CONFIGURATION_COMPLETE")))
+            self.assertLess(seq.index(("dt", "CREATE_IN_PROGRESS", "CONFIGURATION_COMPLETE")),
+                            seq.index(("Fn", "CREATE_COMPLETE", None)))
+
+    def test_failure_whose_only_reason_is_on_the_root_rollback_event(self):
+        scenario = {**FAST, "resources": {"Address": {"fail_resolve": "Attribute 'PublicIp' does not exist"}}}
+        with Sim(scenario) as sim:
+            cf = sim.client()
+            cf.create_stack(StackName="attr", TemplateBody=CHAIN, ClientRequestToken="attr-1")
+            stack = wait_stack(cf, "attr")
+            self.assertEqual(stack["StackStatus"], "ROLLBACK_COMPLETE")
+            events, _ = all_events(cf, "attr")
+            self.assertFalse([e for e in events if e["ResourceStatus"].endswith("_FAILED")])
+            self.assertFalse([e for e in events if e["LogicalResourceId"] == "Address"])
+            rollback = [e for e in events if e["ResourceStatus"] == "ROLLBACK_IN_PROGRESS"]
+            self.assertEqual([e["ResourceStatusReason"] for e in rollback],
+                             ["Attribute 'PublicIp' does not exist. Rollback requested by user."])
+            self.assertEqual(brief(events)[-4:], [("attr", "ROLLBACK_IN_PROGRESS"), ("Instance", "DELETE_IN_PROGRESS"),
+                                                  ("Instance", "DELETE_COMPLETE"), ("attr", "ROLLBACK_COMPLETE")])
+            # An update fails the same way: the reason on UPDATE_ROLLBACK_IN_PROGRESS only.
+            cf.delete_stack(StackName="attr")
+            sim.admin("scenario", FAST)
+            cf.create_stack(StackName="attr2", TemplateBody=CHAIN)
+            wait_stack(cf, "attr2")
+            sim.admin("scenario", scenario)
+            cf.update_stack(StackName="attr2", TemplateBody=CHAIN.replace("AWS::EC2::EIP\"", "AWS::EC2::EIP\", "
+                                                                           "\"Metadata\": {\"v\": 2}"))
+            stack = wait_stack(cf, "attr2")
+            self.assertEqual((stack["StackStatus"]), "UPDATE_ROLLBACK_COMPLETE")
+            events, _ = all_events(cf, "attr2")
+            self.assertEqual([e["ResourceStatusReason"] for e in events
+                              if e["ResourceStatus"] == "UPDATE_ROLLBACK_IN_PROGRESS"],
+                             ["Attribute 'PublicIp' does not exist"])
+            self.assertFalse([e for e in events if e["ResourceStatus"].endswith("_FAILED")])
+
+    def test_hook_failure_fails_the_resource_with_the_hook_events(self):
+        hook = {"type": "Private::Guard::S3SecurityGuardHook", "fail": "Bucket versioning is not enabled."}
+        scenario = {**FAST, "resources": {"Bucket": {"hook": hook}, "Fn": {"hook": {"type": "Private::Lambda::Ok"}}}}
+        with Sim(scenario) as sim:
+            cf = sim.client()
+            cf.create_stack(StackName="hk", TemplateBody=TEMPLATE, Capabilities=["CAPABILITY_IAM"])
+            stack = wait_stack(cf, "hk")
+            self.assertEqual(stack["StackStatus"], "ROLLBACK_COMPLETE")
+            events, _ = all_events(cf, "hk")
+            bucket = [e for e in events if e["LogicalResourceId"] == "Bucket"]
+            self.assertEqual([(e["ResourceStatus"], e.get("HookStatus"), e.get("HookStatusReason"),
+                               e.get("ResourceStatusReason")) for e in bucket],
+                             [("CREATE_IN_PROGRESS", None, None, None),
+                              ("CREATE_IN_PROGRESS", "HOOK_IN_PROGRESS", "Invoking hook", None),
+                              ("CREATE_IN_PROGRESS", "HOOK_COMPLETE_FAILED",
+                               "Hook failed with message: Bucket versioning is not enabled.", None),
+                              ("CREATE_FAILED", None, None,
+                               "The following hook(s) failed: [Private::Guard::S3SecurityGuardHook]"),
+                              ("DELETE_COMPLETE", None, None, None)])  # never created: nothing to delete
+            self.assertTrue(all(e["PhysicalResourceId"] == "" for e in bucket[:4]))
+            hook_events = [e for e in bucket if e.get("HookType")]
+            self.assertEqual({(e["HookType"], e["HookInvocationPoint"], e["HookFailureMode"]) for e in hook_events},
+                             {("Private::Guard::S3SecurityGuardHook", "PRE_PROVISION", "FAIL")})
+            self.assertEqual(len({e["HookInvocationId"] for e in hook_events}), 1)
+            rollback = [e for e in events if e["ResourceStatus"] == "ROLLBACK_IN_PROGRESS"][0]
+            self.assertEqual(rollback["ResourceStatusReason"],
+                             "The following resource(s) failed to create: [Bucket]. Rollback requested by user.")
+            types = [(e["EventType"], e.get("LogicalResourceId")) for e in operation_events(cf, StackName="hk")]
+            self.assertIn(("HOOK_INVOCATION_ERROR", "Bucket"), types)
+            self.assertIn(("PROVISIONING_ERROR", "Bucket"), types)
+            failed = operation_events(cf, StackName="hk", Filters={"FailedEvents": True})
+            self.assertTrue(failed)
+            self.assertTrue(all(e["EventType"] in ("HOOK_INVOCATION_ERROR", "PROVISIONING_ERROR") for e in failed))
+
+    def test_cleanup_delete_failure_keeps_update_complete_and_retain_skips_deletes(self):
+        template = json.dumps({"Resources": {
+            "Old": {"Type": "AWS::SQS::Queue"},
+            "Kept": {"Type": "AWS::S3::Bucket", "DeletionPolicy": "Retain"},
+            "Topic": {"Type": "AWS::SNS::Topic"}}})
+        with Sim({**FAST, "resources": {"Old": {"fail_delete": "Queue is in use"}}}) as sim:
+            cf = sim.client()
+            cf.create_stack(StackName="cl", TemplateBody=template)
+            wait_stack(cf, "cl")
+            without_old = json.loads(template)
+            del without_old["Resources"]["Old"]
+            cf.update_stack(StackName="cl", TemplateBody=json.dumps(without_old))
+            stack = wait_stack(cf, "cl")
+            self.assertEqual(stack["StackStatus"], "UPDATE_COMPLETE")
+            self.assertEqual(stack["StackStatusReason"], "Update successful. One or more resources could not be deleted.")
+            events, _ = all_events(cf, "cl")
+            self.assertEqual([(e["ResourceStatus"], e.get("ResourceStatusReason")) for e in events
+                              if e["LogicalResourceId"] == "Old"][-2:],
+                             [("DELETE_IN_PROGRESS", None), ("DELETE_FAILED", "Queue is in use")])
+            self.assertNotIn("Old", [r["LogicalResourceId"] for r in
+                                     cf.list_stack_resources(StackName="cl")["StackResourceSummaries"]])
+            cf.delete_stack(StackName="cl")
+            stack = wait_stack(cf, stack["StackId"])
+            self.assertEqual(stack["StackStatus"], "DELETE_COMPLETE")
+            events, _ = all_events(cf, stack["StackId"])
+            self.assertEqual([e["ResourceStatus"] for e in events if e["LogicalResourceId"] == "Kept"][-1:],
+                             ["DELETE_SKIPPED"])
+            self.assertNotIn(("Kept", "DELETE_IN_PROGRESS"), brief(events))
+
+    def test_whole_second_timestamps_on_the_wire(self):
+        with Sim({**FAST, "timestamp_fractions": False}) as sim:
+            cf = sim.client()
+            cf.create_stack(StackName="ws", TemplateBody=TEMPLATE, Capabilities=["CAPABILITY_IAM"])
+            wait_stack(cf, "ws")
+            stamps = re.findall(r"<Timestamp>([^<]*)</Timestamp>", xml_of(sim, "DescribeStackEvents", StackName="ws"))
+            self.assertTrue(stamps)
+            self.assertTrue(all(re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", t) for t in stamps), stamps)
+        with Sim(FAST) as sim:  # the default stays milliseconds
+            sim.client().create_stack(StackName="ms", TemplateBody=TEMPLATE, Capabilities=["CAPABILITY_IAM"])
+            stamps = re.findall(r"<Timestamp>([^<]*)</Timestamp>", xml_of(sim, "DescribeStackEvents", StackName="ms"))
+            self.assertTrue(all(re.fullmatch(r".*T\d\d:\d\d:\d\d\.\d{3}Z", t) for t in stamps), stamps)
+
+
+class ChangeSetFailureTest(unittest.TestCase):
+    NAME_CONFLICT = {"logical": "Bucket", "name": "NAME_CONFLICT_VALIDATION",
+                     "reason": "Resource of type 'AWS::S3::Bucket' with identifier 'my-bucket' already exists."}
+
+    def test_early_validation_fails_the_change_set_and_describe_events_has_the_errors(self):
+        warn = {"logical": "Topic", "name": "BUCKET_EMPTINESS_VALIDATION", "mode": "WARN", "reason": "not empty"}
+        scenario = {**FAST, "change_set_seconds": 1, "early_validation": [self.NAME_CONFLICT, warn]}
+        template = json.dumps({"Resources": {"Bucket": {"Type": "AWS::S3::Bucket"},
+                                             "Topic": {"Type": "AWS::SNS::Topic"}}})
+        with Sim(scenario) as sim:
+            cf = sim.client()
+            r = cf.create_change_set(StackName="ev", ChangeSetName="cs", ChangeSetType="CREATE", TemplateBody=template)
+            cs, _ = wait_change_set(cf, r["Id"])
+            self.assertEqual(cs["Status"], "FAILED")
+            self.assertEqual(cs["ExecutionStatus"], "UNAVAILABLE")
+            self.assertEqual(cs["StatusReason"],
+                             "The following hook(s)/validation failed: [AWS::EarlyValidation::ResourceExistenceCheck]. "
+                             "To troubleshoot Early Validation errors, use the DescribeEvents API for detailed "
+                             "failure information.")
+            self.assertEqual(cf.describe_stacks(StackName="ev")["Stacks"][0]["StackStatus"], "REVIEW_IN_PROGRESS")
+            by_arn = operation_events(cf, ChangeSetName=r["Id"])
+            by_name = operation_events(cf, ChangeSetName="cs", StackName="ev")
+            self.assertEqual(by_arn, by_name)
+            errors = [e for e in by_arn if e["EventType"] == "VALIDATION_ERROR"]
+            self.assertEqual(sorted((e["LogicalResourceId"], e["ValidationName"], e["ValidationFailureMode"],
+                                     e["ValidationStatus"], e["ValidationPath"], e["ResourceType"]) for e in errors),
+                             [("Bucket", "NAME_CONFLICT_VALIDATION", "FAIL", "FAILED", "/Resources/Bucket",
+                               "AWS::S3::Bucket"),
+                              ("Topic", "BUCKET_EMPTINESS_VALIDATION", "WARN", "FAILED", "/Resources/Topic",
+                               "AWS::SNS::Topic")])
+            conflict = [e for e in errors if e["LogicalResourceId"] == "Bucket"][0]
+            self.assertEqual(conflict["ValidationStatusReason"], self.NAME_CONFLICT["reason"])
+            self.assertEqual((conflict["OperationType"], conflict["StackId"], conflict["PhysicalResourceId"]),
+                             ("CREATE_CHANGESET", r["StackId"], ""))
+            ops = [(e["OperationType"], e["OperationStatus"]) for e in by_arn if e["EventType"] == "STACK_EVENT"]
+            self.assertEqual(ops, [("CREATE_CHANGESET", "FAILED"), ("CREATE_CHANGESET", "IN_PROGRESS")])
+            self.assertEqual(len(operation_events(cf, ChangeSetName=r["Id"], Filters={"FailedEvents": True})), 2)
+            with self.assertRaises(botocore.exceptions.ClientError) as ctx:
+                cf.describe_events(ChangeSetName="cs")  # a name without its stack
+            self.assertEqual(ctx.exception.response["Error"]["Message"],
+                             "One of ChangeSetName, OperationId or StackName must be specified")
+            # WARN only: the change set is created, the warning is still in DescribeEvents.
+            sim.admin("scenario", {**scenario, "early_validation": [warn]})
+            r = cf.create_change_set(StackName="ev2", ChangeSetName="cs", ChangeSetType="CREATE", TemplateBody=template)
+            cs, _ = wait_change_set(cf, r["Id"])
+            self.assertEqual(cs["Status"], "CREATE_COMPLETE")
+            self.assertEqual([e["ValidationName"] for e in operation_events(cf, ChangeSetName=r["Id"])
+                              if e["EventType"] == "VALIDATION_ERROR"], ["BUCKET_EMPTINESS_VALIDATION"])
+
+    def test_change_set_creation_failure_with_a_reason(self):
+        reason = "Template error: instance of Fn::GetAtt references undefined resource Nope"
+        with Sim({**FAST, "change_set_failure": reason}) as sim:
+            cf = sim.client()
+            r = cf.create_change_set(StackName="cf", ChangeSetName="cs", ChangeSetType="CREATE", TemplateBody=TEMPLATE,
+                                     Capabilities=["CAPABILITY_IAM"])
+            cs, _ = wait_change_set(cf, r["Id"])
+            self.assertEqual((cs["Status"], cs["StatusReason"], cs["ExecutionStatus"]), ("FAILED", reason, "UNAVAILABLE"))
+            self.assertNotIn("Changes", cs)
+
+    def test_create_stack_early_validation_fails_then_rolls_back_under_a_new_operation(self):
+        with Sim({**FAST, "early_validation": [self.NAME_CONFLICT]}) as sim:
+            cf = sim.client()
+            r = cf.create_stack(StackName="pv", TemplateBody=TEMPLATE, Capabilities=["CAPABILITY_IAM"],
+                                ClientRequestToken="pv-1")
+            stack = wait_stack(cf, "pv")
+            self.assertEqual(stack["StackStatus"], "ROLLBACK_COMPLETE")
+            events, _ = all_events(cf, "pv")
+            self.assertEqual([(e["ResourceStatus"], e.get("ResourceStatusReason"), e.get("DetailedStatus"))
+                              for e in events],
+                             [("CREATE_IN_PROGRESS", "User Initiated", None),
+                              ("CREATE_FAILED", "Validation failed with 1 error(s). Call DescribeEvents to retrieve "
+                               "the full list of issues with resource and property details, resolve each error, then "
+                               "retry the operation.", "VALIDATION_FAILED"),
+                              ("ROLLBACK_IN_PROGRESS", "Validation failure detected. See the operation's FAILED event "
+                               "for details.", None),
+                              ("ROLLBACK_COMPLETE", None, None)])
+            self.assertEqual([e["OperationId"] for e in events][:2], [r["OperationId"]] * 2)
+            self.assertNotEqual(events[2]["OperationId"], r["OperationId"])
+            errors = [e for e in operation_events(cf, OperationId=r["OperationId"]) if e["EventType"] == "VALIDATION_ERROR"]
+            self.assertEqual([(e["OperationType"], e["ValidationName"]) for e in errors],
+                             [("CREATE_STACK", "NAME_CONFLICT_VALIDATION")])
+            types = [e["EventType"] for e in operation_events(cf, StackName="pv", Filters={"FailedEvents": True})]
+            self.assertEqual(sorted(types), ["PROVISIONING_ERROR", "VALIDATION_ERROR"])
+
+
+class UserRollbackTest(unittest.TestCase):
+    def test_cancel_update_stack_rolls_back_under_its_own_operation(self):
+        with Sim(FAST, time_scale=200) as sim:
+            cf = sim.client(NO_RETRY)
+            cf.create_stack(StackName="cx", TemplateBody=TEMPLATE, Capabilities=["CAPABILITY_IAM"])
+            with self.assertRaises(botocore.exceptions.ClientError) as ctx:
+                cf.cancel_update_stack(StackName="cx")  # CREATE_IN_PROGRESS: not an update
+            self.assertEqual(ctx.exception.response["Error"]["Code"], "ValidationError")
+            self.assertEqual(ctx.exception.response["Error"]["Message"],
+                             "CancelUpdateStack cannot be called from current stack status")
+            wait_stack(cf, "cx")
+            sim.admin("scenario", {**FAST, "defaults": {"duration": 100}})
+            r = cf.update_stack(StackName="cx", TemplateBody=TEMPLATE.replace("fn for", "handler for"),
+                                Capabilities=["CAPABILITY_IAM"], ClientRequestToken="upd-x")
+            time.sleep(0.15)  # 30 simulated seconds into Fn's 100-second update
+            cf.cancel_update_stack(StackName="cx", ClientRequestToken="cancel-x")
+            stack = wait_stack(cf, "cx")
+            self.assertEqual(stack["StackStatus"], "UPDATE_ROLLBACK_COMPLETE")
+            self.assertEqual([o["OperationType"] for o in stack["LastOperations"][:2]], ["ROLLBACK", "UPDATE_STACK"])
+            events, _ = all_events(cf, "cx")
+            start = brief(events).index(("cx", "UPDATE_IN_PROGRESS"))
+            mine = events[start:]
+            self.assertIn(("Fn", "UPDATE_FAILED", "Resource update cancelled"),
+                          [(e["LogicalResourceId"], e["ResourceStatus"], e.get("ResourceStatusReason")) for e in mine])
+            rollback = [e for e in mine if e["ResourceStatus"] == "UPDATE_ROLLBACK_IN_PROGRESS"][0]
+            self.assertEqual(rollback["ResourceStatusReason"], "User Initiated")
+            self.assertEqual(rollback["OperationId"], stack["LastOperations"][0]["OperationId"])
+            self.assertNotEqual(rollback["OperationId"], r["OperationId"])
+            self.assertEqual(rollback["ClientRequestToken"], "cancel-x")
+
+    def test_update_rollback_failed_then_continue_update_rollback_skipping_the_resource(self):
+        with Sim({**FAST, "resources": {"Fn": {"fail_update": "quota"}, "Bucket": {"fail_rollback": "bucket locked"}}},
+                 time_scale=200) as sim:
+            cf = sim.client(NO_RETRY)
+            cf.create_stack(StackName="cr", TemplateBody=TEMPLATE, Capabilities=["CAPABILITY_IAM"])
+            wait_stack(cf, "cr")
+            with self.assertRaises(botocore.exceptions.ClientError) as ctx:
+                cf.continue_update_rollback(StackName="cr")
+            self.assertEqual(ctx.exception.response["Error"]["Message"],
+                             "ContinueUpdateRollback cannot be called from current stack status")
+            changed = TEMPLATE.replace("fn for", "handler for").replace(
+                "  Bucket:\n    Type: AWS::S3::Bucket\n", "  Bucket:\n    Type: AWS::S3::Bucket\n    Properties: {X: 1}\n")
+            cf.update_stack(StackName="cr", TemplateBody=changed, Capabilities=["CAPABILITY_IAM"])
+            stack = wait_stack(cf, "cr")
+            self.assertEqual(stack["StackStatus"], "UPDATE_ROLLBACK_FAILED")
+            self.assertEqual(stack["StackStatusReason"], "The following resource(s) failed to update: [Bucket]. ")
+            with self.assertRaises(botocore.exceptions.ClientError) as ctx:
+                cf.update_stack(StackName="cr", UsePreviousTemplate=True, Capabilities=["CAPABILITY_IAM"])
+            self.assertIn("UPDATE_ROLLBACK_FAILED state and can not be updated", ctx.exception.response["Error"]["Message"])
+            with self.assertRaises(botocore.exceptions.ClientError):
+                cf.continue_update_rollback(StackName="cr", ResourcesToSkip=["Role"])  # not failed
+            cf.continue_update_rollback(StackName="cr", ResourcesToSkip=["Bucket"], ClientRequestToken="cont-1")
+            stack = wait_stack(cf, "cr")
+            self.assertEqual(stack["StackStatus"], "UPDATE_ROLLBACK_COMPLETE")
+            self.assertEqual([o["OperationType"] for o in stack["LastOperations"][:3]],
+                             ["CONTINUE_ROLLBACK", "ROLLBACK", "UPDATE_STACK"])
+            events, _ = all_events(cf, "cr")
+            cont = [e for e in events if e.get("ClientRequestToken") == "cont-1"]
+            self.assertEqual(brief(cont)[0], ("cr", "UPDATE_ROLLBACK_IN_PROGRESS"))
+            self.assertIn(("Bucket", "UPDATE_COMPLETE"), brief(cont))
+            self.assertEqual(brief(cont)[-1], ("cr", "UPDATE_ROLLBACK_COMPLETE"))
+            self.assertEqual({e["OperationId"] for e in cont}, {stack["LastOperations"][0]["OperationId"]})
+
+
+class DescribeEventsTest(unittest.TestCase):
+    def test_pages_operation_filter_and_the_switch_that_turns_it_off(self):
+        with Sim({**FAST, "describe_events_page_size": 4}) as sim:
+            cf = sim.client(NO_RETRY)
+            r = cf.create_stack(StackName="de", TemplateBody=TEMPLATE, Capabilities=["CAPABILITY_IAM"],
+                                ClientRequestToken="de-1")
+            wait_stack(cf, "de")
+            first = cf.describe_events(StackName="de")
+            self.assertEqual(len(first["OperationEvents"]), 4)
+            every = operation_events(cf, StackName="de")
+            self.assertEqual(len(every), 2 + 2 + 3 * 3)  # operation start/end, stack events, resources
+            self.assertEqual(every[0]["OperationStatus"], "SUCCEEDED")
+            self.assertEqual(every[-1]["OperationStatus"], "IN_PROGRESS")
+            self.assertEqual((every[0]["StartTime"], every[0]["OperationType"]), (every[-1]["StartTime"], "CREATE_STACK"))
+            self.assertIn("EndTime", every[0])
+            progress = [e for e in every if e["EventType"] == "PROGRESS"]
+            self.assertEqual(len(progress), 2 + 3 * 3)
+            self.assertTrue(all("StackName" not in e and e["OperationId"] == r["OperationId"] for e in progress))
+            self.assertEqual(every, operation_events(cf, OperationId=r["OperationId"]))
+            self.assertEqual(cf.describe_events(OperationId="nope")["OperationEvents"], [])
+            with self.assertRaises(botocore.exceptions.ClientError) as ctx:
+                cf.describe_events()
+            self.assertEqual(ctx.exception.response["Error"]["Code"], "ValidationError")
+            sim.admin("scenario", {**FAST, "describe_events": False})
+            with self.assertRaises(botocore.exceptions.ClientError) as ctx:
+                cf.describe_events(StackName="de")
+            self.assertEqual(ctx.exception.response["Error"]["Code"], "InvalidAction")
 
 
 if __name__ == "__main__":
