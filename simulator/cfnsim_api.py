@@ -162,11 +162,11 @@ class Api:
         else:
             new_stack = False
             changes = self._changes(stack, template, new_params, tags)
-        # Creating a change set is an operation of its own (DescribeEvents OperationType CREATE_CHANGESET).
+        # Creating a change set is an operation of its own (DescribeEvents OperationType CREATE_CHANGESET),
+        # but the REVIEW_IN_PROGRESS event carries no OperationId (streams 22-24).
         record = sim.new_record(stack, "CREATE_CHANGESET", None)
         if new_stack:
-            sim.emit(stack, stack.name, STACK_TYPE, "REVIEW_IN_PROGRESS", "User Initiated", stack_level=True,
-                     record=record)
+            sim.emit(stack, stack.name, STACK_TYPE, "REVIEW_IN_PROGRESS", "User Initiated", stack_level=True)
 
         cs = ChangeSet(
             id=f"arn:aws:cloudformation:{sim.region}:{ACCOUNT}:changeSet/{cs_name}/{uuid.uuid4()}",

@@ -75,6 +75,7 @@ def stack_event_item(e, fractions: bool = True) -> dict:
         "Timestamp": timestamp(e.ts, fractions, getattr(e, "ts_text", None)),
         "ResourceStatus": e.status,
         "ResourceStatusReason": e.reason,
+        "ResourceProperties": getattr(e, "properties", None),  # replayed events carry it
         "ClientRequestToken": e.token,
     }
     item.update(e.hook or {})

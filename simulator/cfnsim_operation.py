@@ -14,6 +14,7 @@ import time
 import cfnsim_events as ev
 import cfnsim_resources as res_play
 import cfnsim_scenario as sc
+import cfnsim_status as st
 import cfnsim_template as tpl
 
 STACK_TYPE = tpl.NESTED_STACK_TYPE
@@ -27,12 +28,20 @@ CLEANUP_DELETE_FAILED = "Update successful. One or more resources could not be d
 VALIDATION_FAILED = ("Validation failed with {n} error(s). Call DescribeEvents to retrieve the full list of "
                      "issues with resource and property details, resolve each error, then retry the operation.")
 VALIDATION_ROLLBACK = "Validation failure detected. See the operation's FAILED event for details."
-ROLLBACK_BY_USER = "Rollback requested by user."
+ROLLBACK_BY_USER = st.ROLLBACK_BY_USER
 USER_INITIATED = "User Initiated"
 
 
 def _listing(failed) -> str:
     return ", ".join(failed)
+
+
+def _failed_reason(groups: list) -> str:
+    """ "The following resource(s) failed to create: [A, B]. The following resource(s) failed to
+    update: [C]. " The lists name the cancelled resources too; real CloudFormation's order within
+    a list is arbitrary (streams 06, 07), ours is the order they failed in."""
+    return "".join(f"The following resource(s) failed to {verb}: [{_listing(names)}]. "
+                   for verb, names in groups if names)
 
 
 def _with_rollback_request(reason: str) -> str:
@@ -61,6 +70,7 @@ class Phase:
         self.ready: set = set()
         self.tasks: dict = {}
         self.failed: list = []
+        self.cancelled_items: list = []  # stopped because another failed ("Resource ... cancelled")
         self.cancelled = False
         self.finished = False
         self.error = None  # a stack-level failure (an unresolvable attribute), no resource failed
@@ -84,8 +94,8 @@ class Phase:
                     continue
                 reason = self.op.resolve_error(logical, self.items[logical])
                 if reason:
+                    # Nothing more starts; what runs finishes (stream 09 has no *_FAILED at all).
                     self.error = reason
-                    self.cancel_running()
                     break
                 self.state[logical] = "running"
                 self.tasks[logical] = self.op.run_item(self, logical, self.items[logical])
@@ -125,6 +135,7 @@ class Phase:
         for logical in sorted(k for k, s in self.state.items() if s == "running"):
             task = self.tasks.pop(logical, None)
             self.state[logical] = "cancelled"
+            self.cancelled_items.append(logical)
             if task is not None:
                 task.cancel()
 
@@ -317,7 +328,7 @@ class Operation:
             self.after(self.overhead(), lambda: self.finish("CREATE_COMPLETE"))
             return
         if failed:
-            reason = f"The following resource(s) failed to create: [{_listing(failed)}]. "
+            reason = _failed_reason([("create", failed + self.phase.cancelled_items)])
         else:
             reason = error or self.cancel_reason
         if self.disable_rollback:
@@ -342,7 +353,7 @@ class Operation:
         error = self.phase.error if self.phase else None
         if not failed and not self.cancel_reason and not error:
             self.stack_event("UPDATE_COMPLETE_CLEANUP_IN_PROGRESS")
-            removed = {k: "delete" for k, a in self.changes.items() if a == "Remove"}
+            removed = {k: "cleanup" for k, a in self.changes.items() if a == "Remove"}
 
             def cleaned(delete_failed):
                 # CloudFormation does not fail an update for a resource it could not clean up: it
@@ -356,9 +367,9 @@ class Operation:
             self.after(self.overhead(), lambda: self.run_phase(removed, deps, cleaned, False))
             return
         if failed:
-            verbs = {"create" if self.changes.get(k) == "Add" else "update" for k in failed}
-            verb = "update" if "update" in verbs else "create"
-            reason = f"The following resource(s) failed to {verb}: [{_listing(failed)}]. "
+            named = failed + self.phase.cancelled_items
+            reason = _failed_reason([("create", [k for k in named if self.changes.get(k) == "Add"]),
+                                     ("update", [k for k in named if self.changes.get(k) != "Add"])])
         else:
             reason = error or self.cancel_reason
         if self.disable_rollback and not self.user_cancelled:
@@ -384,47 +395,45 @@ class Operation:
         self._restore_previous()
         # A child reverted by its parent rolls back everything its completed update touched.
         touched = self.touched if self.kind == "UPDATE" else set(self.changes)
+        # A resource whose update was cancelled had nothing changed: it only reports UPDATE_COMPLETE.
+        untouched = set(self.phase.cancelled_items) if self.phase is not None and self.kind == "UPDATE" else set()
         self.rollback_plan = {
-            "revert": {k for k, a in self.changes.items() if a == "Modify" and k in touched and k in stack.resources},
+            "revert": {k: "unchanged" if k in untouched else "revert" for k, a in self.changes.items()
+                       if a == "Modify" and k in touched and k in stack.resources},
             "delete": {k for k, a in self.changes.items() if a == "Add" and k in touched and k in stack.resources},
             "template": self.new_template_doc,
         }
         self._run_rollback_plan(skip=set())
 
     def _run_rollback_plan(self, skip: set) -> None:
-        """Revert what is left to revert, then clean up what is left to delete. A failure in either
-        leaves UPDATE_ROLLBACK_FAILED, from which ContinueUpdateRollback picks the plan up."""
+        """Revert what is left to revert, then clean up (delete) what the update added. A revert
+        that fails leaves UPDATE_ROLLBACK_FAILED, from which ContinueUpdateRollback picks the plan
+        up. A delete that fails in the cleanup is retried, then dropped: UPDATE_ROLLBACK_COMPLETE
+        "Update successful. One or more resources could not be deleted." (stream 23)."""
         stack, plan = self.stack, self.rollback_plan
         for logical in sorted(skip):  # ContinueUpdateRollback ResourcesToSkip: marked done, left as is
-            plan["revert"].discard(logical)
+            plan["revert"].pop(logical, None)
             self.res_event(stack.resources[logical], "UPDATE_COMPLETE")
 
-        def failed_rollback(reason: str) -> None:
-            stack.failed_rollback = self
-            self.finish("UPDATE_ROLLBACK_FAILED", reason)
-
         def reverted(revert_failed):
-            plan["revert"] = set(revert_failed)
+            plan["revert"] = {k: plan["revert"][k] for k in revert_failed}
             if revert_failed:
-                failed_rollback(f"The following resource(s) failed to update: [{_listing(revert_failed)}]. ")
+                stack.failed_rollback = self
+                self.finish("UPDATE_ROLLBACK_FAILED", _failed_reason([("update", revert_failed)]))
                 return
             self.stack_event("UPDATE_ROLLBACK_COMPLETE_CLEANUP_IN_PROGRESS")
 
             def cleaned(delete_failed):
-                for k in set(plan["delete"]) - set(delete_failed):
+                for k in plan["delete"]:
                     stack.resources.pop(k, None)
-                plan["delete"] = set(delete_failed)
-                if delete_failed:
-                    failed_rollback(f"The following resource(s) failed to delete: [{_listing(delete_failed)}]. ")
-                else:
-                    self.after(self.overhead(), lambda: self.finish("UPDATE_ROLLBACK_COMPLETE"))
+                reason = CLEANUP_DELETE_FAILED if delete_failed else None
+                self.after(self.overhead(), lambda: self.finish("UPDATE_ROLLBACK_COMPLETE", reason))
 
-            self.after(self.overhead(), lambda: self.run_phase({k: "delete" for k in plan["delete"]},
+            self.after(self.overhead(), lambda: self.run_phase({k: "cleanup" for k in plan["delete"]},
                                                                self._reverse_deps(plan["template"]), cleaned, False))
 
         deps = self._reverse_deps(stack.template)
-        self.after(self.overhead(), lambda: self.run_phase({k: "revert" for k in plan["revert"]}, deps,
-                                                           reverted, False))
+        self.after(self.overhead(), lambda: self.run_phase(dict(plan["revert"]), deps, reverted, False))
 
     def _continue_rollback(self) -> None:
         """ContinueUpdateRollback: a new operation (CONTINUE_ROLLBACK) that finishes the failed

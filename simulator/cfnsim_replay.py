@@ -69,6 +69,7 @@ class ReplayEvent:
         self.op_id = raw.get("OperationId")
         self.detailed = raw.get("DetailedStatus")
         self.hook = {k: raw[k] for k in HOOK_KEYS if k in raw} or None
+        self.properties = raw.get("ResourceProperties")
         self.seq = 0  # chronological position, set once the stream is ordered
 
     @property

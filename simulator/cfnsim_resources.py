@@ -70,9 +70,9 @@ def run_item(op, phase, logical: str, action: str) -> Task:
     rng = op.rng(logical, action)
     task = Task()
     duration_key = {"create": "duration", "update": "update_duration", "revert": "update_duration",
-                    "delete": "delete_duration"}[action]
+                    "unchanged": "update_duration", "delete": "delete_duration", "cleanup": "delete_duration"}[action]
     base = sc.pick(settings.get("duration"), rng, 5.0)
-    duration = sc.pick(settings.get(duration_key), rng, base if action != "delete" else base * 0.5) \
+    duration = sc.pick(settings.get(duration_key), rng, base * 0.5 if duration_key == "delete_duration" else base) \
         if duration_key != "duration" else base
 
     def finish(ok_status, fail_status, fail_reason, physical=None):
@@ -157,21 +157,46 @@ def run_item(op, phase, logical: str, action: str) -> Task:
                       lambda: provision("UPDATE_IN_PROGRESS", "UPDATE_COMPLETE", "UPDATE_FAILED", fail))
         else:
             op.after(duration, lambda: finish("UPDATE_COMPLETE", "UPDATE_FAILED", fail))
-    elif action == "delete":
+    elif action == "unchanged":  # its update was cancelled: the rollback only reports it (stream 22)
+        op.after(0, lambda: finish("UPDATE_COMPLETE", None, None))
+    elif action in ("delete", "cleanup"):
         policy = _deletion_policy(op, logical)
         if policy == "Retain" or (policy == "RetainExceptOnCreate" and op.kind != "CREATE"):
             op.after(0, lambda: finish("DELETE_SKIPPED", None, None))
         elif not res.physical:  # never created (cancelled or refused by a hook): nothing to delete
             op.after(0, lambda: finish("DELETE_COMPLETE", None, None))
         else:
-            fail = sc.failure_reason(settings, "delete")
-            op.res_event(res, "DELETE_IN_PROGRESS", physical=res.physical)
-            op.after(duration, lambda: finish("DELETE_COMPLETE", "DELETE_FAILED", fail))
+            _delete(op, task, res, settings, rng, duration, finish, retries=action == "cleanup")
     return task
+
+
+def _delete(op, task, res, settings: dict, rng, duration: float, finish, retries: bool) -> None:
+    """A delete; in a cleanup phase a failed one is tried again `delete_attempts` times in all,
+    `delete_retry_seconds` apart (three attempts about three minutes apart in stream 23)."""
+    fail = sc.failure_reason(settings, "delete")
+    attempts = int(settings.get("delete_attempts", 3)) if retries else 1
+    gap = sc.pick(settings.get("delete_retry_seconds", 180), rng, 180.0)
+
+    def attempt(number: int) -> None:
+        op.res_event(res, "DELETE_IN_PROGRESS", physical=res.physical)
+
+        def done():
+            if task.cancelled:
+                return
+            if fail and number < attempts:
+                op.res_event(res, "DELETE_FAILED", fail)
+                op.after(gap, lambda: attempt(number + 1))
+            else:
+                finish("DELETE_COMPLETE", "DELETE_FAILED", fail)
+
+        op.after(duration, done)
+
+    attempt(1)
 
 
 def run_nested(op, phase, res, action: str) -> Task:
     """An AWS::CloudFormation::Stack resource: play a child stack and follow it."""
+    action = {"cleanup": "delete", "unchanged": "revert"}.get(action, action)
     sim = op.sim
     cfg = sc.nested_config(op.stack.scope, res.logical)
     rng = op.rng(res.logical, action)
@@ -202,8 +227,9 @@ def run_nested(op, phase, res, action: str) -> Task:
             if status == "CREATE_COMPLETE":
                 resolve(True, "CREATE_COMPLETE", delay=lag)
             elif status in st.FAILURE_ENTRY:
-                resolve(False, "CREATE_FAILED",
-                        f"Embedded stack {child.id} was not successfully created: {reason or status}")
+                # The child's failure without " Rollback requested by user." (stream 12).
+                cause = (reason or status).removesuffix(st.ROLLBACK_BY_USER)
+                resolve(False, "CREATE_FAILED", f"Embedded stack {child.id} was not successfully created: {cause}")
 
         child_op = sim.start_operation(child, "CREATE", token=op.token, disable_rollback=op.disable_rollback)
         child_op.listeners.append(on_child)

@@ -33,6 +33,8 @@ OPERATION_TYPE_BY_START = {
 # Operations a user (or a pipeline) starts; rollbacks follow them.
 USER_STARTS = {"CREATE_IN_PROGRESS", "UPDATE_IN_PROGRESS", "DELETE_IN_PROGRESS", "IMPORT_IN_PROGRESS"}
 
+ROLLBACK_BY_USER = "Rollback requested by user."
+
 ERROR_EVENT_TYPES = {"VALIDATION_ERROR", "PROVISIONING_ERROR", "HOOK_INVOCATION_ERROR"}
 
 # A real DescribeEvents answer (tests/fixtures/real-events or simulator/README.md "Where each

@@ -310,8 +310,9 @@ class FailureTest(unittest.TestCase):
             bucket_failed = events[order.index(("Bucket", "CREATE_FAILED"))]
             self.assertEqual(bucket_failed["ResourceStatusReason"], "Resource creation cancelled")
             rollback = events[order.index(("rb", "ROLLBACK_IN_PROGRESS"))]
+            # The list names the cancelled resources too (tests/fixtures/real-events/12, 07).
             self.assertEqual(rollback["ResourceStatusReason"],
-                             "The following resource(s) failed to create: [Fn]. Rollback requested by user.")
+                             "The following resource(s) failed to create: [Fn, Bucket]. Rollback requested by user.")
             for logical in ("Role", "Fn", "Bucket"):
                 self.assertLess(order.index(("rb", "ROLLBACK_IN_PROGRESS")),
                                 order.index((logical, "DELETE_IN_PROGRESS")))
@@ -361,7 +362,7 @@ class FailureTest(unittest.TestCase):
                             DisableRollback=True)
             stack = wait_stack(cf, "nr")
             self.assertEqual(stack["StackStatus"], "CREATE_FAILED")
-            self.assertEqual(stack["StackStatusReason"], "The following resource(s) failed to create: [Fn]. ")
+            self.assertEqual(stack["StackStatusReason"], "The following resource(s) failed to create: [Fn, Bucket]. ")
             events, _ = all_events(cf, "nr")
             self.assertFalse([e for e in events if e["ResourceStatus"].startswith("DELETE")])
 
@@ -559,10 +560,11 @@ class NestedTest(unittest.TestCase):
             failed = [e for e in events if e["ResourceStatus"] == "CREATE_FAILED"]
             self.assertEqual(len(failed), 1)
             child_arn = failed[0]["PhysicalResourceId"]
+            # The child's reason without "Rollback requested by user." (tests/fixtures/real-events/12).
             self.assertEqual(
                 failed[0]["ResourceStatusReason"],
                 f"Embedded stack {child_arn} was not successfully created: "
-                "The following resource(s) failed to create: [Subnet]. Rollback requested by user.")
+                "The following resource(s) failed to create: [Subnet]. ")
             child = cf.describe_stacks(StackName=child_arn)["Stacks"][0]
             self.assertEqual(child["StackStatus"], "DELETE_COMPLETE")
             child_events, _ = all_events(cf, child_arn)
@@ -900,8 +902,8 @@ class FidelityTest(unittest.TestCase):
                              {("Private::Guard::S3SecurityGuardHook", "PRE_PROVISION", "FAIL")})
             self.assertEqual(len({e["HookInvocationId"] for e in hook_events}), 1)
             rollback = [e for e in events if e["ResourceStatus"] == "ROLLBACK_IN_PROGRESS"][0]
-            self.assertEqual(rollback["ResourceStatusReason"],
-                             "The following resource(s) failed to create: [Bucket]. Rollback requested by user.")
+            self.assertEqual(rollback["ResourceStatusReason"],  # Role was running: cancelled, listed too
+                             "The following resource(s) failed to create: [Bucket, Role]. Rollback requested by user.")
             types = [(e["EventType"], e.get("LogicalResourceId")) for e in operation_events(cf, StackName="hk")]
             self.assertIn(("HOOK_INVOCATION_ERROR", "Bucket"), types)
             self.assertIn(("PROVISIONING_ERROR", "Bucket"), types)
@@ -925,9 +927,10 @@ class FidelityTest(unittest.TestCase):
             self.assertEqual(stack["StackStatus"], "UPDATE_COMPLETE")
             self.assertEqual(stack["StackStatusReason"], "Update successful. One or more resources could not be deleted.")
             events, _ = all_events(cf, "cl")
+            # Three attempts, then the resource is dropped from the stack (tests/fixtures/real-events/23).
             self.assertEqual([(e["ResourceStatus"], e.get("ResourceStatusReason")) for e in events
-                              if e["LogicalResourceId"] == "Old"][-2:],
-                             [("DELETE_IN_PROGRESS", None), ("DELETE_FAILED", "Queue is in use")])
+                              if e["LogicalResourceId"] == "Old"][-6:],
+                             [("DELETE_IN_PROGRESS", None), ("DELETE_FAILED", "Queue is in use")] * 3)
             self.assertNotIn("Old", [r["LogicalResourceId"] for r in
                                      cf.list_stack_resources(StackName="cl")["StackResourceSummaries"]])
             cf.delete_stack(StackName="cl")
@@ -937,6 +940,25 @@ class FidelityTest(unittest.TestCase):
             self.assertEqual([e["ResourceStatus"] for e in events if e["LogicalResourceId"] == "Kept"][-1:],
                              ["DELETE_SKIPPED"])
             self.assertNotIn(("Kept", "DELETE_IN_PROGRESS"), brief(events))
+
+    def test_delete_failure_in_update_rollback_cleanup_still_completes_the_rollback(self):
+        scenario = {**FAST, "resources": {"Fn": {"fail_update": "quota"},
+                                          "Queue": {"fail_delete": "Access denied", "delete_retry_seconds": 30}}}
+        with Sim(scenario) as sim:
+            cf = sim.client()
+            cf.create_stack(StackName="rc", TemplateBody=TEMPLATE, Capabilities=["CAPABILITY_IAM"])
+            wait_stack(cf, "rc")
+            added = TEMPLATE.replace("fn for", "handler for").replace(
+                "Resources:\n", "Resources:\n  Queue:\n    Type: AWS::SQS::Queue\n")
+            cf.update_stack(StackName="rc", TemplateBody=added, Capabilities=["CAPABILITY_IAM"])
+            stack = wait_stack(cf, "rc")
+            # tests/fixtures/real-events/23: three DELETE_FAILED, then UPDATE_ROLLBACK_COMPLETE.
+            self.assertEqual((stack["StackStatus"], stack["StackStatusReason"]),
+                             ("UPDATE_ROLLBACK_COMPLETE", "Update successful. One or more resources could not be deleted."))
+            events, _ = all_events(cf, "rc")
+            cleanup = brief(events)[brief(events).index(("rc", "UPDATE_ROLLBACK_COMPLETE_CLEANUP_IN_PROGRESS")):]
+            self.assertEqual([x for x in cleanup if x[0] == "Queue"],
+                             [("Queue", "DELETE_IN_PROGRESS"), ("Queue", "DELETE_FAILED")] * 3)
 
     def test_whole_second_timestamps_on_the_wire(self):
         with Sim({**FAST, "timestamp_fractions": False}) as sim:
@@ -1063,6 +1085,10 @@ class UserRollbackTest(unittest.TestCase):
                           [(e["LogicalResourceId"], e["ResourceStatus"], e.get("ResourceStatusReason")) for e in mine])
             rollback = [e for e in mine if e["ResourceStatus"] == "UPDATE_ROLLBACK_IN_PROGRESS"][0]
             self.assertEqual(rollback["ResourceStatusReason"], "User Initiated")
+            # Fn's cancelled update changed nothing: the rollback only reports it (real-events/22).
+            after = brief(mine[mine.index(rollback):])
+            self.assertIn(("Fn", "UPDATE_COMPLETE"), after)
+            self.assertNotIn(("Fn", "UPDATE_IN_PROGRESS"), after)
             self.assertEqual(rollback["OperationId"], stack["LastOperations"][0]["OperationId"])
             self.assertNotEqual(rollback["OperationId"], r["OperationId"])
             self.assertEqual(rollback["ClientRequestToken"], "cancel-x")
