@@ -296,7 +296,7 @@ class Sim:
 
     # ------------------------------------------------------------------ events
     def emit(self, stack: Stack, logical: str, rtype: str, status: str, reason=None, physical=None,
-             op=None, stack_level: bool = False, record=None, detailed=None, hook=None) -> Event:
+             op=None, stack_level: bool = False, record=None, detailed=None, hook=None, event_id=None) -> Event:
         """Append an event. `op` is the Operation emitting it (its current OperationId and token);
         events outside one (REVIEW_IN_PROGRESS) name their `record`."""
         ts = self.scheduler.now()
@@ -317,7 +317,7 @@ class Sim:
         if record is None and op is not None:
             record = op.record
         event = Event(
-            event_id=str(uuid.uuid4()) if stack_level else f"{logical}-{status}-{uuid.uuid4()}",
+            event_id=event_id or (str(uuid.uuid4()) if stack_level else f"{logical}-{status}-{uuid.uuid4()}"),
             stack_id=stack.id,
             stack_name=stack.name,
             logical=logical,

@@ -204,9 +204,10 @@ class Operation:
         return self.sim.emit(self.stack, self.stack.name, STACK_TYPE, status, reason, op=self,
                              stack_level=True, detailed=detailed)
 
-    def res_event(self, res, status: str, reason=None, physical=None, detailed=None, hook=None) -> None:
+    def res_event(self, res, status: str, reason=None, physical=None, detailed=None, hook=None,
+                  event_id=None) -> None:
         self.sim.emit(self.stack, res.logical, res.rtype, status, reason, physical=physical, op=self,
-                      detailed=detailed, hook=hook)
+                      detailed=detailed, hook=hook, event_id=event_id)
 
     def after(self, seconds: float, fn) -> None:
         self.sim.scheduler.after(seconds, fn)
@@ -268,7 +269,9 @@ class Operation:
                 return
             items = {k: "create" for k in stack.template["Resources"]}
             deps = tpl.dependencies(stack.template)
-            configured = self._stack_configured if sc.scope_get(stack.scope, "detailed_status", False) else None
+            # Resource-level CONFIGURATION_COMPLETE is what real streams show; the stack-level one
+            # (API reference: "all of the resources in the stack have reached that event") is opt-in.
+            configured = self._stack_configured if sc.scope_get(stack.scope, "detailed_status") == "stack" else None
             self.after(self.overhead(), lambda: self.run_phase(items, deps, self._create_done, True, configured))
         elif self.kind == "UPDATE":
             stack.last_updated = self.sim.scheduler.now()

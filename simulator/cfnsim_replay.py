@@ -145,8 +145,9 @@ class Replay:
         self.first_k = min(int(opts.get("reveal_first", 0)), len(play))
         self.offsets = self._offsets(play, opts)
         self.t0_mono = self.t0_wall = None
-        self.revealed_at: dict = {e.event_id: time.time() for e in play[:self.first_k]}  # EventId -> wall clock
-        self.first_served: dict = {}  # EventId -> wall-clock time a response first included it
+        # Keyed by timeline position: real streams repeat EventIds (a hook's two events, real-events/28).
+        self.revealed_at: dict = {e.seq: time.time() for e in play[:self.first_k]}  # wall clock
+        self.first_served: dict = {}  # wall-clock time a response first included the event
         if opts.get("start", "now") == "now":
             self.trigger()
 
@@ -233,7 +234,7 @@ class Replay:
         due = bisect.bisect_right(self.offsets, base + elapsed, lo=self.first_k)
         visible = self.start + due
         for e in self.timeline[count:visible]:
-            self.revealed_at.setdefault(e.event_id, self.t0_wall + self.offsets[e.seq - self.start] - base)
+            self.revealed_at.setdefault(e.seq, self.t0_wall + self.offsets[e.seq - self.start] - base)
         return visible
 
     def done(self) -> bool:
@@ -246,7 +247,7 @@ class Replay:
     def served(self, events) -> None:
         now = time.time()
         for e in events:
-            self.first_served.setdefault(e.event_id, now)
+            self.first_served.setdefault(e.seq, now)
 
     # ------------------------------------------------------------------ reports
     def status(self) -> dict:
@@ -254,7 +255,7 @@ class Replay:
         return {
             "source": self.source,
             "root": {"name": self.root.name, "id": self.root.id},
-            "operations": [{"index": n, "event_id": self.timeline[i].event_id,
+            "operations": [{"index": n, "position": i, "event_id": self.timeline[i].event_id,
                             "status": self.timeline[i].status, "timestamp": self.timeline[i].ts_text,
                             "operation_id": self.timeline[i].op_id} for n, i in enumerate(self.starts)],
             "start_index": self.start,
@@ -278,8 +279,8 @@ class Replay:
                 "parent_id": stack.parent_id, "root_id": stack.root_id, "events": len(shown),
                 "terminal_events": [{
                     "status": e.status, "reason": e.reason, "operation_id": e.op_id, "timestamp": e.ts_text,
-                    "real_time": self.revealed_at.get(e.event_id),
-                    "first_served_real_time": self.first_served.get(e.event_id),
+                    "real_time": self.revealed_at.get(e.seq),
+                    "first_served_real_time": self.first_served.get(e.seq),
                 } for e in terminal],
             })
         return out

@@ -112,12 +112,14 @@ def run_item(op, phase, logical: str, action: str) -> Task:
             then()
             return
         invocation = str(uuid.uuid4())
+        # Both events of one invocation carry the same EventId, as in real streams (real-events/28).
+        event_id = f"{logical}-{uuid.uuid4()}"
         seconds = sc.pick(spec.get("seconds", [0.5, 1.0]), rng, 0.7)
         physical = res.physical or ""  # a resource not created yet shows an empty physical id
 
         def invoke():
             if task.live:
-                op.res_event(res, in_progress, physical=physical,
+                op.res_event(res, in_progress, physical=physical, event_id=event_id,
                              hook=_hook_fields(spec, "HOOK_IN_PROGRESS", "Invoking hook", invocation))
 
         def result():
@@ -125,11 +127,11 @@ def run_item(op, phase, logical: str, action: str) -> Task:
                 return
             message = spec.get("fail")
             if not message:
-                op.res_event(res, in_progress, physical=physical, hook=_hook_fields(
+                op.res_event(res, in_progress, physical=physical, event_id=event_id, hook=_hook_fields(
                     spec, "HOOK_COMPLETE_SUCCEEDED", "Hook succeeded with message: Successful validation", invocation))
                 then()
                 return
-            op.res_event(res, in_progress, physical=physical, hook=_hook_fields(
+            op.res_event(res, in_progress, physical=physical, event_id=event_id, hook=_hook_fields(
                 spec, "HOOK_COMPLETE_FAILED", f"Hook failed with message: {message}", invocation))
             if spec.get("mode", "FAIL") == "FAIL":
                 finish(None, failed, f"The following hook(s) failed: [{spec.get('type', 'Private::Guard::Hook')}]",

@@ -13,6 +13,7 @@ import sys
 import tempfile
 import time
 import unittest
+import urllib.parse
 import urllib.request
 
 import boto3
@@ -31,13 +32,13 @@ NO_RETRY = botocore.config.Config(retries={"total_max_attempts": 1, "mode": "sta
 class Sim:
     """A simulator process on a free port; stopped on exit (and on our death via stdin EOF)."""
 
-    def __init__(self, scenario: dict | None = None, time_scale: float = 300.0):
+    def __init__(self, scenario: dict | None = None, time_scale: float = 300.0, args=()):
         self.scenario_file = tempfile.NamedTemporaryFile("w", suffix=".json", delete=False)
         json.dump(scenario or {}, self.scenario_file)
         self.scenario_file.close()
         self.proc = subprocess.Popen(
             [sys.executable, os.path.join(HERE, "cfnsim.py"), "--port", "0", "--exit-on-stdin-eof",
-             "--time-scale", str(time_scale), "--scenario", self.scenario_file.name],
+             "--time-scale", str(time_scale), "--scenario", self.scenario_file.name, *args],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         line = self.proc.stdout.readline().strip()
         if not line.startswith("listening on 127.0.0.1:"):
@@ -819,7 +820,7 @@ class FidelityTest(unittest.TestCase):
         template = json.dumps({"Resources": {
             "Bucket": {"Type": "AWS::S3::Bucket"},
             "Fn": {"Type": "AWS::Lambda::Function", "Properties": {"B": {"Ref": "Bucket"}}}}})
-        with Sim({**FAST, "detailed_status": True, "defaults": {"duration": 20}}) as sim:
+        with Sim({**FAST, "detailed_status": "stack", "defaults": {"duration": 20}}) as sim:
             cf = sim.client()
             cf.create_stack(StackName="dt", TemplateBody=template)
             wait_stack(cf, "dt")
@@ -845,6 +846,13 @@ class FidelityTest(unittest.TestCase):
                             seq.index(("dt", "CREATE_IN_PROGRESS", "CONFIGURATION_COMPLETE")))
             self.assertLess(seq.index(("dt", "CREATE_IN_PROGRESS", "CONFIGURATION_COMPLETE")),
                             seq.index(("Fn", "CREATE_COMPLETE", None)))
+            # `true`: the resource-level events only, as every real stream in tests/fixtures/real-events.
+            sim.admin("scenario", {**FAST, "detailed_status": True, "defaults": {"duration": 20}})
+            cf.create_stack(StackName="dt2", TemplateBody=template)
+            wait_stack(cf, "dt2")
+            events, _ = all_events(cf, "dt2")
+            self.assertEqual([e.get("DetailedStatus") for e in events if e["LogicalResourceId"] == "dt2"], [None] * 2)
+            self.assertEqual(len([e for e in events if e.get("DetailedStatus") == "CONFIGURATION_COMPLETE"]), 2)
 
     def test_failure_whose_only_reason_is_on_the_root_rollback_event(self):
         scenario = {**FAST, "resources": {"Address": {"fail_resolve": "Attribute 'PublicIp' does not exist"}}}
@@ -901,6 +909,7 @@ class FidelityTest(unittest.TestCase):
             self.assertEqual({(e["HookType"], e["HookInvocationPoint"], e["HookFailureMode"]) for e in hook_events},
                              {("Private::Guard::S3SecurityGuardHook", "PRE_PROVISION", "FAIL")})
             self.assertEqual(len({e["HookInvocationId"] for e in hook_events}), 1)
+            self.assertEqual(len({e["EventId"] for e in hook_events}), 1)  # one EventId, as real-events/28
             rollback = [e for e in events if e["ResourceStatus"] == "ROLLBACK_IN_PROGRESS"][0]
             self.assertEqual(rollback["ResourceStatusReason"],  # Role was running: cancelled, listed too
                              "The following resource(s) failed to create: [Bucket, Role]. Rollback requested by user.")
@@ -1154,6 +1163,187 @@ class DescribeEventsTest(unittest.TestCase):
             with self.assertRaises(botocore.exceptions.ClientError) as ctx:
                 cf.describe_events(StackName="de")
             self.assertEqual(ctx.exception.response["Error"]["Code"], "InvalidAction")
+
+
+REAL = os.path.join(HERE, "..", "tests", "fixtures", "real-events")
+
+
+def real_stream(name: str) -> str:
+    return os.path.join(REAL, name)
+
+
+def stack_xml_timestamps(sim, stack: str) -> list:
+    """Every event's Timestamp as written on the wire, newest first, across pages."""
+    stamps, token = [], None
+    while True:
+        body = xml_of(sim, "DescribeStackEvents", StackName=stack,
+                      **({"NextToken": urllib.parse.quote(token)} if token else {}))
+        stamps += re.findall(r"<Timestamp>([^<]*)</Timestamp>", body)
+        token = (re.findall(r"<NextToken>([^<]*)</NextToken>", body) or [None])[0]
+        if not token:
+            return stamps
+
+
+class ReplayTest(unittest.TestCase):
+    """Recorded streams served with their timing compressed (cfnsim_replay)."""
+
+    def test_real_update_rollback_stream_plays_after_its_history(self):
+        path = real_stream("22-opid-create-then-update-rollback.json")
+        with open(path, encoding="utf-8") as f:
+            recorded = json.load(f)["StackEvents"]
+        with Sim() as sim:
+            cf = sim.client()
+            loaded = sim.admin("replay", {"file": path, "scale": 20, "start": "trigger"})
+            self.assertEqual([o["status"] for o in loaded["operations"]], ["CREATE_IN_PROGRESS", "UPDATE_IN_PROGRESS"])
+            # Before the trigger: the history (the change set's REVIEW and the create), settled.
+            stack = cf.describe_stacks(StackName="multi-tenant-pharmacy-api")["Stacks"][0]
+            self.assertEqual(stack["StackStatus"], "CREATE_COMPLETE")
+            self.assertEqual([o["OperationType"] for o in stack["LastOperations"]], ["CREATE_STACK"])
+            events, _ = all_events(cf, "multi-tenant-pharmacy-api")
+            self.assertEqual(len(events), loaded["history"])
+            started = time.time()
+            sim.admin("replay/start", {})
+            seen = []
+            while not seen or seen[-1] != "UPDATE_ROLLBACK_COMPLETE":
+                status = cf.describe_stacks(StackName=stack["StackId"])["Stacks"][0]["StackStatus"]
+                if not seen or seen[-1] != status:
+                    seen.append(status)
+                self.assertLess(time.time() - started, 10)
+                time.sleep(0.02)
+            self.assertEqual(seen, ["UPDATE_IN_PROGRESS", "UPDATE_ROLLBACK_IN_PROGRESS",
+                                    "UPDATE_ROLLBACK_COMPLETE_CLEANUP_IN_PROGRESS", "UPDATE_ROLLBACK_COMPLETE"])
+            stack = cf.describe_stacks(StackName="multi-tenant-pharmacy-api")["Stacks"][0]
+            # The rollback's own OperationId, the update's, the create's: newest first.
+            self.assertEqual([(o["OperationType"], o["OperationId"][:6]) for o in stack["LastOperations"]],
+                             [("ROLLBACK", "0a0b88"), ("UPDATE_STACK", "3faecf"), ("CREATE_STACK", "a5e8bc")])
+            events, _ = all_events(cf, "multi-tenant-pharmacy-api")
+            self.assertEqual([e["EventId"] for e in events], [e["EventId"] for e in reversed(recorded)])
+            # Timestamps exactly as recorded, not shifted to now.
+            self.assertEqual(set(stack_xml_timestamps(sim, "multi-tenant-pharmacy-api")),
+                             {e["Timestamp"].replace("+00:00", "Z") for e in recorded})
+            report = {s["name"]: s for s in sim.admin("stacks")["stacks"]}["multi-tenant-pharmacy-api"]
+            terminal = report["terminal_events"][-1]
+            self.assertEqual((terminal["status"], terminal["operation_id"][:6]), ("UPDATE_ROLLBACK_COMPLETE", "0a0b88"))
+            # Revealed after the recorded 10.6 s / 20, and noticed by our polling soon after.
+            self.assertAlmostEqual(terminal["real_time"] - started, 10.608 / 20, delta=0.3)
+            self.assertGreaterEqual(terminal["first_served_real_time"], terminal["real_time"])
+            ops = [(e["OperationType"], e["OperationStatus"]) for e in cf.describe_events(
+                StackName="multi-tenant-pharmacy-api")["OperationEvents"] if e["EventType"] == "STACK_EVENT"]
+            self.assertEqual(ops[:4], [("ROLLBACK", "SUCCEEDED"), ("ROLLBACK", "IN_PROGRESS"),
+                                       ("UPDATE_STACK", "FAILED"), ("UPDATE_STACK", "IN_PROGRESS")])
+            stats = sim.admin("stats")
+            self.assertGreater(stats["requests"]["DescribeStacks"], 4)
+
+    def test_operation_already_running_and_long_gaps_capped(self):
+        path = real_stream("09-root-reason-only-attribute-publicip.json")
+        with Sim() as sim:
+            cf = sim.client()
+            # 6 recorded minutes: every gap capped at 10 ms.
+            loaded = sim.admin("replay", {"file": path, "scale": 1, "max_gap": 0.01, "reveal_first": 20})
+            self.assertLess(loaded["play_seconds"], 178 * 0.01 + 0.001)
+            stack = cf.describe_stacks(StackName="DevEnvStack")["Stacks"][0]
+            self.assertIn(stack["StackStatus"], ("CREATE_IN_PROGRESS", "ROLLBACK_IN_PROGRESS"))
+            self.assertGreaterEqual(len(all_events(cf, "DevEnvStack")[0]), 21)  # REVIEW + the first 20
+            stack = wait_stack(cf, "DevEnvStack", timeout=5)
+            self.assertEqual(stack["StackStatus"], "ROLLBACK_COMPLETE")
+            events, _ = all_events(cf, "DevEnvStack")
+            rollback = [e for e in events if e["ResourceStatus"] == "ROLLBACK_IN_PROGRESS"]
+            self.assertEqual([e["ResourceStatusReason"] for e in rollback],
+                             ["Attribute 'PublicIp' does not exist. Rollback requested by user."])
+            self.assertFalse([e for e in events if e["ResourceStatus"].endswith("_FAILED")])
+
+    def test_operation_by_index_and_by_event_id_pages_and_duration(self):
+        path = real_stream("26-multi-op-nested-capabilities-608-events.json")
+        with Sim() as sim:
+            cf = sim.client()
+            loaded = sim.admin("replay", {"file": path, "operation": 10, "duration": 0.3, "page_size": 50,
+                                          "start": "trigger"})
+            self.assertEqual(len(loaded["operations"]), 45)
+            self.assertEqual(loaded["start_index"], loaded["operations"][10]["position"])
+            events, pages = all_events(cf, "smart-device-api-stack")
+            self.assertEqual(len(events), loaded["history"])
+            self.assertGreater(pages, 1)
+            sim.admin("replay/start", {})
+            time.sleep(0.5)
+            self.assertTrue(sim.admin("replay")["done"])
+            events, _ = all_events(cf, "smart-device-api-stack")
+            self.assertEqual(len(events), 608)
+            stamps = stack_xml_timestamps(sim, "smart-device-api-stack")
+            self.assertIn("2025-07-05T04:55:10Z", stamps)  # a whole-second timestamp stays one
+            # By EventId: the same operation.
+            chosen = loaded["operations"][10]["event_id"]
+            again = sim.admin("replay", {"file": path, "event_id": chosen, "start": "trigger"})
+            self.assertEqual(again["start_index"], loaded["start_index"])
+
+    def test_several_stacks_shared_timestamps_deleted_stack_and_unknown_children(self):
+        root = "arn:aws:cloudformation:us-east-1:123456789012:stack/app/11111111-aaaa"
+        child = "arn:aws:cloudformation:us-east-1:123456789012:stack/app-Net-ABC/22222222-bbbb"
+
+        def event(stack_id, name, logical, status, ts, rtype="AWS::CloudFormation::Stack", physical=None, op="op-1"):
+            return {"StackId": stack_id, "EventId": f"{logical}-{status}-{ts}", "StackName": name,
+                    "LogicalResourceId": logical, "PhysicalResourceId": physical or stack_id, "ResourceType": rtype,
+                    "Timestamp": ts, "ResourceStatus": status, "OperationId": op}
+
+        stream = [  # chronological here; the file is newest first
+            event(root, "app", "app", "CREATE_IN_PROGRESS", "2025-01-01T10:00:00Z"),
+            event(root, "app", "Net", "CREATE_IN_PROGRESS", "2025-01-01T10:00:01.5+00:00"),
+            event(root, "app", "Net", "CREATE_IN_PROGRESS", "2025-01-01T10:00:02.000Z", physical=child),
+            event(child, "app-Net-ABC", "app-Net-ABC", "CREATE_IN_PROGRESS", "2025-01-01T10:00:02.100Z", op="op-c"),
+            event(child, "app-Net-ABC", "Vpc", "CREATE_COMPLETE", "2025-01-01T10:00:30Z", "AWS::EC2::VPC", "vpc-1", "op-c"),
+            event(child, "app-Net-ABC", "app-Net-ABC", "CREATE_COMPLETE", "2025-01-01T10:00:30Z", op="op-c"),
+            event(root, "app", "Net", "CREATE_COMPLETE", "2025-01-01T10:00:30Z", physical=child),
+            event(root, "app", "app", "CREATE_COMPLETE", "2025-01-01T10:01:00Z"),
+            event(root, "app", "app", "DELETE_IN_PROGRESS", "2025-01-01T11:00:00Z", op="op-2"),
+            event(root, "app", "Other", "DELETE_COMPLETE", "2025-01-01T11:00:05Z", "AWS::CloudFormation::Stack",
+                  "arn:aws:cloudformation:us-east-1:123456789012:stack/not-recorded/3333", "op-2"),
+            event(root, "app", "app", "DELETE_COMPLETE", "2025-01-01T11:00:10Z", op="op-2"),
+        ]
+        with Sim() as sim:
+            cf = sim.client(NO_RETRY)
+            loaded = sim.admin("replay", {"events": {"StackEvents": list(reversed(stream))}, "operation": 0,
+                                          "scale": 100, "max_gap": 0.2, "start": "trigger"})
+            self.assertEqual(loaded["root"]["name"], "app")
+            with self.assertRaises(botocore.exceptions.ClientError) as ctx:  # nothing revealed yet
+                cf.describe_stacks(StackName="app")
+            self.assertEqual(ctx.exception.response["Error"]["Message"], "Stack with id app does not exist")
+            sim.admin("replay/start", {})
+            counts = set()
+            while not sim.admin("replay")["done"]:
+                counts.add(sim.admin("replay")["revealed"])
+            # The three 10:00:30 events are revealed together: never 5 or 6 of the 11.
+            self.assertFalse(counts & {5, 6}, counts)
+            child_stack = cf.describe_stacks(StackName=child)["Stacks"][0]
+            self.assertEqual((child_stack["StackStatus"], child_stack["ParentId"], child_stack["RootId"]),
+                             ("CREATE_COMPLETE", root, root))
+            self.assertEqual(brief(all_events(cf, "app-Net-ABC")[0]),
+                             [("app-Net-ABC", "CREATE_IN_PROGRESS"), ("Vpc", "CREATE_COMPLETE"),
+                              ("app-Net-ABC", "CREATE_COMPLETE")])
+            with self.assertRaises(botocore.exceptions.ClientError) as ctx:  # named, but not recorded
+                cf.describe_stack_events(StackName="arn:aws:cloudformation:us-east-1:123456789012:stack/not-recorded/3333")
+            self.assertIn("does not exist", ctx.exception.response["Error"]["Message"])
+            with self.assertRaises(botocore.exceptions.ClientError):  # deleted: found by ARN only
+                cf.describe_stacks(StackName="app")
+            gone = cf.describe_stacks(StackName=root)["Stacks"][0]
+            self.assertEqual(gone["StackStatus"], "DELETE_COMPLETE")
+            self.assertEqual(gone["CreationTime"].isoformat(), "2025-01-01T10:00:00+00:00")
+            self.assertEqual(stack_xml_timestamps(sim, root)[-2:], ["2025-01-01T10:00:01.5Z", "2025-01-01T10:00:00Z"])
+
+    def test_cli_flag_plays_the_aws_documentation_sample(self):
+        sample = os.path.join(HERE, "samples", "aws-doc-myteststack-create.json")
+        with Sim(args=["--replay", sample, "--replay-options", json.dumps({"scale": 100})]) as sim:
+            cf = sim.client()
+            stack = wait_stack(cf, "myteststack", timeout=5)
+            self.assertEqual(stack["StackStatus"], "CREATE_COMPLETE")
+            events, _ = all_events(cf, "myteststack")
+            self.assertEqual(brief(events)[0], ("myteststack", "CREATE_IN_PROGRESS"))
+            self.assertEqual(events[1]["ResourceProperties"], '{"AccessControl":"PublicRead"}')
+            self.assertEqual([r["LogicalResourceId"] for r in
+                              cf.list_stack_resources(StackName="myteststack")["StackResourceSummaries"]], ["S3Bucket"])
+            with self.assertRaises(botocore.exceptions.ClientError) as ctx:
+                cf.create_stack(StackName="other", TemplateBody=TEMPLATE)
+            self.assertIn("replay", ctx.exception.response["Error"]["Message"])
+            sim.admin("reset", {})  # back to the simulation
+            self.assertEqual(cf.describe_stacks()["Stacks"], [])
 
 
 if __name__ == "__main__":
