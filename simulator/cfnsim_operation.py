@@ -169,6 +169,7 @@ class Operation:
         self.started_real = time.time()
         self.new_template_doc = stack.template
         self.touched: set = set()  # resources this operation acted on (for rollback)
+        self.unchanged: set = set()  # resources that failed before anything was changed
         self.rollback_plan = None  # what an update rollback still has to revert and delete
         self.begin(OPERATION_TYPES[kind])
 
@@ -363,6 +364,11 @@ class Operation:
                 # drops it from the stack and says so on UPDATE_COMPLETE.
                 for k in removed:
                     self.stack.resources.pop(k, None)
+                # A nested stack resource reports UPDATE_COMPLETE again during the cleanup (FINDINGS §5.4).
+                for k in sorted(self.touched):
+                    res = self.stack.resources.get(k)
+                    if res is not None and res.rtype == STACK_TYPE and self.changes.get(k) == "Modify":
+                        self.res_event(res, "UPDATE_COMPLETE")
                 reason = CLEANUP_DELETE_FAILED if delete_failed else None
                 self.after(self.overhead(), lambda: self.finish("UPDATE_COMPLETE", reason))
 
@@ -398,8 +404,11 @@ class Operation:
         self._restore_previous()
         # A child reverted by its parent rolls back everything its completed update touched.
         touched = self.touched if self.kind == "UPDATE" else set(self.changes)
-        # A resource whose update was cancelled had nothing changed: it only reports UPDATE_COMPLETE.
-        untouched = set(self.phase.cancelled_items) if self.phase is not None and self.kind == "UPDATE" else set()
+        # A resource whose update was cancelled, or failed before it started, had nothing changed: the
+        # rollback only reports UPDATE_COMPLETE for it (real-events/22).
+        untouched = set(self.unchanged)
+        if self.phase is not None and self.kind == "UPDATE":
+            untouched |= set(self.phase.cancelled_items)
         self.rollback_plan = {
             "revert": {k: "unchanged" if k in untouched else "revert" for k, a in self.changes.items()
                        if a == "Modify" and k in touched and k in stack.resources},

@@ -95,7 +95,8 @@ def run_item(op, phase, logical: str, action: str) -> Task:
                     op.res_event(res, in_progress, "Resource creation Initiated", physical=physical)
 
             op.after(initiated_delay, initiated_event)
-        point = _configuration_point(op, settings)
+        # Real streams show CONFIGURATION_COMPLETE on resource creates only (FINDINGS §4).
+        point = _configuration_point(op, settings) if initiated_delay is not None else None
         if point is not None and not fail_reason:
             def configured():
                 if task.live:
@@ -112,14 +113,12 @@ def run_item(op, phase, logical: str, action: str) -> Task:
             then()
             return
         invocation = str(uuid.uuid4())
-        # Both events of one invocation carry the same EventId, as in real streams (real-events/28).
-        event_id = f"{logical}-{uuid.uuid4()}"
         seconds = sc.pick(spec.get("seconds", [0.5, 1.0]), rng, 0.7)
         physical = res.physical or ""  # a resource not created yet shows an empty physical id
 
         def invoke():
             if task.live:
-                op.res_event(res, in_progress, physical=physical, event_id=event_id,
+                op.res_event(res, in_progress, physical=physical,
                              hook=_hook_fields(spec, "HOOK_IN_PROGRESS", "Invoking hook", invocation))
 
         def result():
@@ -127,11 +126,11 @@ def run_item(op, phase, logical: str, action: str) -> Task:
                 return
             message = spec.get("fail")
             if not message:
-                op.res_event(res, in_progress, physical=physical, event_id=event_id, hook=_hook_fields(
+                op.res_event(res, in_progress, physical=physical, hook=_hook_fields(
                     spec, "HOOK_COMPLETE_SUCCEEDED", "Hook succeeded with message: Successful validation", invocation))
                 then()
                 return
-            op.res_event(res, in_progress, physical=physical, event_id=event_id, hook=_hook_fields(
+            op.res_event(res, in_progress, physical=physical, hook=_hook_fields(
                 spec, "HOOK_COMPLETE_FAILED", f"Hook failed with message: {message}", invocation))
             if spec.get("mode", "FAIL") == "FAIL":
                 finish(None, failed, f"The following hook(s) failed: [{spec.get('type', 'Private::Guard::Hook')}]",
@@ -142,6 +141,14 @@ def run_item(op, phase, logical: str, action: str) -> Task:
         op.after(seconds * 0.1, invoke)
         op.after(seconds, result)
 
+    early = settings.get("fail_before_start")
+    if early and action in ("create", "update"):
+        # Failed while its properties were resolved: *_FAILED with no *_IN_PROGRESS first
+        # (real-events/22, "Unable to retrieve Arn attribute ...").
+        failed = "CREATE_FAILED" if action == "create" else "UPDATE_FAILED"
+        op.unchanged.add(logical)
+        op.after(0, lambda: finish(None, failed, early))
+        return task
     if action == "create":
         fail = sc.failure_reason(settings, "create")
         initiated = min(sc.pick(settings.get("initiated_delay", sc.scope_get(
@@ -164,7 +171,8 @@ def run_item(op, phase, logical: str, action: str) -> Task:
     elif action in ("delete", "cleanup"):
         policy = _deletion_policy(op, logical)
         if policy == "Retain" or (policy == "RetainExceptOnCreate" and op.kind != "CREATE"):
-            op.after(0, lambda: finish("DELETE_SKIPPED", None, None))
+            # Even a resource that was never created is skipped, with an empty physical id (real-events/18).
+            op.after(0, lambda: finish("DELETE_SKIPPED", None, None, physical=res.physical or ""))
         elif not res.physical:  # never created (cancelled or refused by a hook): nothing to delete
             op.after(0, lambda: finish("DELETE_COMPLETE", None, None))
         else:

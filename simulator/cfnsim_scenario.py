@@ -44,7 +44,7 @@ FALLBACK_DURATION = [3, 15]
 RESOURCE_KEYS = (
     "duration", "update_duration", "delete_duration", "fail", "fail_create", "fail_update",
     "fail_delete", "fail_rollback", "fail_resolve", "hook", "configuration_complete", "complete_lag",
-    "initiated_delay", "force_update", "delete_attempts", "delete_retry_seconds",
+    "initiated_delay", "force_update", "delete_attempts", "delete_retry_seconds", "fail_before_start",
 )
 
 
