@@ -384,9 +384,12 @@ def main(argv=None) -> int:
             stop.set()
         threading.Thread(target=watch_stdin, name="stdin-eof", daemon=True).start()
 
-    threading.Thread(target=httpd.serve_forever, name="http", daemon=True).start()
+    # A short poll interval: shutdown() waits for the serving loop's next poll, and tests stop
+    # a simulator per test case.
+    threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, name="http",
+                     daemon=True).start()
     print(f"listening on 127.0.0.1:{httpd.server_address[1]}", flush=True)
-    while not stop.wait(0.5):
+    while not stop.wait(0.05):
         pass
     httpd.shutdown()
     httpd.server_close()

@@ -948,7 +948,7 @@ class FidelityTest(unittest.TestCase):
             "Old": {"Type": "AWS::SQS::Queue"},
             "Kept": {"Type": "AWS::S3::Bucket", "DeletionPolicy": "Retain"},
             "Topic": {"Type": "AWS::SNS::Topic"}}})
-        with Sim({**FAST, "resources": {"Old": {"fail_delete": "Queue is in use"}}}) as sim:
+        with Sim({**FAST, "resources": {"Old": {"fail_delete": "Queue is in use", "delete_retry_seconds": 10}}}) as sim:
             cf = sim.client()
             cf.create_stack(StackName="cl", TemplateBody=template)
             wait_stack(cf, "cl")
@@ -993,15 +993,15 @@ class FidelityTest(unittest.TestCase):
                              [("Queue", "DELETE_IN_PROGRESS"), ("Queue", "DELETE_FAILED")] * 3)
 
     def test_whole_second_timestamps_on_the_wire(self):
-        with Sim({**FAST, "timestamp_fractions": False}) as sim:
+        # Stack "ms" keeps the default (milliseconds) through a per-stack setting.
+        with Sim({**FAST, "timestamp_fractions": False, "stacks": {"ms": {"timestamp_fractions": True}}}) as sim:
             cf = sim.client()
-            cf.create_stack(StackName="ws", TemplateBody=TEMPLATE, Capabilities=["CAPABILITY_IAM"])
+            for name in ("ws", "ms"):
+                cf.create_stack(StackName=name, TemplateBody=TEMPLATE, Capabilities=["CAPABILITY_IAM"])
             wait_stack(cf, "ws")
             stamps = re.findall(r"<Timestamp>([^<]*)</Timestamp>", xml_of(sim, "DescribeStackEvents", StackName="ws"))
             self.assertTrue(stamps)
             self.assertTrue(all(re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", t) for t in stamps), stamps)
-        with Sim(FAST) as sim:  # the default stays milliseconds
-            sim.client().create_stack(StackName="ms", TemplateBody=TEMPLATE, Capabilities=["CAPABILITY_IAM"])
             stamps = re.findall(r"<Timestamp>([^<]*)</Timestamp>", xml_of(sim, "DescribeStackEvents", StackName="ms"))
             self.assertTrue(all(re.fullmatch(r".*T\d\d:\d\d:\d\d\.\d{3}Z", t) for t in stamps), stamps)
 
@@ -1261,9 +1261,9 @@ class ReplayTest(unittest.TestCase):
         path = real_stream("09-root-reason-only-attribute-publicip.json")
         with Sim() as sim:
             cf = sim.client()
-            # 6 recorded minutes: every gap capped at 10 ms.
-            loaded = sim.admin("replay", {"file": path, "scale": 1, "max_gap": 0.01, "reveal_first": 20})
-            self.assertLess(loaded["play_seconds"], 178 * 0.01 + 0.001)
+            # 6 recorded minutes: every gap capped at 4 ms.
+            loaded = sim.admin("replay", {"file": path, "scale": 1, "max_gap": 0.004, "reveal_first": 20})
+            self.assertLess(loaded["play_seconds"], 178 * 0.004 + 0.001)
             stack = cf.describe_stacks(StackName="DevEnvStack")["Stacks"][0]
             self.assertIn(stack["StackStatus"], ("CREATE_IN_PROGRESS", "ROLLBACK_IN_PROGRESS"))
             self.assertGreaterEqual(len(all_events(cf, "DevEnvStack")[0]), 21)  # REVIEW + the first 20
@@ -1279,7 +1279,7 @@ class ReplayTest(unittest.TestCase):
         path = real_stream("26-multi-op-nested-capabilities-608-events.json")
         with Sim() as sim:
             cf = sim.client()
-            loaded = sim.admin("replay", {"file": path, "operation": 10, "duration": 0.3, "page_size": 50,
+            loaded = sim.admin("replay", {"file": path, "operation": 10, "duration": 0.1, "page_size": 50,
                                           "start": "trigger"})
             self.assertEqual(len(loaded["operations"]), 45)
             self.assertEqual(loaded["start_index"], loaded["operations"][10]["position"])
@@ -1287,7 +1287,7 @@ class ReplayTest(unittest.TestCase):
             self.assertEqual(len(events), loaded["history"])
             self.assertGreater(pages, 1)
             sim.admin("replay/start", {})
-            time.sleep(0.5)
+            time.sleep(0.25)
             self.assertTrue(sim.admin("replay")["done"])
             events, _ = all_events(cf, "smart-device-api-stack")
             self.assertEqual(len(events), 608)
