@@ -257,7 +257,6 @@ class Sim:
         self.stacks: dict = {}  # id -> Stack
         self.change_sets: dict = {}  # id -> ChangeSet
         self.records: dict = {}  # OperationId -> OpRecord
-        self.op_counter = itertools.count()
         self.seq = itertools.count()
 
     # ------------------------------------------------------------------ lookups

@@ -289,9 +289,12 @@ class Replay:
     def _state(self, stack, shown: list) -> dict:
         levels = [e for e in shown if e.stack_level]
         newest = levels[-1] if levels else None
-        return {"status": newest.status if newest else ("UPDATE_IN_PROGRESS" if shown else None),
-                "reason": newest.reason if newest else None,
-                "detailed": newest.detailed if newest else None}
+        if newest is None:
+            # A recording truncated mid-operation: guess from its oldest resource event's verb.
+            verb = (shown[0].status or "UPDATE").split("_")[0] if shown else None
+            guess = {"CREATE": "CREATE_IN_PROGRESS", "DELETE": "DELETE_IN_PROGRESS"}.get(verb, "UPDATE_IN_PROGRESS")
+            return {"status": guess if shown else None, "reason": None, "detailed": None}
+        return {"status": newest.status, "reason": newest.reason, "detailed": newest.detailed}
 
     def find(self, name_or_id: str):
         """The stack a name or ARN means, if it exists at this point of the replay."""

@@ -1351,6 +1351,29 @@ class ReplayTest(unittest.TestCase):
             self.assertEqual(gone["CreationTime"].isoformat(), "2025-01-01T10:00:00+00:00")
             self.assertEqual(stack_xml_timestamps(sim, root)[-2:], ["2025-01-01T10:00:01.5Z", "2025-01-01T10:00:00Z"])
 
+    def test_every_corpus_stream_plays_to_its_manifest_status(self):
+        import cfnsim_replay  # in-process: no server needed to play a stream to its end
+        with open(os.path.join(REAL, "manifest.json"), encoding="utf-8") as f:
+            manifest = {m["file"]: m for m in json.load(f)}
+        for name, entry in sorted(manifest.items()):
+            with self.subTest(name), open(os.path.join(REAL, name), encoding="utf-8") as f:
+                doc = json.load(f)
+                api = cfnsim_replay.ReplayApi(cfnsim_replay.Replay(doc, {"operation": 0, "scale": 1e12}))
+                time.sleep(0.001)
+                root = api.replay.root.id
+                stack = api.do_DescribeStacks({"StackName": root})["Stacks"][0]
+                final = entry["operations"][-1]["final_status"]
+                if final is not None:
+                    self.assertEqual(stack["StackStatus"], final)
+                events, params = [], {"StackName": root}
+                while True:
+                    page = api.do_DescribeStackEvents(params)
+                    events += page["StackEvents"]
+                    if not page["NextToken"]:
+                        break
+                    params = {"StackName": root, "NextToken": page["NextToken"]}
+                self.assertEqual([e["EventId"] for e in events], [e["EventId"] for e in doc["StackEvents"]])
+
     def test_cli_flag_plays_the_aws_documentation_sample(self):
         sample = real_stream("02-docs-userguide-s3-create-complete.json")
         with Sim(args=["--replay", sample, "--replay-options", json.dumps({"scale": 100})]) as sim:
