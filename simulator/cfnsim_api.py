@@ -336,6 +336,9 @@ class Api:
         stack = sim.find_stack(params.get("StackName", ""))
         if stack is None or stack.deleted or stack.status == "DELETE_IN_PROGRESS":
             return None  # DeleteStack is idempotent: a missing stack is not an error
+        if stack.status == "ROLLBACK_IN_PROGRESS" and stack.current_op is not None:
+            stack.current_op.delete_instead(params.get("ClientRequestToken"))
+            return None
         if stack.status.endswith(IN_PROGRESS_SUFFIX) and stack.status != "REVIEW_IN_PROGRESS":
             raise validation(f"Stack [{stack.name}] cannot be deleted while in status {stack.status}")
         sim.start_operation(stack, "DELETE", token=params.get("ClientRequestToken"))

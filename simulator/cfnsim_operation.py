@@ -171,6 +171,7 @@ class Operation:
         self.touched: set = set()  # resources this operation acted on (for rollback)
         self.unchanged: set = set()  # resources that failed before anything was changed
         self.rollback_plan = None  # what an update rollback still has to revert and delete
+        self.deleting = False  # a DeleteStack took over the create's rollback
         self.begin(OPERATION_TYPES[kind])
 
     # --------------------------------------------------------------- identity
@@ -245,6 +246,17 @@ class Operation:
         self.user_cancelled = True
         self.cancel_token = token
         self.cancel(USER_INITIATED)
+
+    def delete_instead(self, token) -> None:
+        """DeleteStack during a create's ROLLBACK_IN_PROGRESS: a new operation (DELETE_STACK, the
+        request's token or none) takes over. What the rollback had started finishes under the new
+        OperationId, then the rest is deleted; the rollback never ends (real-events/25)."""
+        if self.deleting:
+            return
+        self.deleting = True
+        self.token = token
+        self.begin("DELETE_STACK", "ROLLBACK_IN_PROGRESS")
+        self.stack_event("DELETE_IN_PROGRESS", USER_INITIATED)
 
     def _deletable(self) -> dict:
         return {k: "delete" for k, r in self.stack.resources.items()
@@ -344,6 +356,10 @@ class Operation:
         self.stack_event("ROLLBACK_IN_PROGRESS", reason)
 
         def rolled_back(delete_failed):
+            if self.deleting:
+                deps = self._reverse_deps(self.stack.template)
+                self.after(self.overhead(), lambda: self.run_phase(self._deletable(), deps, self._delete_done, False))
+                return
             if delete_failed:
                 self.finish("ROLLBACK_FAILED",
                             f"The following resource(s) failed to delete: [{_listing(delete_failed)}]. ")

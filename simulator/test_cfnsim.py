@@ -1159,6 +1159,36 @@ class UserRollbackTest(unittest.TestCase):
             self.assertEqual({e["OperationId"] for e in cont}, {stack["LastOperations"][0]["OperationId"]})
 
 
+class DeleteDuringRollbackTest(unittest.TestCase):
+    def test_delete_stack_during_a_create_rollback_takes_over(self):
+        scenario = {**FAST, "resources": {"Fn": {"fail": "bad role"},
+                                          "Bucket": {"duration": 5, "delete_duration": 300}}}
+        with Sim(scenario) as sim:
+            cf = sim.client()
+            r = cf.create_stack(StackName="dr", TemplateBody=TEMPLATE, Capabilities=["CAPABILITY_IAM"],
+                                ClientRequestToken="dr-1")
+            deadline = time.monotonic() + 10
+            while cf.describe_stacks(StackName="dr")["Stacks"][0]["StackStatus"] != "ROLLBACK_IN_PROGRESS":
+                self.assertLess(time.monotonic(), deadline)
+                time.sleep(0.02)
+            time.sleep(0.1)  # the rollback has started deleting the bucket (300 simulated seconds)
+            cf.delete_stack(StackName="dr")
+            stack = wait_stack(cf, r["StackId"])
+            self.assertEqual(stack["StackStatus"], "DELETE_COMPLETE")
+            events, _ = all_events(cf, r["StackId"])
+            seq = brief(events)
+            self.assertNotIn(("dr", "ROLLBACK_COMPLETE"), seq)  # the rollback never ends
+            delete = events[seq.index(("dr", "DELETE_IN_PROGRESS"))]
+            rollback = events[seq.index(("dr", "ROLLBACK_IN_PROGRESS"))]
+            self.assertNotIn("ClientRequestToken", delete)
+            self.assertNotEqual(delete["OperationId"], rollback["OperationId"])
+            bucket = [e for e in events if e["LogicalResourceId"] == "Bucket"]
+            # Started by the rollback, finished under the DeleteStack's OperationId (real-events/25).
+            self.assertEqual([(e["ResourceStatus"], e["OperationId"]) for e in bucket[-2:]],
+                             [("DELETE_IN_PROGRESS", rollback["OperationId"]), ("DELETE_COMPLETE", delete["OperationId"])])
+            self.assertEqual([o["OperationType"] for o in stack["LastOperations"]], ["DELETE_STACK", "ROLLBACK", "CREATE_STACK"])
+
+
 class DescribeEventsTest(unittest.TestCase):
     def test_pages_operation_filter_and_the_switch_that_turns_it_off(self):
         with Sim({**FAST, "describe_events_page_size": 4}) as sim:
