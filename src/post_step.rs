@@ -178,9 +178,7 @@ async fn report_lock_mode(
             op.outcome,
             duration::human(op.duration)
         );
-        if let (Some(resource), Some(reason)) = (&op.failed_resource, &op.failure_reason) {
-            log::error(&format!("{resource} failed"), reason);
-        }
+        narrate::result_annotations(stack_name, op);
     }
     if let Some(running) = &found.running {
         log::warning(

@@ -375,7 +375,7 @@ async fn failed_create_names_the_root_cause_and_is_replaced_by_the_next_deploy()
     assert_eq!(result.failed_resource.as_deref(), Some("Fn"));
     assert_eq!(result.failure_reason.as_deref(), Some(reason));
     assert!(seen.all().contains(&MonitorEvent::RootCause {
-        resource: "Fn".into(),
+        resource: Some("Fn".into()),
         reason: reason.into()
     }));
     assert_eq!(

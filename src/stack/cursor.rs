@@ -13,6 +13,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::events::{Event, NESTED_TOLERANCE};
+use super::status;
 
 /// How far below the newest event seen a cursor keeps looking, for events that become visible
 /// late. Only costs a few extra events on the first page.
@@ -86,6 +87,11 @@ pub struct Cursor {
     next_anchor: Option<String>,
     /// Reading back to the newest event that starts an operation (following one that runs).
     until_start: bool,
+    /// Reading back, a "User Initiated" rollback was met: it started an operation of its own
+    /// (RollbackStack after a failure) if the stack's event before it is a terminal status,
+    /// or it continued the operation before it (CancelUpdateStack). Its timestamp, until the
+    /// next older stack-level event tells which.
+    rollback_candidate: Option<DateTime<Utc>>,
 }
 
 impl Cursor {
@@ -98,6 +104,7 @@ impl Cursor {
             passed_anchor: false,
             next_anchor: None,
             until_start,
+            rollback_candidate: None,
         }
     }
 
@@ -127,6 +134,16 @@ impl Cursor {
             self.next_anchor = page.first().map(|e| e.event_id.clone());
         }
         for event in page {
+            if self.until_start
+                && event.is_stack_level()
+                && let Some(candidate) = self.rollback_candidate.take()
+                && status::is_terminal(&event.status)
+            {
+                // The rollback started after the previous operation had ended: it is the
+                // start. This older event is not needed.
+                self.found_start(candidate);
+                return Scan::Done;
+            }
             if self.anchor.as_deref() == Some(event.event_id.as_str()) {
                 self.passed_anchor = true;
             }
@@ -146,15 +163,27 @@ impl Cursor {
             }
             self.seen.insert(event.event_id.clone(), event.timestamp);
             batch.push(event.clone());
-            if self.until_start && event.starts_operation() {
-                // Keep reading events with the same timestamp, then stop.
-                self.until_start = false;
-                self.floor = Some(event.timestamp);
-                self.min_floor = Some(event.timestamp);
-                self.anchor = None;
+            // Only a "User Initiated" event starts an operation: CloudFormation also writes
+            // stack-level *_IN_PROGRESS events in the middle of one ("Eventual consistency
+            // check initiated").
+            if self.until_start && event.starts_operation() && event.is_user_initiated() {
+                if status::is_rollback(&event.status) {
+                    self.rollback_candidate = Some(event.timestamp);
+                } else {
+                    // Keep reading events with the same timestamp, then stop.
+                    self.found_start(event.timestamp);
+                }
             }
         }
         Scan::More
+    }
+
+    fn found_start(&mut self, at: DateTime<Utc>) {
+        self.until_start = false;
+        self.rollback_candidate = None;
+        self.floor = Some(at);
+        self.min_floor = Some(at);
+        self.anchor = None;
     }
 
     /// Ends one read: returns the batch in the order CloudFormation wrote it (the reverse of
@@ -165,6 +194,10 @@ impl Cursor {
             self.anchor = Some(top);
         }
         self.passed_anchor = false;
+        if let Some(candidate) = self.rollback_candidate.take() {
+            // The history began with that rollback.
+            self.found_start(candidate);
+        }
         if self.until_start {
             // No start found in the whole history: read everything again next time (only
             // happens while nothing runs).

@@ -20,7 +20,7 @@ pub const STACK_TYPE: &str = "AWS::CloudFormation::Stack";
 pub(crate) const NESTED_TOLERANCE: TimeDelta = TimeDelta::seconds(1);
 
 /// One stack event, owned and SDK-independent.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Event {
     pub event_id: String,
     pub stack_id: String,
@@ -33,6 +33,19 @@ pub struct Event {
     pub timestamp: DateTime<Utc>,
     pub operation_id: Option<String>,
     pub client_request_token: Option<String>,
+    /// `CONFIGURATION_COMPLETE` (created, not yet stable) or `VALIDATION_FAILED`.
+    #[serde(default)]
+    pub detailed_status: Option<String>,
+    /// A Hook's verdict on this resource (`HookStatus` HOOK_COMPLETE_FAILED, ...), its type
+    /// name, reason and failure mode (FAIL stops the resource, WARN only warns).
+    #[serde(default)]
+    pub hook_type: Option<String>,
+    #[serde(default)]
+    pub hook_status: Option<String>,
+    #[serde(default)]
+    pub hook_status_reason: Option<String>,
+    #[serde(default)]
+    pub hook_failure_mode: Option<String>,
 }
 
 impl Event {
@@ -123,6 +136,7 @@ pub(crate) mod tests {
                 timestamp: at(t),
                 operation_id: None,
                 client_request_token: None,
+                ..Event::default()
             }
         }
 
@@ -139,6 +153,7 @@ pub(crate) mod tests {
                 timestamp: at(t),
                 operation_id: None,
                 client_request_token: None,
+                ..Event::default()
             }
         }
 

@@ -6,6 +6,8 @@
 //! AWS: [`client`]. On top of them: [`guard`] (wait while someone else deploys), [`deploy`]
 //! (mode `deploy`) and [`monitor`] (follow an operation; modes `monitor` and `lock`).
 
+pub mod cause;
+pub mod chain;
 pub mod client;
 pub mod cursor;
 pub mod deploy;
@@ -13,6 +15,7 @@ pub mod events;
 pub mod guard;
 pub mod monitor;
 pub mod poll;
+pub mod result;
 pub mod status;
 pub mod tracker;
 
@@ -22,9 +25,9 @@ pub use deploy::{DeployRequest, deploy};
 pub use events::Event;
 pub use guard::{GuardError, SettleWait, Settled, wait_until_settled};
 pub use monitor::{
-    MonitorEvent, MonitorSettings, Reconstruction, StackError, StackResult, monitor,
-    reconstruct_since,
+    MonitorEvent, MonitorSettings, Reconstruction, StackError, monitor, reconstruct_since,
 };
 pub use poll::PollSettings;
+pub use result::StackResult;
 pub use status::Outcome;
 pub use tracker::ResourceTiming;

@@ -1,12 +1,17 @@
-//! Following ONE operation among a stack's events: it starts at the operation's first
-//! stack-level event, follows nested stacks, counts progress, picks the root cause, and ends
-//! only on the ROOT stack's terminal status. Pure: chronological events in, updates out.
+//! Following ONE operation chain among a stack's events: it starts at the operation's first
+//! stack-level event, keeps the events of the chain (the forward operation, then the rollback
+//! and clean-up phases that real CloudFormation runs as operations of their own:
+//! [`super::chain`]), follows nested stacks, counts progress, finds the root cause
+//! ([`super::cause`]), and ends only on the ROOT stack's terminal status. Pure: chronological
+//! events in, updates out.
 
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use super::cause::{Cause, Causes, Leftover, Stage};
+use super::chain::{Chain, Verdict};
 use super::events::{Event, NESTED_TOLERANCE, STACK_TYPE};
 use super::status::{self, ResourceClass};
 
@@ -20,26 +25,28 @@ pub enum Update {
     /// Completed resources out of the expected total changed.
     Progress { done: u32, total: u32 },
     /// The root cause changed (a nested stack's own failure refines the parent's summary).
-    RootCause(Event),
+    RootCause(Cause),
     /// A nested stack to follow (its stack id).
     NestedStack(String),
-    /// The ROOT stack reached a terminal status.
+    /// The ROOT stack reached a terminal status, or another operation took the stack over
+    /// ([`Tracker::interrupted_by`]).
     Finished(Event),
 }
 
 /// How the followed operation is recognised among the stack's events.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Matcher {
-    /// The operation's id, when known (learned from its first event otherwise).
+    /// The operation's id, when known before its first event.
     pub operation_id: Option<String>,
     /// Our ClientRequestToken, when we started the operation.
     pub client_request_token: Option<String>,
 }
 
 impl Matcher {
-    /// OperationId first, then our ClientRequestToken; an event carrying neither cannot be
-    /// told apart and is accepted (the first operation after the baseline is ours).
-    fn accepts(&self, event: &Event) -> bool {
+    /// Whether `event` can be the operation's first event: OperationId first, then our
+    /// ClientRequestToken; an event carrying neither cannot be told apart and is accepted
+    /// (the first operation after the baseline is ours).
+    fn accepts_start(&self, event: &Event) -> bool {
         if let (Some(ours), Some(theirs)) = (&self.operation_id, &event.operation_id) {
             return ours == theirs;
         }
@@ -96,30 +103,46 @@ struct Nested {
     /// First event of its parent's resource in this operation.
     since: DateTime<Utc>,
     phase: Phase,
-    operation_id: Option<String>,
+    /// Its own operation chain (nested stacks run operations of their own).
+    chain: Option<Chain>,
+    stage: Stage,
     /// Its parent's resource is no longer in progress: one more read, then stop.
     parent_settled: bool,
     done: bool,
 }
 
-/// Follows one operation. Feed it chronological events with [`Tracker::apply_root`] and
-/// [`Tracker::apply_nested`].
+/// Follows one operation chain. Feed it chronological events with [`Tracker::apply_root`]
+/// and [`Tracker::apply_nested`].
 #[derive(Debug, Clone)]
 pub struct Tracker {
     root_name: String,
     matcher: Matcher,
     phase: Phase,
     root_id: Option<String>,
+    /// The root stack's chain, from its first event on.
+    chain: Option<Chain>,
     start: Option<Event>,
     end: Option<Event>,
+    /// Another operation's first event, when one took the stack over before our end.
+    interrupted_by: Option<Event>,
     root_status: Option<String>,
-    rolling_back: bool,
+    /// Where the root stack is: forward, rolling back, or cleaning up.
+    stage: Stage,
     resources: BTreeMap<(String, String), Resource>,
     nested: BTreeMap<String, Nested>,
     total_hint: Option<u32>,
-    root_cause: Option<Event>,
-    root_cause_path: Option<String>,
+    causes: Causes,
     last_progress: Option<(u32, u32)>,
+}
+
+/// A stack-level event that ends its stack's chain: a terminal status, except the
+/// `CREATE_FAILED`/`UPDATE_FAILED` of a failed early validation (DetailedStatus
+/// VALIDATION_FAILED), which the rollback follows as an operation of its own
+/// (simulator/README.md, "Where each behaviour comes from": a real CreateStack capture).
+fn ends_chain(event: &Event) -> bool {
+    status::is_terminal(&event.status)
+        && !(event.status.ends_with("_FAILED")
+            && event.detailed_status.as_deref() == Some("VALIDATION_FAILED"))
 }
 
 impl Tracker {
@@ -131,21 +154,18 @@ impl Tracker {
             matcher,
             phase: Phase::Waiting,
             root_id: None,
+            chain: None,
             start: None,
             end: None,
+            interrupted_by: None,
             root_status: None,
-            rolling_back: false,
+            stage: Stage::Forward,
             resources: BTreeMap::new(),
             nested: BTreeMap::new(),
             total_hint,
-            root_cause: None,
-            root_cause_path: None,
+            causes: Causes::default(),
             last_progress: None,
         }
-    }
-
-    pub fn set_total_hint(&mut self, total: Option<u32>) {
-        self.total_hint = total;
     }
 
     pub fn started(&self) -> Option<&Event> {
@@ -160,31 +180,44 @@ impl Tracker {
         self.phase == Phase::Finished
     }
 
-    /// The ROOT stack's terminal event.
+    /// The ROOT stack's terminal event (None when the chain was interrupted).
     pub fn end(&self) -> Option<&Event> {
         self.end.as_ref()
+    }
+
+    /// The first event of another operation that took the stack over before the chain's end
+    /// (a DeleteStack during the rollback).
+    pub fn interrupted_by(&self) -> Option<&Event> {
+        self.interrupted_by.as_ref()
     }
 
     pub fn root_id(&self) -> Option<&str> {
         self.root_id.as_deref()
     }
 
+    /// The forward operation's id (the first of the chain).
     pub fn operation_id(&self) -> Option<&str> {
-        self.matcher.operation_id.as_deref()
+        self.operation_ids().first().map(String::as_str)
     }
 
-    /// The root stack's last status seen in the operation's events.
+    /// Every OperationId of the root stack's chain, forward operation first.
+    pub fn operation_ids(&self) -> &[String] {
+        self.chain.as_ref().map(Chain::operations).unwrap_or(&[])
+    }
+
+    /// The root stack's last status seen in the chain's events.
     pub fn root_status(&self) -> Option<&str> {
         self.root_status.as_deref()
     }
 
-    pub fn root_cause(&self) -> Option<&Event> {
-        self.root_cause.as_ref()
+    /// Why it failed, when something failed or the stack said why it rolled back.
+    pub fn root_cause(&self) -> Option<&Cause> {
+        self.causes.best()
     }
 
-    /// The failed resource as a path (`Logical`, or `Nested/Logical` inside a nested stack).
-    pub fn root_cause_path(&self) -> Option<&str> {
-        self.root_cause_path.as_deref()
+    /// Failures while rolling back or cleaning up: what was left behind.
+    pub fn leftovers(&self) -> &[Leftover] {
+        self.causes.leftovers()
     }
 
     /// Completed resources of the root stack, out of the expected total. Rolled-back resources
@@ -220,11 +253,7 @@ impl Tracker {
             return false;
         }
         let (done, total) = self.progress();
-        let cleanup = self
-            .root_status
-            .as_deref()
-            .is_some_and(|s| s.contains("CLEANUP"));
-        (self.total_hint.is_some() && done >= total) || cleanup || self.rolling_back
+        (self.total_hint.is_some() && done >= total) || self.stage != Stage::Forward
     }
 
     /// Nested stacks (stack ids) whose events must still be read.
@@ -254,60 +283,101 @@ impl Tracker {
         }
     }
 
+    /// A nested stack whose events cannot be read (it is gone and was never seen by its
+    /// id): its parent's events are all we will know.
+    pub fn nested_unreadable(&mut self, stack_id: &str) {
+        if let Some(n) = self.nested.get_mut(stack_id) {
+            n.done = true;
+        }
+    }
+
     /// Applies one event of the root stack.
     pub fn apply_root(&mut self, event: &Event) -> Vec<Update> {
         let mut updates = Vec::new();
         match self.phase {
-            Phase::Finished => return updates,
-            Phase::Waiting => {
-                // Also the root's own name: events of the stack we follow, not a nested one.
-                if !event.starts_operation()
-                    || !self.matcher.accepts(event)
-                    || !self.is_root_event(event)
-                {
-                    return updates;
-                }
-                self.phase = Phase::Running;
-                self.root_id = Some(event.stack_id.clone());
-                if self.matcher.operation_id.is_none() {
-                    self.matcher.operation_id.clone_from(&event.operation_id);
-                }
-                self.start = Some(event.clone());
-                self.root_status = Some(event.status.clone());
-                updates.push(Update::Started(event.clone()));
-                self.push_progress(&mut updates);
-                return updates;
-            }
-            Phase::Running => {}
+            Phase::Finished => {}
+            Phase::Waiting => self.start_with(event, &mut updates),
+            Phase::Running => self.continue_with(event, &mut updates),
         }
-        if !self.matcher.accepts(event)
-            || self
-                .root_id
-                .as_deref()
-                .is_some_and(|id| id != event.stack_id)
+        updates
+    }
+
+    fn start_with(&mut self, event: &Event, updates: &mut Vec<Update>) {
+        // Also the root's own name: events of the stack we follow, not a nested one.
+        if !event.starts_operation()
+            || !self.matcher.accepts_start(event)
+            || !self.is_root_event(event)
         {
-            return updates;
+            return;
         }
+        self.phase = Phase::Running;
+        self.root_id = Some(event.stack_id.clone());
+        self.chain = Some(Chain::starting_with(
+            event,
+            self.matcher.client_request_token.as_deref(),
+        ));
+        self.start = Some(event.clone());
+        self.root_status = Some(event.status.clone());
+        updates.push(Update::Started(event.clone()));
+        self.push_progress(updates);
+    }
+
+    fn continue_with(&mut self, event: &Event, updates: &mut Vec<Update>) {
+        if self
+            .root_id
+            .as_deref()
+            .is_some_and(|id| id != event.stack_id)
+        {
+            return;
+        }
+        let Some(chain) = self.chain.as_mut() else {
+            return;
+        };
+        match chain.classify(event) {
+            Verdict::Ours { released } => {
+                self.apply_ours(event, updates);
+                for held in released {
+                    if self.phase == Phase::Running {
+                        self.apply_ours(&held, updates);
+                    }
+                }
+            }
+            Verdict::Foreign | Verdict::Held => {}
+            Verdict::Interrupted => {
+                updates.push(Update::Resource(event.clone()));
+                self.interrupted_by = Some(event.clone());
+                self.settle(event, updates);
+            }
+        }
+    }
+
+    /// An event of the chain on the root stack.
+    fn apply_ours(&mut self, event: &Event, updates: &mut Vec<Update>) {
         updates.push(Update::Resource(event.clone()));
         if event.is_stack_level() {
             self.root_status = Some(event.status.clone());
-            if status::is_rollback(&event.status) {
-                self.rolling_back = true;
+            if let Some(stage) = Stage::after(&event.status) {
+                self.stage = stage;
             }
-            self.consider_root_cause(event, &mut updates, "");
-            if status::is_terminal(&event.status) {
-                self.phase = Phase::Finished;
+            self.consider_cause(event, "", Stage::Forward, true, updates);
+            if ends_chain(event) {
                 self.end = Some(event.clone());
-                for resource in self.resources.values_mut() {
-                    resource.in_progress = false;
-                }
-                updates.push(Update::Finished(event.clone()));
+                self.settle(event, updates);
             }
-            return updates;
+            return;
         }
         let stack_id = event.stack_id.clone();
-        self.apply_resource(event, &stack_id, "", true, &mut updates);
-        updates
+        let stage = self.stage;
+        self.apply_resource(event, &stack_id, "", stage, true, updates);
+    }
+
+    /// The chain is over: nothing runs any more.
+    fn settle(&mut self, event: &Event, updates: &mut Vec<Update>) {
+        self.phase = Phase::Finished;
+        for resource in self.resources.values_mut() {
+            resource.in_progress = false;
+        }
+        updates.push(Update::Finished(event.clone()));
     }
 
     /// Applies one event of the nested stack `stack_id` (as returned by [`Self::nested_to_poll`]).
@@ -322,30 +392,45 @@ impl Tracker {
         if event.timestamp < nested.since - NESTED_TOLERANCE {
             return updates;
         }
-        match nested.phase {
-            Phase::Finished => return updates,
-            Phase::Waiting => {
+        let released = match (nested.phase, nested.chain.as_mut()) {
+            (Phase::Finished, _) => return updates,
+            (Phase::Running, Some(chain)) => match chain.classify(event) {
+                Verdict::Ours { released } => released,
+                Verdict::Foreign | Verdict::Held | Verdict::Interrupted => return updates,
+            },
+            _ => {
                 // A nested stack's operations carry their own ids and tokens: its first
                 // stack-level event after its parent's resource started is the one.
                 if !(event.is_stack_level() && status::starts_operation(&event.status)) {
                     return updates;
                 }
                 nested.phase = Phase::Running;
-                nested.operation_id.clone_from(&event.operation_id);
+                nested.chain = Some(Chain::starting_with(event, None));
                 updates.push(Update::Resource(event.clone()));
                 return updates;
             }
-            Phase::Running => {}
+        };
+        self.apply_nested_ours(stack_id, event, &mut updates);
+        for held in released {
+            self.apply_nested_ours(stack_id, &held, &mut updates);
         }
-        if let (Some(ours), Some(theirs)) = (&nested.operation_id, &event.operation_id)
-            && ours != theirs
-        {
-            return updates;
+        updates
+    }
+
+    fn apply_nested_ours(&mut self, stack_id: &str, event: &Event, updates: &mut Vec<Update>) {
+        let Some(nested) = self.nested.get_mut(stack_id) else {
+            return;
+        };
+        if nested.phase == Phase::Finished {
+            return;
         }
         let path = nested.path.clone();
         updates.push(Update::Resource(event.clone()));
         if event.is_stack_level() {
-            if status::is_terminal(&event.status) {
+            if let Some(stage) = Stage::after(&event.status) {
+                nested.stage = stage;
+            }
+            if ends_chain(event) {
                 nested.phase = Phase::Finished;
                 nested.done = true;
                 // Its resources settled with it.
@@ -355,11 +440,11 @@ impl Tracker {
                     }
                 }
             }
-            self.consider_root_cause(event, &mut updates, &path);
-            return updates;
+            self.consider_cause(event, &path, Stage::Forward, false, updates);
+            return;
         }
-        self.apply_resource(event, stack_id, &path, false, &mut updates);
-        updates
+        let stage = nested.stage;
+        self.apply_resource(event, stack_id, &path, stage, false, updates);
     }
 
     fn is_root_event(&self, event: &Event) -> bool {
@@ -372,6 +457,7 @@ impl Tracker {
         event: &Event,
         stack_id: &str,
         prefix: &str,
+        stage: Stage,
         root: bool,
         updates: &mut Vec<Update>,
     ) {
@@ -381,7 +467,10 @@ impl Tracker {
             format!("{prefix}/{}", event.logical_id)
         };
         let key = (stack_id.to_string(), event.logical_id.clone());
-        let rolling_back = self.rolling_back;
+        // Undoing the operation: the stage of the resource's own stack, as its events say
+        // (a nested stack's events are read after its parent's: the root's stage then is no
+        // guide to when they were written).
+        let rolling_back = stage == Stage::Rollback;
         let resource = self.resources.entry(key).or_insert_with(|| Resource {
             timing: ResourceTiming {
                 path: path.clone(),
@@ -429,7 +518,7 @@ impl Tracker {
         if event.resource_type == STACK_TYPE {
             self.track_nested(event, &path, settled, updates);
         }
-        self.consider_root_cause(event, updates, prefix);
+        self.consider_cause(event, prefix, stage, root, updates);
         if root {
             self.push_progress(updates);
         }
@@ -462,7 +551,8 @@ impl Tracker {
                         path: path.to_string(),
                         since,
                         phase: Phase::Waiting,
-                        operation_id: None,
+                        chain: None,
+                        stage: Stage::Forward,
                         parent_settled: settled,
                         done: false,
                     },
@@ -472,38 +562,19 @@ impl Tracker {
         }
     }
 
-    fn consider_root_cause(&mut self, event: &Event, updates: &mut Vec<Update>, prefix: &str) {
-        if status::classify_resource(&event.status) != ResourceClass::Failed
-            || event.is_cancellation()
+    fn consider_cause(
+        &mut self,
+        event: &Event,
+        prefix: &str,
+        stage: Stage,
+        root: bool,
+        updates: &mut Vec<Update>,
+    ) {
+        if self.causes.consider(event, prefix, stage, root)
+            && let Some(cause) = self.causes.best()
         {
-            return;
+            updates.push(Update::RootCause(cause.clone()));
         }
-        // A nested stack's failure ("Embedded stack ... was not successfully created") and a
-        // stack's own failure summarise failures of resources: a resource's own failure is
-        // the cause, the earliest one wins (timestamps, not arrival order: a nested stack's
-        // events are read after its parent's).
-        let rank = |e: &Event| (e.resource_type == STACK_TYPE, e.timestamp);
-        if self
-            .root_cause
-            .as_ref()
-            .is_some_and(|current| rank(current) <= rank(event))
-        {
-            return;
-        }
-        let path = if event.is_stack_level() {
-            if prefix.is_empty() {
-                event.logical_id.clone()
-            } else {
-                prefix.to_string()
-            }
-        } else if prefix.is_empty() {
-            event.logical_id.clone()
-        } else {
-            format!("{prefix}/{}", event.logical_id)
-        };
-        self.root_cause = Some(event.clone());
-        self.root_cause_path = Some(path);
-        updates.push(Update::RootCause(event.clone()));
     }
 
     fn push_progress(&mut self, updates: &mut Vec<Update>) {
@@ -732,7 +803,10 @@ mod tests {
             t.end().map(|e| e.status.as_str()),
             Some("UPDATE_ROLLBACK_COMPLETE")
         );
-        assert_eq!(t.root_cause_path(), Some("C"));
+        assert_eq!(
+            t.root_cause().and_then(|c| c.resource.as_deref()),
+            Some("C")
+        );
         // Forward timings survive the rollback (history wants how long they took to update).
         let a = t.resources().into_iter().find(|r| r.path == "A");
         assert_eq!(
@@ -786,10 +860,13 @@ mod tests {
             ],
         );
         assert_eq!(
-            t.root_cause().and_then(|e| e.reason.as_deref()),
+            t.root_cause().map(|c| c.reason.as_str()),
             Some("DBInstance quota exceeded")
         );
-        assert_eq!(t.root_cause_path(), Some("Db"));
+        assert_eq!(
+            t.root_cause().and_then(|c| c.resource.as_deref()),
+            Some("Db")
+        );
         assert!(t.is_finished());
     }
 
@@ -878,7 +955,10 @@ mod tests {
         );
         // The parent's summary is read first (the nested stack is read afterwards).
         feed(&mut t, std::slice::from_ref(&parent_summary));
-        assert_eq!(t.root_cause_path(), Some("Net"));
+        assert_eq!(
+            t.root_cause().and_then(|c| c.resource.as_deref()),
+            Some("Net")
+        );
         assert_eq!(
             t.nested_to_poll(),
             [CHILD.to_string()],
@@ -897,11 +977,14 @@ mod tests {
         assert!(
             updates
                 .iter()
-                .any(|u| matches!(u, Update::RootCause(e) if e.logical_id == "Subnet"))
+                .any(|u| matches!(u, Update::RootCause(c) if c.event.logical_id == "Subnet"))
         );
-        assert_eq!(t.root_cause_path(), Some("Net/Subnet"));
         assert_eq!(
-            t.root_cause().and_then(|e| e.reason.as_deref()),
+            t.root_cause().and_then(|c| c.resource.as_deref()),
+            Some("Net/Subnet")
+        );
+        assert_eq!(
+            t.root_cause().map(|c| c.reason.as_str()),
             Some("CIDR conflicts")
         );
         t.nested_read(CHILD);
@@ -939,5 +1022,115 @@ mod tests {
         assert!(!t.end_is_imminent());
         feed(&mut t, &[ev.res(2.0, "A", "UPDATE_COMPLETE", None)]);
         assert!(t.end_is_imminent());
+    }
+
+    /// A failed update as real CloudFormation writes it since OperationIds exist: the
+    /// automatic rollback is an operation of its own (new OperationId, same
+    /// ClientRequestToken). `token`: the token every event carries, if any.
+    fn failed_update_with_rollback_operation(ev: &mut Ev, token: Option<&str>) -> Vec<Event> {
+        let tag = |mut e: Event, op: &str| {
+            e.operation_id = Some(op.into());
+            e.client_request_token = token.map(Into::into);
+            e
+        };
+        vec![
+            tag(
+                ev.stack(0.0, "UPDATE_IN_PROGRESS", Some("User Initiated")),
+                "op-fwd",
+            ),
+            tag(ev.res(1.0, "Fn", "UPDATE_IN_PROGRESS", None), "op-fwd"),
+            tag(
+                ev.res(2.0, "Fn", "UPDATE_FAILED", Some("Role is invalid")),
+                "op-fwd",
+            ),
+            tag(
+                ev.stack(
+                    3.0,
+                    "UPDATE_ROLLBACK_IN_PROGRESS",
+                    Some("The following resource(s) failed to update: [Fn]. "),
+                ),
+                "op-rollback",
+            ),
+            tag(ev.res(4.0, "Fn", "UPDATE_IN_PROGRESS", None), "op-rollback"),
+            tag(ev.res(5.0, "Fn", "UPDATE_COMPLETE", None), "op-rollback"),
+            tag(
+                ev.stack(6.0, "UPDATE_ROLLBACK_COMPLETE_CLEANUP_IN_PROGRESS", None),
+                "op-rollback",
+            ),
+            tag(
+                ev.stack(7.0, "UPDATE_ROLLBACK_COMPLETE", None),
+                "op-rollback",
+            ),
+        ]
+    }
+
+    #[test]
+    fn the_rollback_with_its_own_operation_id_is_followed_by_our_token() {
+        let mut ev = Ev::new();
+        let events = failed_update_with_rollback_operation(&mut ev, Some("dc-1"));
+        let matcher = Matcher {
+            operation_id: None,
+            client_request_token: Some("dc-1".into()),
+        };
+        let mut t = Tracker::new("app", matcher, Some(1));
+        let updates = feed(&mut t, &events);
+        assert_eq!(
+            finished(&updates).as_deref(),
+            Some("UPDATE_ROLLBACK_COMPLETE"),
+            "the chain ends on the rollback's terminal status"
+        );
+        assert_eq!(
+            t.root_cause().and_then(|c| c.resource.as_deref()),
+            Some("Fn")
+        );
+        assert_eq!(t.progress(), (0, 1), "the rollback undid the update");
+    }
+
+    #[test]
+    fn the_rollback_with_its_own_operation_id_is_followed_without_our_token() {
+        // Monitor mode: someone else's operation, with their token or none at all.
+        for token in [Some("console-123"), None] {
+            let mut ev = Ev::new();
+            let events = failed_update_with_rollback_operation(&mut ev, token);
+            let mut t = Tracker::new("app", Matcher::default(), None);
+            let updates = feed(&mut t, &events);
+            assert_eq!(
+                finished(&updates).as_deref(),
+                Some("UPDATE_ROLLBACK_COMPLETE"),
+                "token {token:?}"
+            );
+            assert_eq!(
+                t.root_cause().map(|c| c.reason.as_str()),
+                Some("Role is invalid")
+            );
+        }
+    }
+
+    #[test]
+    fn a_failure_whose_only_reason_is_on_the_root_rollback_event_is_the_root_cause() {
+        // No resource failed: the template itself was wrong (a real stream: an invalid
+        // Fn::GetAtt attribute is reported only on the stack's ROLLBACK_IN_PROGRESS).
+        let mut ev = Ev::new();
+        let reason = "Attribute 'PublicIp' does not exist. Rollback requested by user.";
+        let mut t = Tracker::new("app", Matcher::default(), None);
+        feed(
+            &mut t,
+            &[
+                ev.stack(0.0, "CREATE_IN_PROGRESS", Some("User Initiated")),
+                ev.res(1.0, "Ip", "CREATE_IN_PROGRESS", None),
+                ev.res(2.0, "Ip", "CREATE_COMPLETE", None),
+                ev.stack(3.0, "ROLLBACK_IN_PROGRESS", Some(reason)),
+                ev.res(4.0, "Ip", "DELETE_IN_PROGRESS", None),
+                ev.res(5.0, "Ip", "DELETE_COMPLETE", None),
+                ev.stack(6.0, "ROLLBACK_COMPLETE", None),
+            ],
+        );
+        assert!(t.is_finished());
+        assert_eq!(t.root_cause().map(|c| c.reason.as_str()), Some(reason));
+        assert_eq!(
+            t.root_cause().and_then(|c| c.resource.as_deref()),
+            None,
+            "no resource failed"
+        );
     }
 }
