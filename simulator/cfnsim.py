@@ -2,6 +2,7 @@
 """A CloudFormation scenario simulator speaking the query API (awsQuery, 2010-05-15).
 
     .venv/bin/python simulator/cfnsim.py --port 0 [--scenario FILE] [--time-scale X]
+        [--replay STREAM.json [--replay-options JSON]]
         [--exit-on-stdin-eof] [--region us-east-1] [--verbose]
 
 Prints `listening on 127.0.0.1:PORT` as its first stdout line. Point an SDK at it with
@@ -24,6 +25,7 @@ from urllib.parse import parse_qs, urlparse
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+import cfnsim_replay as replay_mod  # noqa: E402
 import cfnsim_scenario as sc  # noqa: E402
 import cfnsim_template as tpl  # noqa: E402
 import cfnsim_xml as wire  # noqa: E402
@@ -133,6 +135,22 @@ class Server:
         self.chaos = Chaos(scenario)
         self.stats = Stats()
         self.verbose = verbose
+        self.replay = None  # a recorded stream being played (cfnsim_replay); None: the simulation
+        self.replay_api = None
+
+    def load_replay(self, body: dict) -> dict:
+        replay = replay_mod.load(body)
+        with self.sim.lock:
+            self.replay, self.replay_api = replay, replay_mod.ReplayApi(replay)
+            return replay.status()
+
+    def replay_status(self, start: bool = False) -> dict:
+        with self.sim.lock:
+            if self.replay is None:
+                raise ApiError("NoReplay", "no recording is being replayed (POST /_sim/replay first)", 404)
+            if start:
+                self.replay.trigger()
+            return self.replay.status()
 
     def set_scenario(self, doc: dict) -> None:
         scenario = sc.Scenario(doc)
@@ -143,6 +161,8 @@ class Server:
     # -------------------------------------------------------------- admin
     def stacks_report(self) -> list:
         with self.sim.lock:
+            if self.replay is not None:
+                return self.replay.stacks_report()
             out = []
             for s in self.sim.stacks.values():
                 out.append({
@@ -150,7 +170,11 @@ class Server:
                     "parent_id": s.parent.id if s.parent else None, "root_id": s.root.id,
                     "events": len(s.events),
                     "terminal_events": [{**t, "timestamp": iso(t["timestamp"])} for t in s.terminal_events],
-                    "operations": [{"operation_id": op.op_id, "type": op.op_type, "token": op.token,
+                    # What was started; `operation_id` is its first OperationId, `operation_ids`
+                    # every one it went through (an automatic rollback has its own).
+                    "operations": [{"operation_id": op.first_id, "type": op.records[0].op_type, "token": op.token,
+                                    "operation_ids": [{"operation_id": r.op_id, "type": r.op_type,
+                                                       "status": r.status} for r in op.records],
                                     "started_real_time": op.started_real, "final_status": op.final_status}
                                    for op in s.operations],
                 })
@@ -192,7 +216,7 @@ class Server:
                 names = touch or list(stack.template["Resources"])
                 changes = {n: "Modify" for n in names if n in stack.template["Resources"]}
                 op = self.sim.start_operation(stack, "UPDATE", token=token, changes=changes, old=old)
-                return {"StackId": stack.id, "OperationId": op.op_id}
+                return {"StackId": stack.id, "OperationId": op.first_id}
             return self.api.do_UpdateStack(params)
 
 
@@ -256,7 +280,7 @@ def make_handler(server: Server):
                                   "text/xml", request_id)
             try:
                 with server.sim.lock:
-                    result = server.api.call(action, params)
+                    result = (server.replay_api or server.api).call(action, params)
                 body, status = wire.response(action, result, request_id), 200
             except ApiError as e:
                 server.stats.bump(server.stats.errors, action)
@@ -295,6 +319,7 @@ def make_handler(server: Server):
                     if query.get("what", "all") == "all":
                         with server.sim.lock:
                             server.sim.reset()
+                            server.replay = server.replay_api = None
                         server.chaos.load(server.sim.scenario)
                     return self._json(200, {"ok": True})
                 if route == "scenario":
@@ -303,10 +328,16 @@ def make_handler(server: Server):
                     return self._json(200, {"scenario": server.sim.scenario.doc})
                 if route == "start":
                     return self._json(200, server.start_elsewhere(query, body))
+                if route == "replay":
+                    if self.command == "POST":
+                        return self._json(200, server.load_replay({**body, **query}))
+                    return self._json(200, server.replay_status())
+                if route == "replay/start":
+                    return self._json(200, server.replay_status(start=True))
                 return self._json(404, {"error": f"unknown admin route {route}"})
             except ApiError as e:
                 return self._json(e.status, {"error": e.code, "message": e.message})
-            except (ValueError, KeyError, tpl.TemplateError) as e:
+            except (ValueError, KeyError, OSError, tpl.TemplateError) as e:
                 return self._json(400, {"error": str(e)})
 
     return Handler
@@ -318,6 +349,10 @@ def main(argv=None) -> int:
     parser.add_argument("--scenario", help="scenario JSON file")
     parser.add_argument("--time-scale", type=float, default=1.0,
                         help="simulated seconds per real second (60: a 20-minute deploy in 20 s)")
+    parser.add_argument("--replay", metavar="STREAM.json",
+                        help="serve this recorded describe-stack-events stream instead of simulating")
+    parser.add_argument("--replay-options", default="{}", metavar="JSON",
+                        help='replay options, e.g. \'{"scale": 60, "max_gap": 2, "start": "trigger"}\'')
     parser.add_argument("--region", default="us-east-1")
     parser.add_argument("--exit-on-stdin-eof", action="store_true",
                         help="exit when stdin closes, so a test process that dies leaves no orphan")
@@ -329,6 +364,8 @@ def main(argv=None) -> int:
         with open(args.scenario, encoding="utf-8") as f:
             doc = json.load(f)
     server = Server(sc.Scenario(doc), args.time_scale, args.region, args.verbose)
+    if args.replay:
+        server.load_replay({**json.loads(args.replay_options), "file": args.replay})
     httpd = ThreadingHTTPServer(("127.0.0.1", args.port), make_handler(server))
     httpd.daemon_threads = True
     stop = threading.Event()
@@ -347,9 +384,12 @@ def main(argv=None) -> int:
             stop.set()
         threading.Thread(target=watch_stdin, name="stdin-eof", daemon=True).start()
 
-    threading.Thread(target=httpd.serve_forever, name="http", daemon=True).start()
+    # A short poll interval: shutdown() waits for the serving loop's next poll, and tests stop
+    # a simulator per test case.
+    threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, name="http",
+                     daemon=True).start()
     print(f"listening on 127.0.0.1:{httpd.server_address[1]}", flush=True)
-    while not stop.wait(0.5):
+    while not stop.wait(0.05):
         pass
     httpd.shutdown()
     httpd.server_close()

@@ -3,11 +3,10 @@ and return the result structure (serialised by cfnsim_xml). Runs under Sim.lock.
 
 from __future__ import annotations
 
-import base64
-import json
 import re
 import uuid
 
+import cfnsim_events as ev
 import cfnsim_scenario as sc
 import cfnsim_template as tpl
 from cfnsim_engine import ACCOUNT, STACK_TYPE, UPDATABLE, ApiError, ChangeSet, validation
@@ -34,15 +33,15 @@ def _check_name(name: str, field: str) -> None:
             "Member must satisfy regular expression pattern: [a-zA-Z][-a-zA-Z0-9]*")
 
 
-def _page_token(data: dict) -> str:
-    return base64.urlsafe_b64encode(json.dumps(data).encode()).decode()
-
-
-def _read_token(token: str) -> dict:
+def _page(items: list, params: dict, size: int, key: str) -> tuple:
     try:
-        return json.loads(base64.urlsafe_b64decode(token.encode()))
-    except (ValueError, UnicodeDecodeError) as e:
-        raise validation("Invalid NextToken") from e
+        return ev.newest_first_page(items, params.get("NextToken"), size, key)
+    except ev.TokenError as e:
+        raise validation(str(e)) from e
+
+
+def _invalid_action(action: str) -> ApiError:
+    return ApiError("InvalidAction", f"Could not find operation {action} for version 2010-05-15", 400)
 
 
 class Api:
@@ -52,7 +51,7 @@ class Api:
     def call(self, action: str, params: dict):
         handler = getattr(self, "do_" + action, None)
         if handler is None:
-            raise ApiError("InvalidAction", f"Could not find operation {action} for version 2010-05-15", 400)
+            raise _invalid_action(action)
         return handler(params)
 
     # ---------------------------------------------------------------- helpers
@@ -157,11 +156,17 @@ class Api:
 
         if cs_type == "CREATE":
             changes = [("Add", k, r["Type"]) for k, r in template["Resources"].items()]
-            if stack is None:
+            new_stack = stack is None
+            if new_stack:
                 stack = sim.new_stack(stack_name)
-                sim.emit(stack, stack.name, STACK_TYPE, "REVIEW_IN_PROGRESS", "User Initiated", stack_level=True)
         else:
+            new_stack = False
             changes = self._changes(stack, template, new_params, tags)
+        # Creating a change set is an operation of its own (DescribeEvents OperationType CREATE_CHANGESET),
+        # but the REVIEW_IN_PROGRESS event carries no OperationId (streams 22-24).
+        record = sim.new_record(stack, "CREATE_CHANGESET", None)
+        if new_stack:
+            sim.emit(stack, stack.name, STACK_TYPE, "REVIEW_IN_PROGRESS", "User Initiated", stack_level=True)
 
         cs = ChangeSet(
             id=f"arn:aws:cloudformation:{sim.region}:{ACCOUNT}:changeSet/{cs_name}/{uuid.uuid4()}",
@@ -169,6 +174,7 @@ class Api:
             raw_params=params, tags=tags, capabilities=caps, description=params.get("Description"),
             status="CREATE_PENDING", reason=None, exec_status="UNAVAILABLE",
             creation_time=sim.scheduler.now(), changes=changes, client_token=token, exec_token=None,
+            record=record,
         )
         sim.change_sets[cs.id] = cs
         rng = sc.rng_for(sim.scenario.get("seed", 0), stack.path, cs_name, "changeset")
@@ -181,12 +187,18 @@ class Api:
         def complete():
             if cs.status != "CREATE_IN_PROGRESS":
                 return
-            if cs.changes:
-                cs.status, cs.exec_status = "CREATE_COMPLETE", "AVAILABLE"
+            specs = ev.validation_specs(scope, template)
+            record.validation_errors = ev.validation_items(sim, stack, record, specs)
+            failure = sc.scope_get(scope, "change_set_failure") or ev.change_set_failure(specs)
+            if not cs.changes and not failure:
+                failure = ("The submitted information didn't contain changes. Submit different information "
+                           "to create a change set.")
+            if failure:
+                cs.status, cs.exec_status, cs.reason = "FAILED", "UNAVAILABLE", failure
+                record.close(sim, "FAILED")
             else:
-                cs.status, cs.exec_status = "FAILED", "UNAVAILABLE"
-                cs.reason = ("The submitted information didn't contain changes. Submit different information "
-                             "to create a change set.")
+                cs.status, cs.exec_status = "CREATE_COMPLETE", "AVAILABLE"
+                record.close(sim, "CREATE_COMPLETE")
 
         sim.scheduler.after(total * 0.2, in_progress)
         sim.scheduler.after(total, complete)
@@ -281,7 +293,7 @@ class Api:
         if existing is not None:
             first = existing.operations[0] if existing.operations else None
             if token and first is not None and first.kind == "CREATE" and first.token == token:
-                return {"StackId": existing.id, "OperationId": first.op_id}
+                return {"StackId": existing.id, "OperationId": first.first_id}
             raise ApiError("AlreadyExistsException", f"Stack [{name}] already exists")
         scope = sim.scenario.root_scope(name)
         template, body = self._template_from(params, None, False)
@@ -292,7 +304,7 @@ class Api:
         disable_rollback = _bool(params, "DisableRollback") or params.get("OnFailure") == "DO_NOTHING"
         stack.disable_rollback = disable_rollback
         op = sim.start_operation(stack, "CREATE", token=token, disable_rollback=disable_rollback)
-        return {"StackId": stack.id, "OperationId": op.op_id}
+        return {"StackId": stack.id, "OperationId": op.first_id}
 
     def do_UpdateStack(self, params: dict):
         sim = self.sim
@@ -301,7 +313,7 @@ class Api:
         token = params.get("ClientRequestToken")
         last = stack.operations[-1] if stack.operations else None
         if token and last is not None and last.kind == "UPDATE" and last.token == token:
-            return {"StackId": stack.id, "OperationId": last.op_id}
+            return {"StackId": stack.id, "OperationId": last.first_id}
         if stack.status not in UPDATABLE:
             raise self._not_updatable(stack)
         template, body = self._template_from(params, stack, True)
@@ -317,20 +329,47 @@ class Api:
         stack.disable_rollback = disable_rollback
         op = sim.start_operation(stack, "UPDATE", token=token, disable_rollback=disable_rollback,
                                  changes={logical: action for action, logical, _ in changes}, old=old)
-        return {"StackId": stack.id, "OperationId": op.op_id}
+        return {"StackId": stack.id, "OperationId": op.first_id}
 
     def do_DeleteStack(self, params: dict):
         sim = self.sim
         stack = sim.find_stack(params.get("StackName", ""))
         if stack is None or stack.deleted or stack.status == "DELETE_IN_PROGRESS":
             return None  # DeleteStack is idempotent: a missing stack is not an error
+        if stack.status == "ROLLBACK_IN_PROGRESS" and stack.current_op is not None:
+            stack.current_op.delete_instead(params.get("ClientRequestToken"))
+            return None
         if stack.status.endswith(IN_PROGRESS_SUFFIX) and stack.status != "REVIEW_IN_PROGRESS":
             raise validation(f"Stack [{stack.name}] cannot be deleted while in status {stack.status}")
         sim.start_operation(stack, "DELETE", token=params.get("ClientRequestToken"))
         return None
 
+    def do_CancelUpdateStack(self, params: dict):
+        name = params.get("StackName", "")
+        stack = self._stack_or_error(name, f"Stack [{name}] does not exist")
+        if stack.status != "UPDATE_IN_PROGRESS" or stack.current_op is None:
+            raise validation("CancelUpdateStack cannot be called from current stack status")
+        stack.current_op.cancel_update(params.get("ClientRequestToken"))
+        return None
+
+    def do_ContinueUpdateRollback(self, params: dict):
+        name = params.get("StackName", "")
+        stack = self._stack_or_error(name, f"Stack [{name}] does not exist")
+        if stack.status != "UPDATE_ROLLBACK_FAILED" or stack.failed_rollback is None:
+            raise validation("ContinueUpdateRollback cannot be called from current stack status")
+        skip = member_list(params, "ResourcesToSkip")
+        for logical in skip:
+            res = stack.resources.get(logical)
+            if res is None or res.status != "UPDATE_FAILED":
+                raise validation(f"Resource [{logical}] is not in a failed state and cannot be skipped")
+        self.sim.start_operation(stack, "CONTINUE_ROLLBACK", token=params.get("ClientRequestToken"),
+                                 changes={logical: "Skip" for logical in skip})
+        return {}
+
     def _stack_dict(self, stack) -> dict:
-        ops = [{"OperationType": op.op_type, "OperationId": op.op_id} for op in reversed(stack.operations)]
+        # Change set creations are operations too, but a stack's LastOperations are what ran on it.
+        ops = [{"OperationType": r.op_type, "OperationId": r.op_id} for r in reversed(stack.records)
+               if r.op_type != "CREATE_CHANGESET"]
         return {
             "StackId": stack.id,
             "StackName": stack.name,
@@ -353,6 +392,7 @@ class Api:
             "ParentId": stack.parent.id if stack.parent else None,
             "RootId": stack.root.id if stack.parent else None,
             "DriftInformation": {"StackDriftStatus": "NOT_CHECKED"},
+            "DetailedStatus": stack.detailed_status,
             "LastOperations": ops[:5] or None,
         }
 
@@ -369,36 +409,38 @@ class Api:
         name = params.get("StackName", "")
         stack = self._stack_or_error(name, f"Stack [{name}] does not exist")
         size = int(sc.scope_get(stack.scope, "events_page_size", 100) or 100)
-        # The token holds a position counted from the OLDEST event, so events appended while a
-        # client pages do not shift the pages it has not read yet.
-        end = len(stack.events)
-        if params.get("NextToken"):
-            data = _read_token(params["NextToken"])
-            if data.get("s") != stack.id:
-                raise validation("Invalid NextToken")
-            end = min(int(data.get("i", 0)), len(stack.events))
-        start = max(0, end - size)
-        page = [self._event_dict(e) for e in reversed(stack.events[start:end])]
-        result = {"StackEvents": page}
-        if start > 0:
-            result["NextToken"] = _page_token({"s": stack.id, "i": start})
-        return result
+        fractions = sc.scope_get(stack.scope, "timestamp_fractions", True) is not False
+        page, token = _page(stack.events, params, size, stack.id)
+        return {"StackEvents": [ev.stack_event_item(e, fractions) for e in page], "NextToken": token}
 
-    @staticmethod
-    def _event_dict(e) -> dict:
-        return {
-            "StackId": e.stack_id,
-            "EventId": e.event_id,
-            "StackName": e.stack_name,
-            "OperationId": e.op_id,
-            "LogicalResourceId": e.logical,
-            "PhysicalResourceId": e.physical,
-            "ResourceType": e.rtype,
-            "Timestamp": Ts(e.ts),
-            "ResourceStatus": e.status,
-            "ResourceStatusReason": e.reason,
-            "ClientRequestToken": e.token,
-        }
+    def do_DescribeEvents(self, params: dict):
+        """Events grouped by operation: of a stack, of one operation, or of a change set's creation."""
+        sim = self.sim
+        if sim.scenario.get("describe_events", True) is False:
+            raise _invalid_action("DescribeEvents")  # a region or endpoint without it: clients fall back
+        stack_name, cs_name, op_id = (params.get(k) for k in ("StackName", "ChangeSetName", "OperationId"))
+        if not (stack_name or cs_name or op_id) or (cs_name and not cs_name.startswith("arn:") and not stack_name):
+            # Real CloudFormation says this too for a change set named without its stack
+            # (aws-cloudformation/cloudformation-cli#1116).
+            raise validation("One of ChangeSetName, OperationId or StackName must be specified")
+        if cs_name:
+            record = sim.find_change_set(cs_name, stack_name).record
+            stack, wanted = record.stack, {record.op_id}
+        elif op_id and not stack_name:
+            record = sim.records.get(op_id)
+            if record is None:
+                return {"OperationEvents": []}
+            stack, wanted = record.stack, {op_id}
+        else:
+            stack = self._stack_or_error(stack_name, f"Stack [{stack_name}] does not exist")
+            wanted = {op_id} if op_id else None
+        failed_only = str(params.get("Filters.FailedEvents", "")).lower() == "true"
+        fractions = sc.scope_get(stack.scope, "timestamp_fractions", True) is not False
+        items = ev.operation_events(stack.events, stack.records, wanted, failed_only, fractions)
+        size = int(sc.scope_get(stack.scope, "describe_events_page_size", 100) or 100)
+        key = f"{stack.id}|{','.join(sorted(wanted or []))}|{failed_only}"
+        page, token = _page(items, params, size, key)
+        return {"OperationEvents": page, "NextToken": token}
 
     def _resources(self, params: dict):
         name = params.get("StackName")

@@ -11,7 +11,6 @@ import heapq
 import itertools
 import json
 import random
-import string
 import sys
 import threading
 import time
@@ -19,19 +18,13 @@ import traceback
 import uuid
 
 import cfnsim_scenario as sc
+import cfnsim_status as st
 import cfnsim_template as tpl
+from cfnsim_operation import OPERATION_TYPES, Operation
 
 STACK_TYPE = tpl.NESTED_STACK_TYPE
 ACCOUNT = "123456789012"
-
-UPDATABLE = {"CREATE_COMPLETE", "UPDATE_COMPLETE", "UPDATE_ROLLBACK_COMPLETE", "IMPORT_COMPLETE",
-             "IMPORT_ROLLBACK_COMPLETE"}
-FAILURE_ENTRY = {"ROLLBACK_IN_PROGRESS", "CREATE_FAILED", "UPDATE_ROLLBACK_IN_PROGRESS", "UPDATE_FAILED",
-                 "ROLLBACK_FAILED", "ROLLBACK_COMPLETE", "UPDATE_ROLLBACK_FAILED", "UPDATE_ROLLBACK_COMPLETE",
-                 "DELETE_FAILED"}
-TERMINAL = {"CREATE_COMPLETE", "CREATE_FAILED", "ROLLBACK_COMPLETE", "ROLLBACK_FAILED", "UPDATE_COMPLETE",
-            "UPDATE_FAILED", "UPDATE_ROLLBACK_COMPLETE", "UPDATE_ROLLBACK_FAILED", "DELETE_COMPLETE",
-            "DELETE_FAILED"}
+UPDATABLE = st.UPDATABLE
 
 
 class ApiError(Exception):
@@ -126,17 +119,51 @@ class Scheduler:
         return self.clock.sim_now()
 
 
-def _rand_suffix(rng: random.Random, n: int = 12) -> str:
-    return "".join(rng.choice(string.ascii_uppercase + string.digits) for _ in range(n))
-
-
 class Event:
+    """A stack event. `seq` orders everything the simulation emits (events, operation starts and
+    ends, validation errors) for DescribeEvents; `detailed`/`hook` hold DetailedStatus and the
+    Hook* fields of the events that have them."""
+
     __slots__ = ("event_id", "stack_id", "stack_name", "logical", "physical", "rtype", "ts", "status",
-                 "reason", "token", "op_id", "real_time")
+                 "reason", "token", "op_id", "real_time", "seq", "detailed", "hook")
 
     def __init__(self, **kw):
+        self.detailed = None
+        self.hook = None
         for k, v in kw.items():
             setattr(self, k, v)
+
+
+class OpRecord:
+    """One CloudFormation operation as DescribeEvents groups them: an OperationId, its type, when
+    it started and ended, and how. A deployment that fails and rolls back is two of them (the
+    automatic rollback has its own OperationId), a change set's creation is one too."""
+
+    def __init__(self, sim, stack, op_type: str, token):
+        self.op_id = str(uuid.uuid4())
+        self.op_type = op_type
+        self.stack = stack
+        self.token = token
+        self.start = sim.scheduler.now()
+        self.end = None
+        self.final_status = None
+        self.seq_start = next(sim.seq)
+        self.seq_end = None
+        self.start_event_id = str(uuid.uuid4())
+        self.end_event_id = str(uuid.uuid4())
+        self.validation_errors: list = []  # VALIDATION_ERROR OperationEvents
+        sim.records[self.op_id] = self
+        stack.records.append(self)
+
+    @property
+    def status(self) -> str:
+        return st.operation_status(self.final_status)
+
+    def close(self, sim, final_status: str) -> None:
+        if self.end is None:
+            self.end = sim.scheduler.now()
+            self.final_status = final_status
+            self.seq_end = next(sim.seq)
 
 
 class Resource:
@@ -162,6 +189,7 @@ class Stack:
         self.parent_logical = parent_logical
         self.status = None
         self.reason = None
+        self.detailed_status = None
         self.creation_time = sim.scheduler.now()
         self.last_updated = None
         self.deletion_time = None
@@ -176,11 +204,13 @@ class Stack:
         self.outputs: list = []
         self.resources: dict = {}
         self.events: list = []
-        self.operations: list = []
+        self.operations: list = []  # Operation: what was started (create, update, ...)
+        self.records: list = []  # OpRecord: the OperationIds those went through, oldest first
         self.current_op = None
         self.pending: list = []
         self.change_set_id = None
         self.terminal_events: list = []
+        self.failed_rollback = None  # the Operation whose update rollback failed, for ContinueUpdateRollback
 
     @property
     def scope(self) -> list:
@@ -226,13 +256,15 @@ class Sim:
         self.region = region
         self.stacks: dict = {}  # id -> Stack
         self.change_sets: dict = {}  # id -> ChangeSet
-        self.op_counter = itertools.count()
+        self.records: dict = {}  # OperationId -> OpRecord
+        self.seq = itertools.count()
 
     # ------------------------------------------------------------------ lookups
     def reset(self) -> None:
         self.scheduler.clear()
         self.stacks.clear()
         self.change_sets.clear()
+        self.records.clear()
 
     def find_stack(self, name_or_id: str, include_deleted_by_id: bool = True):
         if not name_or_id:
@@ -263,11 +295,13 @@ class Sim:
 
     # ------------------------------------------------------------------ events
     def emit(self, stack: Stack, logical: str, rtype: str, status: str, reason=None, physical=None,
-             op=None, stack_level: bool = False) -> Event:
+             op=None, stack_level: bool = False, record=None, detailed=None, hook=None, event_id=None) -> Event:
+        """Append an event. `op` is the Operation emitting it (its current OperationId and token);
+        events outside one (REVIEW_IN_PROGRESS) name their `record`."""
         ts = self.scheduler.now()
         if stack.events:  # a request handler and a late callback may race: never go back in time
             ts = max(ts, stack.events[-1].ts)
-        precision = sc.scope_get(stack.scope, "timestamp_precision_ms", 1) or 1
+        precision = sc.timestamp_precision_ms(stack.scope)
         ts = (int(ts * 1000) // int(precision)) * int(precision) / 1000.0
         # Same-timestamp groups: the completion events of the listed logical ids all carry the
         # timestamp of the first one, as CloudFormation does for work finished in one tick.
@@ -279,8 +313,10 @@ class Sim:
                     break
         if physical is None and not stack_level and logical in stack.resources:
             physical = stack.resources[logical].physical
+        if record is None and op is not None:
+            record = op.record
         event = Event(
-            event_id=str(uuid.uuid4()) if stack_level else f"{logical}-{status}-{uuid.uuid4()}",
+            event_id=event_id or (str(uuid.uuid4()) if stack_level else f"{logical}-{status}-{uuid.uuid4()}"),
             stack_id=stack.id,
             stack_name=stack.name,
             logical=logical,
@@ -289,26 +325,22 @@ class Sim:
             ts=ts,
             status=status,
             reason=reason,
-            token=op.token if op else None,
-            op_id=op.op_id if op else None,
+            token=op.token if op else (record.token if record else None),
+            op_id=record.op_id if record else None,
             real_time=time.time(),
+            seq=next(self.seq),
+            detailed=detailed,
+            hook=hook,
         )
         stack.events.append(event)
         if stack_level:
             stack.status = status
             stack.reason = reason
-            if status in TERMINAL:
-                stack.terminal_events.append({
-                    "status": status,
-                    "reason": reason,
-                    "operation_id": op.op_id if op else None,
-                    "timestamp": ts,
-                    "real_time": event.real_time,
-                })
+            stack.detailed_status = detailed
             if op is not None:
                 for listener in list(op.listeners):
                     listener(status, reason)
-        else:
+        elif hook is None:  # hook events report the hook, not a change of the resource
             res = stack.resources.get(logical)
             if res is not None:
                 res.status = status
@@ -319,6 +351,9 @@ class Sim:
         return event
 
     # ------------------------------------------------------------------ stacks
+    def new_record(self, stack: Stack, op_type: str, token) -> OpRecord:
+        return OpRecord(self, stack, op_type, token)
+
     def new_stack(self, name: str, parent=None, parent_logical=None) -> Stack:
         stack = Stack(self, name, parent, parent_logical)
         self.stacks[stack.id] = stack
@@ -327,7 +362,8 @@ class Sim:
     def new_child(self, parent: Stack, logical: str) -> Stack:
         cfg = sc.nested_config(parent.scope, logical)
         rng = random.Random()
-        child = self.new_stack(f"{parent.name}-{logical}-{_rand_suffix(rng)}", parent=parent, parent_logical=logical)
+        child = self.new_stack(f"{parent.name}-{logical}-{sc.rand_suffix(rng)}", parent=parent,
+                               parent_logical=logical)
         template = cfg.get("template") or {
             "Resources": {"Resource": {"Type": "AWS::CloudFormation::WaitConditionHandle"}}}
         body = json.dumps(template)
@@ -366,470 +402,11 @@ class Sim:
         return outputs
 
     def start_operation(self, stack: Stack, kind: str, token=None, disable_rollback=False, changes=None,
-                        old=None, change_set=None):
+                        old=None, change_set=None) -> Operation:
+        if kind not in OPERATION_TYPES:  # pragma: no cover - programming error
+            raise ValueError(kind)
         op = Operation(self, stack, kind, token, disable_rollback, changes or {}, old, change_set)
-        op.op_type = {"CREATE": "CREATE_STACK", "UPDATE": "UPDATE_STACK", "DELETE": "DELETE_STACK",
-                      "UPDATE_ROLLBACK": "ROLLBACK"}[kind]
         stack.operations.append(op)
         stack.current_op = op
         op.start()
         return op
-
-
-class Phase:
-    """Runs resource actions in dependency order; independent ones in parallel (waves)."""
-
-    def __init__(self, op, items: dict, deps: dict, on_done, stop_on_failure: bool):
-        self.op = op
-        self.items = dict(items)
-        self.deps = {k: set(deps.get(k, set())) & set(items) for k in items}
-        self.on_done = on_done
-        self.stop_on_failure = stop_on_failure
-        self.state = {k: "pending" for k in items}
-        self.tasks: dict = {}
-        self.failed: list = []
-        self.cancelled = False
-        self.finished = False
-
-    def start(self) -> None:
-        self._advance()
-
-    def _advance(self) -> None:
-        if self.finished:
-            return
-        halted = self.cancelled or (self.stop_on_failure and self.failed)
-        if not halted:
-            for logical in sorted(self.items):
-                if self.state[logical] != "pending":
-                    continue
-                blocked = any(self.state[d] not in ("done", "failed") or
-                              (self.stop_on_failure and self.state[d] == "failed")
-                              for d in self.deps[logical])
-                if not blocked:
-                    self.state[logical] = "running"
-                    self.tasks[logical] = self.op.run_item(self, logical, self.items[logical])
-        running = [k for k, s in self.state.items() if s == "running"]
-        if running:
-            return
-        startable = [k for k, s in self.state.items() if s == "pending"]
-        if startable and not halted:
-            return  # cannot happen after cycle validation; keep waiting rather than lie
-        self.finished = True
-        self.on_done(self.failed)
-
-    def item_done(self, logical: str, ok: bool) -> None:
-        if self.state.get(logical) != "running":
-            return
-        self.state[logical] = "done" if ok else "failed"
-        self.tasks.pop(logical, None)
-        if not ok:
-            self.failed.append(logical)
-            if self.stop_on_failure:
-                self.cancel_running()
-        self._advance()
-
-    def cancel_running(self) -> None:
-        for logical in sorted(k for k, s in self.state.items() if s == "running"):
-            task = self.tasks.pop(logical, None)
-            self.state[logical] = "cancelled"
-            if task is not None:
-                task.cancel()
-
-    def cancel(self) -> None:
-        self.cancelled = True
-        self.cancel_running()
-        self._advance()
-
-
-class Task:
-    """One resource action in flight; cancel() stops its pending callbacks."""
-
-    def __init__(self, on_cancel=None):
-        self.cancelled = False
-        self.resolved = False
-        self.on_cancel = on_cancel
-
-    def cancel(self) -> None:
-        if self.cancelled or self.resolved:
-            return
-        self.cancelled = True
-        if self.on_cancel:
-            self.on_cancel()
-
-
-class Operation:
-    def __init__(self, sim: Sim, stack: Stack, kind: str, token, disable_rollback: bool, changes: dict,
-                 old: dict | None, change_set):
-        self.sim = sim
-        self.stack = stack
-        self.kind = kind
-        self.token = token
-        self.disable_rollback = disable_rollback
-        self.changes = changes  # logical -> Add | Modify | Remove
-        self.old = old  # previous template/params/tags for update rollback
-        self.change_set = change_set
-        self.op_id = str(uuid.uuid4())
-        self.op_type = None
-        self.listeners: list = []
-        self.group_ts: dict = {}
-        self.phase = None
-        self.cancel_reason = None
-        self.done = False
-        self.final_status = None
-        self.started_real = time.time()
-        self.number = next(sim.op_counter)
-        self.new_template_doc = stack.template
-        self.touched: set = set()  # resources this operation acted on (for rollback)
-
-    # --------------------------------------------------------------- helpers
-    def settings(self, logical: str, rtype: str) -> dict:
-        return sc.resource_settings(self.stack.scope, logical, rtype)
-
-    def rng(self, logical: str, what: str) -> random.Random:
-        seed = self.sim.scenario.get("seed", 0)
-        return sc.rng_for(seed, self.stack.path, logical, what, self.kind)
-
-    def overhead(self) -> float:
-        return sc.pick(sc.scope_get(self.stack.scope, "stack_overhead", 1.0),
-                       self.rng(self.stack.name, "overhead"), 1.0)
-
-    def stack_event(self, status: str, reason=None) -> None:
-        self.sim.emit(self.stack, self.stack.name, STACK_TYPE, status, reason, op=self, stack_level=True)
-
-    def res_event(self, res: Resource, status: str, reason=None, physical=None) -> None:
-        self.sim.emit(self.stack, res.logical, res.rtype, status, reason, physical=physical, op=self)
-
-    def after(self, seconds: float, fn) -> None:
-        self.sim.scheduler.after(seconds, fn)
-
-    def run_phase(self, items: dict, deps: dict, on_done, stop_on_failure: bool) -> None:
-        self.phase = Phase(self, items, deps, on_done, stop_on_failure)
-        self.phase.start()
-
-    def cancel(self, reason: str) -> None:
-        """Stop the forward phase (a parent's sibling failed): the stack then rolls back."""
-        if self.done or self.cancel_reason:
-            return
-        self.cancel_reason = reason
-        if self.phase is not None and not self.phase.finished and self.phase.stop_on_failure:
-            self.phase.cancel()
-
-    # --------------------------------------------------------------- flows
-    def start(self) -> None:
-        stack = self.stack
-        if self.kind == "CREATE":
-            self.stack_event("CREATE_IN_PROGRESS", "User Initiated")
-            items = {k: "create" for k in stack.template["Resources"]}
-            deps = tpl.dependencies(stack.template)
-            self.after(self.overhead(), lambda: self.run_phase(items, deps, self._create_done, True))
-        elif self.kind == "UPDATE":
-            stack.last_updated = self.sim.scheduler.now()
-            self.stack_event("UPDATE_IN_PROGRESS", "User Initiated")
-            items = {k: ("create" if a == "Add" else "update") for k, a in self.changes.items() if a != "Remove"}
-            deps = tpl.dependencies(stack.template)
-            self.after(self.overhead(), lambda: self.run_phase(items, deps, self._update_done, True))
-        elif self.kind == "DELETE":
-            self.stack_event("DELETE_IN_PROGRESS", "User Initiated")
-            items = {k: "delete" for k, r in stack.resources.items()
-                     if r.status is not None and r.status != "DELETE_COMPLETE"}
-            deps = self._reverse_deps(stack.template)
-            self.after(self.overhead(), lambda: self.run_phase(items, deps, self._delete_done, False))
-        elif self.kind == "UPDATE_ROLLBACK":
-            self._update_rollback("Rollback requested by parent stack")
-        else:  # pragma: no cover - programming error
-            raise ValueError(self.kind)
-
-    @staticmethod
-    def _reverse_deps(template) -> dict:
-        if not template:
-            return {}
-        forward = tpl.dependencies(template)
-        reverse: dict = {k: set() for k in forward}
-        for logical, needs in forward.items():
-            for n in needs:
-                reverse.setdefault(n, set()).add(logical)
-        return reverse
-
-    def _failed_list(self, failed) -> str:
-        return ", ".join(failed)
-
-    def _create_done(self, failed) -> None:
-        if not failed and not self.cancel_reason:
-            self.after(self.overhead(), lambda: self.finish("CREATE_COMPLETE"))
-            return
-        if failed:
-            reason = f"The following resource(s) failed to create: [{self._failed_list(failed)}]. "
-        else:
-            reason = self.cancel_reason
-        if self.disable_rollback:
-            self.after(self.overhead(), lambda: self.finish("CREATE_FAILED", reason))
-            return
-        if failed:
-            reason += "Rollback requested by user."
-        self.stack_event("ROLLBACK_IN_PROGRESS", reason)
-        items = {k: "delete" for k, r in self.stack.resources.items()
-                 if r.status is not None and r.status != "DELETE_COMPLETE"}
-
-        def rolled_back(delete_failed):
-            if delete_failed:
-                self.finish("ROLLBACK_FAILED",
-                            f"The following resource(s) failed to delete: [{self._failed_list(delete_failed)}]. ")
-            else:
-                self.finish("ROLLBACK_COMPLETE")
-
-        self.after(self.overhead(),
-                   lambda: self.run_phase(items, self._reverse_deps(self.stack.template), rolled_back, False))
-
-    def _update_done(self, failed) -> None:
-        if not failed and not self.cancel_reason:
-            self.stack_event("UPDATE_COMPLETE_CLEANUP_IN_PROGRESS")
-            removed = {k: "delete" for k, a in self.changes.items() if a == "Remove"}
-
-            def cleaned(_delete_failed):
-                # CloudFormation does not fail an update for a resource it could not clean up.
-                for k in removed:
-                    self.stack.resources.pop(k, None)
-                self.after(self.overhead(), lambda: self.finish("UPDATE_COMPLETE"))
-
-            deps = self._reverse_deps(self.old["template"] if self.old else None)
-            self.after(self.overhead(), lambda: self.run_phase(removed, deps, cleaned, False))
-            return
-        if failed:
-            verbs = {"create" if self.changes.get(k) == "Add" else "update" for k in failed}
-            verb = "update" if "update" in verbs else "create"
-            reason = f"The following resource(s) failed to {verb}: [{self._failed_list(failed)}]. "
-        else:
-            reason = self.cancel_reason
-        if self.disable_rollback:
-            self.after(self.overhead(), lambda: self.finish("UPDATE_FAILED", reason))
-            return
-        self._update_rollback(reason)
-
-    def _update_rollback(self, reason: str) -> None:
-        """Revert modified resources, then delete the added ones (cleanup), like CloudFormation."""
-        stack = self.stack
-        self.stack_event("UPDATE_ROLLBACK_IN_PROGRESS", reason)
-        if self.old:
-            stack.template = self.old["template"]
-            stack.template_body = self.old["body"]
-            stack.params = self.old["params"]
-            stack.tags = self.old["tags"]
-        # A child reverted by its parent rolls back everything its completed update touched.
-        touched = self.touched if self.kind == "UPDATE" else set(self.changes)
-        reverted = {k: "revert" for k, a in self.changes.items()
-                    if a == "Modify" and k in touched and k in stack.resources}
-        added = {k: "delete" for k, a in self.changes.items()
-                 if a == "Add" and k in touched and k in stack.resources}
-
-        def reverted_done(revert_failed):
-            if revert_failed:
-                self.finish("UPDATE_ROLLBACK_FAILED",
-                            f"The following resource(s) failed to update: [{self._failed_list(revert_failed)}]. ")
-                return
-            self.stack_event("UPDATE_ROLLBACK_COMPLETE_CLEANUP_IN_PROGRESS")
-
-            def cleaned(_delete_failed):
-                for k in self.changes:
-                    if self.changes[k] == "Add":
-                        stack.resources.pop(k, None)
-                self.after(self.overhead(), lambda: self.finish("UPDATE_ROLLBACK_COMPLETE"))
-
-            self.after(self.overhead(), lambda: self.run_phase(added, self._reverse_deps(self.new_template_doc),
-                                                               cleaned, False))
-
-        deps = self._reverse_deps(stack.template)
-        self.after(self.overhead(), lambda: self.run_phase(reverted, deps, reverted_done, False))
-
-    def _delete_done(self, failed) -> None:
-        if failed:
-            self.finish("DELETE_FAILED",
-                        f"The following resource(s) failed to delete: [{self._failed_list(failed)}]. ")
-        else:
-            self.after(self.overhead(), lambda: self.finish("DELETE_COMPLETE"))
-
-    def finish(self, status: str, reason=None) -> None:
-        stack = self.stack
-        if status in ("CREATE_COMPLETE", "UPDATE_COMPLETE"):
-            stack.outputs = self.sim.compute_outputs(stack)
-        if status == "DELETE_COMPLETE":
-            stack.deletion_time = self.sim.scheduler.now()
-        self.done = True
-        self.final_status = status
-        stack.current_op = None
-        if self.change_set is not None:
-            ok = status in ("CREATE_COMPLETE", "UPDATE_COMPLETE")
-            self.change_set.exec_status = "EXECUTE_COMPLETE" if ok else "EXECUTE_FAILED"
-        self.stack_event(status, reason)
-        pending, stack.pending = stack.pending, []
-        for fn in pending:
-            fn()
-
-    # --------------------------------------------------------------- resources
-    def run_item(self, phase: Phase, logical: str, action: str) -> Task:
-        res = self.stack.resources[logical]
-        self.touched.add(logical)
-        if res.rtype == STACK_TYPE:
-            return self._run_nested(phase, res, action)
-        settings = self.settings(logical, res.rtype)
-        rng = self.rng(logical, action)
-        task = Task()
-        duration_key = {"create": "duration", "update": "update_duration", "revert": "update_duration",
-                        "delete": "delete_duration"}[action]
-        base = sc.pick(settings.get("duration"), rng, 5.0)
-        duration = sc.pick(settings.get(duration_key), rng, base if action != "delete" else base * 0.5) \
-            if duration_key != "duration" else base
-
-        def finish(ok_status, fail_status, fail_reason):
-            if task.cancelled:
-                return
-            task.resolved = True
-            if fail_reason:
-                self.res_event(res, fail_status, fail_reason)
-                phase.item_done(logical, False)
-            else:
-                self.res_event(res, ok_status)
-                phase.item_done(logical, True)
-
-        if action == "create":
-            fail = sc.failure_reason(settings, "create")
-            initiated = min(sc.pick(settings.get("initiated_delay", sc.scope_get(
-                self.stack.scope, "initiated_delay", [0.2, 1.0])), rng, 0.5), duration)
-            self.res_event(res, "CREATE_IN_PROGRESS")
-            task.on_cancel = lambda: self.res_event(res, "CREATE_FAILED", "Resource creation cancelled")
-
-            def initiated_event():
-                if task.cancelled or task.resolved:
-                    return
-                physical = f"{self.stack.name}-{logical}-{_rand_suffix(rng)}"
-                self.res_event(res, "CREATE_IN_PROGRESS", "Resource creation Initiated", physical=physical)
-
-            self.after(initiated, initiated_event)
-            self.after(duration, lambda: finish("CREATE_COMPLETE", "CREATE_FAILED", fail))
-        elif action in ("update", "revert"):
-            fail = sc.failure_reason(settings, "update") if action == "update" else None
-            self.res_event(res, "UPDATE_IN_PROGRESS", physical=res.physical)
-            task.on_cancel = lambda: self.res_event(res, "UPDATE_FAILED", "Resource update cancelled")
-            self.after(duration, lambda: finish("UPDATE_COMPLETE", "UPDATE_FAILED", fail))
-        elif action == "delete":
-            fail = sc.failure_reason(settings, "delete")
-            self.res_event(res, "DELETE_IN_PROGRESS", physical=res.physical)
-            self.after(duration, lambda: finish("DELETE_COMPLETE", "DELETE_FAILED", fail))
-        return task
-
-    def _run_nested(self, phase: Phase, res: Resource, action: str) -> Task:
-        """An AWS::CloudFormation::Stack resource: play a child stack and follow it."""
-        sim = self.sim
-        cfg = sc.nested_config(self.stack.scope, res.logical)
-        rng = self.rng(res.logical, action)
-        lag = sc.pick(cfg.get("complete_lag", sc.scope_get(self.stack.scope, "nested_complete_lag", [3, 10])),
-                      rng, 5.0)
-        task = Task()
-
-        def resolve(ok: bool, status: str, reason=None, delay: float = 0.0):
-            if task.cancelled or task.resolved:
-                return
-            task.resolved = True
-
-            def emit():
-                self.res_event(res, status, reason, physical=res.physical)
-                phase.item_done(res.logical, ok)
-
-            if delay > 0:
-                self.after(delay, emit)
-            else:
-                emit()
-
-        if action == "create":
-            self.res_event(res, "CREATE_IN_PROGRESS")
-            child = sim.new_child(self.stack, res.logical)
-            res.child = child
-
-            def on_child(status, reason):
-                if status == "CREATE_COMPLETE":
-                    resolve(True, "CREATE_COMPLETE", delay=lag)
-                elif status in FAILURE_ENTRY:
-                    resolve(False, "CREATE_FAILED",
-                            f"Embedded stack {child.id} was not successfully created: {reason or status}")
-
-            op = sim.start_operation(child, "CREATE", token=self.token, disable_rollback=self.disable_rollback)
-            op.listeners.append(on_child)
-
-            def cancel():
-                self.res_event(res, "CREATE_FAILED", "Resource creation cancelled")
-                op.cancel("Resource creation cancelled")
-
-            task.on_cancel = cancel
-
-            def initiated():
-                if not task.cancelled:
-                    self.res_event(res, "CREATE_IN_PROGRESS", "Resource creation Initiated", physical=child.id)
-
-            self.after(min(0.5, lag), initiated)
-        elif action == "update":
-            child = res.child
-            self.res_event(res, "UPDATE_IN_PROGRESS", physical=res.physical)
-            if child is None or child.deleted:
-                resolve(False, "UPDATE_FAILED", "Nested stack does not exist")
-                return task
-            selected = cfg.get("update_changes")
-            names = list(child.template["Resources"]) if selected is None else [
-                n for n in selected if n in child.template["Resources"]]
-            changes = {n: "Modify" for n in names}
-            old = {"template": child.template, "body": child.template_body, "params": child.params,
-                   "tags": child.tags}
-
-            def on_child(status, reason):
-                if status == "UPDATE_COMPLETE":
-                    resolve(True, "UPDATE_COMPLETE", delay=lag)
-                elif status in FAILURE_ENTRY:
-                    resolve(False, "UPDATE_FAILED",
-                            f"Embedded stack {child.id} was not successfully updated. Currently in {status} "
-                            f"with reason: {reason or status}")
-
-            def go():
-                op = sim.start_operation(child, "UPDATE", token=self.token, disable_rollback=self.disable_rollback,
-                                         changes=changes, old=old)
-                op.listeners.append(on_child)
-                task.on_cancel = lambda: (self.res_event(res, "UPDATE_FAILED", "Resource update cancelled"),
-                                          op.cancel("Resource update cancelled"))
-
-            child.when_idle(go)
-        elif action == "revert":
-            child = res.child
-            self.res_event(res, "UPDATE_IN_PROGRESS", physical=res.physical)
-
-            def revert():
-                last = child.operations[-1] if child.operations else None
-                if child.status in ("UPDATE_COMPLETE",) and last is not None and last.kind == "UPDATE":
-                    op = sim.start_operation(child, "UPDATE_ROLLBACK", token=self.token, changes=last.changes,
-                                             old=last.old)
-                    op.listeners.append(lambda status, reason: (
-                        resolve(True, "UPDATE_COMPLETE", delay=lag) if status == "UPDATE_ROLLBACK_COMPLETE" else
-                        resolve(False, "UPDATE_FAILED", reason) if status == "UPDATE_ROLLBACK_FAILED" else None))
-                else:
-                    resolve(True, "UPDATE_COMPLETE", delay=lag)
-
-            if child is None:
-                resolve(True, "UPDATE_COMPLETE")
-            else:
-                child.when_idle(revert)
-        elif action == "delete":
-            child = res.child
-            self.res_event(res, "DELETE_IN_PROGRESS", physical=res.physical)
-
-            def delete():
-                if child.deleted:
-                    resolve(True, "DELETE_COMPLETE", delay=0.5)
-                    return
-                op = sim.start_operation(child, "DELETE", token=self.token)
-                op.listeners.append(lambda status, reason: (
-                    resolve(True, "DELETE_COMPLETE", delay=min(lag, 2.0)) if status == "DELETE_COMPLETE" else
-                    resolve(False, "DELETE_FAILED",
-                            f"Embedded stack {child.id} was not successfully deleted: {reason}")
-                    if status == "DELETE_FAILED" else None))
-
-            if child is None:
-                resolve(True, "DELETE_COMPLETE", delay=0.5)
-            else:
-                child.when_idle(delete)
-        return task

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import random
+import string
 
 # Typical create times in seconds (reference/peers.md and common experience). Used when a
 # scenario says nothing about a resource; a scenario overrides any of them.
@@ -42,7 +43,8 @@ FALLBACK_DURATION = [3, 15]
 # Keys a resource setting may hold; merged layer by layer, inner layers win.
 RESOURCE_KEYS = (
     "duration", "update_duration", "delete_duration", "fail", "fail_create", "fail_update",
-    "fail_delete", "complete_lag", "initiated_delay", "force_update",
+    "fail_delete", "fail_rollback", "fail_resolve", "hook", "configuration_complete", "complete_lag",
+    "initiated_delay", "force_update", "delete_attempts", "delete_retry_seconds", "fail_before_start",
 )
 
 
@@ -60,6 +62,17 @@ class Scenario:
         if isinstance(per_stack, dict):
             scope.append(per_stack)
         return scope
+
+
+def rand_suffix(rng: random.Random, n: int = 12) -> str:
+    return "".join(rng.choice(string.ascii_uppercase + string.digits) for _ in range(n))
+
+
+def timestamp_precision_ms(scope: list) -> int:
+    """Whole-second timestamps (`timestamp_fractions: false`) are rounded down to the second."""
+    if scope_get(scope, "timestamp_fractions", True) is False:
+        return 1000
+    return int(scope_get(scope, "timestamp_precision_ms", 1) or 1)
 
 
 def scope_get(scope: list, key, default=None):
@@ -121,14 +134,15 @@ def rng_for(seed, *parts) -> random.Random:
 
 
 def failure_reason(settings: dict, phase: str) -> str | None:
-    """The failure reason for phase create/update/delete, or None when it succeeds."""
+    """The failure reason for phase create/update/delete/rollback (reverting an update), or None
+    when it succeeds. `fail` covers create and update only."""
     value = settings.get(f"fail_{phase}")
     if value is None and phase in ("create", "update"):
         value = settings.get("fail")
     if value is None or value is False:
         return None
     if value is True:
-        verb = {"create": "create", "update": "update", "delete": "delete"}[phase]
-        return (f'Resource handler returned message: "Simulated failure to {verb} resource" '
+        what = {"create": "create", "update": "update", "delete": "delete", "rollback": "roll back"}[phase]
+        return (f'Resource handler returned message: "Simulated failure to {what} resource" '
                 "(HandlerErrorCode: GeneralServiceException)")
     return str(value)

@@ -14,11 +14,21 @@ NAMESPACE = "http://cloudformation.amazonaws.com/doc/2010-05-15/"
 
 
 class Ts(float):
-    """A simulated timestamp (epoch seconds) serialised as ISO 8601 with milliseconds, UTC."""
+    """A timestamp (epoch seconds) serialised as ISO 8601, UTC: with milliseconds, or as `text`
+    when given (whole seconds, or a replayed event's timestamp written as it was recorded)."""
+
+    text = None
+
+    def __new__(cls, value: float, text: str | None = None):
+        obj = super().__new__(cls, value)
+        obj.text = text
+        return obj
 
 
-def iso(ts: float) -> str:
+def iso(ts: float, fractions: bool = True) -> str:
     dt = datetime.datetime.fromtimestamp(ts, datetime.timezone.utc)
+    if not fractions:
+        return dt.strftime("%Y-%m-%dT%H:%M:%SZ")
     return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"
 
 
@@ -26,7 +36,7 @@ def element(name: str, value) -> str:
     if value is None:
         return ""
     if isinstance(value, Ts):
-        text = iso(value)
+        text = value.text or iso(value)
     elif isinstance(value, bool):
         text = "true" if value else "false"
     elif isinstance(value, (int, float)):

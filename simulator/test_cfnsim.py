@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
 import tempfile
 import time
 import unittest
+import urllib.parse
 import urllib.request
 
 import boto3
@@ -30,13 +32,13 @@ NO_RETRY = botocore.config.Config(retries={"total_max_attempts": 1, "mode": "sta
 class Sim:
     """A simulator process on a free port; stopped on exit (and on our death via stdin EOF)."""
 
-    def __init__(self, scenario: dict | None = None, time_scale: float = 100.0):
+    def __init__(self, scenario: dict | None = None, time_scale: float = 300.0, args=()):
         self.scenario_file = tempfile.NamedTemporaryFile("w", suffix=".json", delete=False)
         json.dump(scenario or {}, self.scenario_file)
         self.scenario_file.close()
         self.proc = subprocess.Popen(
             [sys.executable, os.path.join(HERE, "cfnsim.py"), "--port", "0", "--exit-on-stdin-eof",
-             "--time-scale", str(time_scale), "--scenario", self.scenario_file.name],
+             "--time-scale", str(time_scale), "--scenario", self.scenario_file.name, *args],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         line = self.proc.stdout.readline().strip()
         if not line.startswith("listening on 127.0.0.1:"):
@@ -309,8 +311,9 @@ class FailureTest(unittest.TestCase):
             bucket_failed = events[order.index(("Bucket", "CREATE_FAILED"))]
             self.assertEqual(bucket_failed["ResourceStatusReason"], "Resource creation cancelled")
             rollback = events[order.index(("rb", "ROLLBACK_IN_PROGRESS"))]
+            # The list names the cancelled resources too (tests/fixtures/real-events/12, 07).
             self.assertEqual(rollback["ResourceStatusReason"],
-                             "The following resource(s) failed to create: [Fn]. Rollback requested by user.")
+                             "The following resource(s) failed to create: [Fn, Bucket]. Rollback requested by user.")
             for logical in ("Role", "Fn", "Bucket"):
                 self.assertLess(order.index(("rb", "ROLLBACK_IN_PROGRESS")),
                                 order.index((logical, "DELETE_IN_PROGRESS")))
@@ -318,6 +321,22 @@ class FailureTest(unittest.TestCase):
             # Reverse dependency order: Fn (which needs Role) is deleted before Role.
             self.assertLess(order.index(("Fn", "DELETE_COMPLETE")), order.index(("Role", "DELETE_IN_PROGRESS")))
             self.assertEqual(order[-1], ("rb", "ROLLBACK_COMPLETE"))
+            # The rollback is an operation of its own: new OperationId, same ClientRequestToken.
+            forward, rollback_ops = stack["LastOperations"][1], stack["LastOperations"][0]
+            self.assertEqual((forward["OperationType"], rollback_ops["OperationType"]), ("CREATE_STACK", "ROLLBACK"))
+            turn = order.index(("rb", "ROLLBACK_IN_PROGRESS"))
+            self.assertEqual({e["OperationId"] for e in events[1:turn]}, {forward["OperationId"]})
+            self.assertEqual({e["OperationId"] for e in events[turn:]}, {rollback_ops["OperationId"]})
+            self.assertEqual({e["ClientRequestToken"] for e in events[1:]}, {"tok-1"})
+            # DescribeEvents: the forward operation FAILED, the rollback SUCCEEDED.
+            ops = [(e["OperationType"], e["OperationStatus"]) for e in cf.describe_events(StackName="rb")[
+                "OperationEvents"] if e["EventType"] == "STACK_EVENT"]
+            self.assertEqual(ops[:2], [("ROLLBACK", "SUCCEEDED"), ("ROLLBACK", "IN_PROGRESS")])
+            self.assertIn(("CREATE_STACK", "FAILED"), ops)
+            terminal = {s["name"]: s for s in sim.admin("stacks")["stacks"]}["rb"]["terminal_events"]
+            self.assertEqual([(t["status"], t["operation_id"], t["operation_ids"]) for t in terminal],
+                             [("ROLLBACK_COMPLETE", rollback_ops["OperationId"],
+                               [forward["OperationId"], rollback_ops["OperationId"]])])
             # A ROLLBACK_COMPLETE stack cannot be updated.
             with self.assertRaises(botocore.exceptions.ClientError) as ctx:
                 cf.update_stack(StackName="rb", UsePreviousTemplate=True, Capabilities=["CAPABILITY_IAM"])
@@ -344,7 +363,7 @@ class FailureTest(unittest.TestCase):
                             DisableRollback=True)
             stack = wait_stack(cf, "nr")
             self.assertEqual(stack["StackStatus"], "CREATE_FAILED")
-            self.assertEqual(stack["StackStatusReason"], "The following resource(s) failed to create: [Fn]. ")
+            self.assertEqual(stack["StackStatusReason"], "The following resource(s) failed to create: [Fn, Bucket]. ")
             events, _ = all_events(cf, "nr")
             self.assertFalse([e for e in events if e["ResourceStatus"].startswith("DELETE")])
 
@@ -385,9 +404,17 @@ class FailureTest(unittest.TestCase):
                                  ClientRequestToken="upd-2")
             stack = wait_stack(cf, "up")
             self.assertEqual(stack["StackStatus"], "UPDATE_ROLLBACK_COMPLETE")
+            # The automatic rollback is an operation of its own: a new OperationId, the same token.
+            rollback_op = stack["LastOperations"][0]
+            self.assertEqual(rollback_op["OperationType"], "ROLLBACK")
+            self.assertEqual(stack["LastOperations"][1],
+                             {"OperationType": "UPDATE_STACK", "OperationId": r2["OperationId"]})
             events, _ = all_events(cf, "up")
-            mine = [e for e in events if e.get("OperationId") == r2["OperationId"]]
+            mine = [e for e in events if e.get("ClientRequestToken") == "upd-2"]
             seq = brief(mine)
+            turn = seq.index(("up", "UPDATE_ROLLBACK_IN_PROGRESS"))
+            self.assertEqual({e["OperationId"] for e in mine[:turn]}, {r2["OperationId"]})
+            self.assertEqual({e["OperationId"] for e in mine[turn:]}, {rollback_op["OperationId"]})
             self.assertEqual(mine[seq.index(("up", "UPDATE_ROLLBACK_IN_PROGRESS"))]["ResourceStatusReason"],
                              "The following resource(s) failed to update: [Fn]. ")
             self.assertEqual(mine[seq.index(("Fn", "UPDATE_FAILED"))]["ResourceStatusReason"], "Update failed: quota")
@@ -522,6 +549,17 @@ class NestedTest(unittest.TestCase):
                             report["root"]["terminal_events"][0]["real_time"])
             outputs = {o["OutputKey"]: o["OutputValue"] for o in stack["Outputs"]}
             self.assertTrue(outputs["VpcId"].startswith(child["StackName"] + "-Vpc-"))
+            # A successful update: the nested resource says UPDATE_COMPLETE twice, the second time
+            # during the parent's cleanup (tests/fixtures/real-events FINDINGS §5.4, streams 26, 27).
+            cf.update_stack(StackName="root", TemplateBody=self.PARENT.replace("s3/x", "s3/y"))
+            wait_stack(cf, "root")
+            events, _ = all_events(cf, "root")
+            seq = brief(events[[e["ResourceStatus"] for e in events].index("UPDATE_IN_PROGRESS"):])
+            self.assertEqual([x for x in seq if x[0] == "Network"],
+                             [("Network", "UPDATE_IN_PROGRESS"), ("Network", "UPDATE_COMPLETE"),
+                              ("Network", "UPDATE_COMPLETE")])
+            self.assertLess(seq.index(("root", "UPDATE_COMPLETE_CLEANUP_IN_PROGRESS")),
+                            len(seq) - 1 - seq[::-1].index(("Network", "UPDATE_COMPLETE")))
 
     def test_nested_failure_propagates_to_parent(self):
         nested = {**self.NESTED, "resources": {"Subnet": {"fail": "Subnet quota exceeded"}}}
@@ -534,10 +572,11 @@ class NestedTest(unittest.TestCase):
             failed = [e for e in events if e["ResourceStatus"] == "CREATE_FAILED"]
             self.assertEqual(len(failed), 1)
             child_arn = failed[0]["PhysicalResourceId"]
+            # The child's reason without "Rollback requested by user." (tests/fixtures/real-events/12).
             self.assertEqual(
                 failed[0]["ResourceStatusReason"],
                 f"Embedded stack {child_arn} was not successfully created: "
-                "The following resource(s) failed to create: [Subnet]. Rollback requested by user.")
+                "The following resource(s) failed to create: [Subnet]. ")
             child = cf.describe_stacks(StackName=child_arn)["Stacks"][0]
             self.assertEqual(child["StackStatus"], "DELETE_COMPLETE")
             child_events, _ = all_events(cf, child_arn)
@@ -561,9 +600,11 @@ class NestedTest(unittest.TestCase):
             stack = wait_stack(cf, "root")
             self.assertEqual(stack["StackStatus"], "UPDATE_ROLLBACK_COMPLETE")
             events, _ = all_events(cf, "root")
-            mine = [e for e in events if e.get("OperationId") == r["OperationId"]]
+            mine = [e for e in events if e.get("ClientRequestToken") == "u1"]
             seq = brief(mine)
             failed = mine[seq.index(("Network", "UPDATE_FAILED"))]
+            self.assertEqual(failed["OperationId"], r["OperationId"])
+            self.assertNotEqual(mine[-1]["OperationId"], r["OperationId"])
             child_arn = failed["PhysicalResourceId"]
             self.assertEqual(failed["ResourceStatusReason"],
                              f"Embedded stack {child_arn} was not successfully updated. Currently in "
@@ -754,6 +795,631 @@ class AdminTest(unittest.TestCase):
             self.assertEqual(sim.proc.wait(5), 0)
         finally:
             sim.close()
+
+
+def xml_of(sim, action: str, **params) -> str:
+    """The raw awsQuery response body, to check what goes on the wire (boto3 hides formats)."""
+    body = "&".join([f"Action={action}", "Version=2010-05-15"] + [f"{k}={v}" for k, v in params.items()])
+    req = urllib.request.Request(sim.endpoint + "/", data=body.encode(), method="POST",
+                                 headers={"Content-Type": "application/x-www-form-urlencoded"})
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        return resp.read().decode()
+
+
+def operation_events(cf, **kwargs):
+    """Every DescribeEvents OperationEvent, newest first, following NextToken."""
+    events, token = [], None
+    while True:
+        page = cf.describe_events(**kwargs, **({"NextToken": token} if token else {}))
+        events.extend(page.get("OperationEvents", []))
+        token = page.get("NextToken")
+        if not token:
+            return events
+
+
+CHAIN = json.dumps({"Resources": {
+    "Instance": {"Type": "AWS::EC2::Instance"},
+    "Address": {"Type": "AWS::EC2::EIP", "Properties": {"Ip": {"Fn::GetAtt": ["Instance", "PublicIp"]}}},
+}})
+
+
+class FidelityTest(unittest.TestCase):
+    """Behaviours of real CloudFormation the first version of the simulator did not have
+    (README.md, "Where each behaviour comes from")."""
+
+    def test_detailed_status_configuration_complete_and_eventual_consistency_check(self):
+        template = json.dumps({"Resources": {
+            "Bucket": {"Type": "AWS::S3::Bucket"},
+            "Fn": {"Type": "AWS::Lambda::Function", "Properties": {"B": {"Ref": "Bucket"}}}}})
+        with Sim({**FAST, "detailed_status": "stack", "defaults": {"duration": 20}}) as sim:
+            cf = sim.client()
+            cf.create_stack(StackName="dt", TemplateBody=template)
+            wait_stack(cf, "dt")
+            events, _ = all_events(cf, "dt")
+            seq = [(e["LogicalResourceId"], e["ResourceStatus"], e.get("DetailedStatus")) for e in events]
+            for logical in ("Bucket", "Fn"):
+                mine = [e for e in events if e["LogicalResourceId"] == logical]
+                self.assertEqual([(e["ResourceStatus"], e.get("DetailedStatus"), e.get("ResourceStatusReason"))
+                                  for e in mine],
+                                 [("CREATE_IN_PROGRESS", None, None),
+                                  ("CREATE_IN_PROGRESS", None, "Resource creation Initiated"),
+                                  ("CREATE_IN_PROGRESS", "CONFIGURATION_COMPLETE",
+                                   "Eventual consistency check initiated"),
+                                  ("CREATE_COMPLETE", None, None)])
+            # Optimistic stabilization: Fn (which needs Bucket) starts at Bucket's CONFIGURATION_COMPLETE.
+            self.assertLess(seq.index(("Fn", "CREATE_IN_PROGRESS", None)), seq.index(("Bucket", "CREATE_COMPLETE", None)))
+            stack_level = [x for x in seq if x[0] == "dt"]
+            self.assertEqual(stack_level, [("dt", "CREATE_IN_PROGRESS", None),
+                                           ("dt", "CREATE_IN_PROGRESS", "CONFIGURATION_COMPLETE"),
+                                           ("dt", "CREATE_COMPLETE", None)])
+            # The stack-level check comes once every resource is configured, before the last completes.
+            self.assertLess(seq.index(("Fn", "CREATE_IN_PROGRESS", "CONFIGURATION_COMPLETE")),
+                            seq.index(("dt", "CREATE_IN_PROGRESS", "CONFIGURATION_COMPLETE")))
+            self.assertLess(seq.index(("dt", "CREATE_IN_PROGRESS", "CONFIGURATION_COMPLETE")),
+                            seq.index(("Fn", "CREATE_COMPLETE", None)))
+            # `true`: the resource-level events only, as every real stream in tests/fixtures/real-events.
+            sim.admin("scenario", {**FAST, "detailed_status": True, "defaults": {"duration": 20}})
+            cf.create_stack(StackName="dt2", TemplateBody=template)
+            wait_stack(cf, "dt2")
+            events, _ = all_events(cf, "dt2")
+            self.assertEqual([e.get("DetailedStatus") for e in events if e["LogicalResourceId"] == "dt2"], [None] * 2)
+            self.assertEqual(len([e for e in events if e.get("DetailedStatus") == "CONFIGURATION_COMPLETE"]), 2)
+
+    def test_failure_whose_only_reason_is_on_the_root_rollback_event(self):
+        scenario = {**FAST, "resources": {"Address": {"fail_resolve": "Attribute 'PublicIp' does not exist"}}}
+        with Sim(scenario) as sim:
+            cf = sim.client()
+            cf.create_stack(StackName="attr", TemplateBody=CHAIN, ClientRequestToken="attr-1")
+            stack = wait_stack(cf, "attr")
+            self.assertEqual(stack["StackStatus"], "ROLLBACK_COMPLETE")
+            events, _ = all_events(cf, "attr")
+            self.assertFalse([e for e in events if e["ResourceStatus"].endswith("_FAILED")])
+            self.assertFalse([e for e in events if e["LogicalResourceId"] == "Address"])
+            rollback = [e for e in events if e["ResourceStatus"] == "ROLLBACK_IN_PROGRESS"]
+            self.assertEqual([e["ResourceStatusReason"] for e in rollback],
+                             ["Attribute 'PublicIp' does not exist. Rollback requested by user."])
+            self.assertEqual(brief(events)[-4:], [("attr", "ROLLBACK_IN_PROGRESS"), ("Instance", "DELETE_IN_PROGRESS"),
+                                                  ("Instance", "DELETE_COMPLETE"), ("attr", "ROLLBACK_COMPLETE")])
+            # An update fails the same way: the reason on UPDATE_ROLLBACK_IN_PROGRESS only.
+            cf.delete_stack(StackName="attr")
+            sim.admin("scenario", FAST)
+            cf.create_stack(StackName="attr2", TemplateBody=CHAIN)
+            wait_stack(cf, "attr2")
+            sim.admin("scenario", scenario)
+            cf.update_stack(StackName="attr2", TemplateBody=CHAIN.replace("AWS::EC2::EIP\"", "AWS::EC2::EIP\", "
+                                                                           "\"Metadata\": {\"v\": 2}"))
+            stack = wait_stack(cf, "attr2")
+            self.assertEqual((stack["StackStatus"]), "UPDATE_ROLLBACK_COMPLETE")
+            events, _ = all_events(cf, "attr2")
+            self.assertEqual([e["ResourceStatusReason"] for e in events
+                              if e["ResourceStatus"] == "UPDATE_ROLLBACK_IN_PROGRESS"],
+                             ["Attribute 'PublicIp' does not exist"])
+            self.assertFalse([e for e in events if e["ResourceStatus"].endswith("_FAILED")])
+            # `fail_before_start`: the resource fails with no *_IN_PROGRESS of its own (real-events/22).
+            reason = "Unable to retrieve Arn attribute for AWS::IAM::Role"
+            sim.admin("scenario", {**FAST, "resources": {"Address": {"fail_before_start": reason}}})
+            cf.update_stack(StackName="attr2", TemplateBody=CHAIN.replace("AWS::EC2::EIP\"", "AWS::EC2::EIP\", "
+                                                                           "\"Metadata\": {\"v\": 3}"))
+            wait_stack(cf, "attr2")
+            events, _ = all_events(cf, "attr2")
+            starts = [i for i, x in enumerate(brief(events)) if x == ("attr2", "UPDATE_IN_PROGRESS")]
+            mine = events[starts[-1]:]
+            self.assertEqual([(e["ResourceStatus"], e.get("ResourceStatusReason")) for e in mine
+                              if e["LogicalResourceId"] == "Address"], [("UPDATE_FAILED", reason), ("UPDATE_COMPLETE", None)])
+            self.assertEqual([e["ResourceStatusReason"] for e in mine if e["ResourceStatus"] == "UPDATE_ROLLBACK_IN_PROGRESS"],
+                             ["The following resource(s) failed to update: [Address]. "])
+
+    def test_hook_failure_fails_the_resource_with_the_hook_events(self):
+        hook = {"type": "Private::Guard::S3SecurityGuardHook", "fail": "Bucket versioning is not enabled."}
+        scenario = {**FAST, "resources": {"Bucket": {"hook": hook}, "Fn": {"hook": {"type": "Private::Lambda::Ok"}}}}
+        with Sim(scenario) as sim:
+            cf = sim.client()
+            cf.create_stack(StackName="hk", TemplateBody=TEMPLATE, Capabilities=["CAPABILITY_IAM"])
+            stack = wait_stack(cf, "hk")
+            self.assertEqual(stack["StackStatus"], "ROLLBACK_COMPLETE")
+            events, _ = all_events(cf, "hk")
+            bucket = [e for e in events if e["LogicalResourceId"] == "Bucket"]
+            self.assertEqual([(e["ResourceStatus"], e.get("HookStatus"), e.get("HookStatusReason"),
+                               e.get("ResourceStatusReason")) for e in bucket],
+                             [("CREATE_IN_PROGRESS", None, None, None),
+                              ("CREATE_IN_PROGRESS", "HOOK_IN_PROGRESS", "Invoking hook", None),
+                              ("CREATE_IN_PROGRESS", "HOOK_COMPLETE_FAILED",
+                               "Hook failed with message: Bucket versioning is not enabled.", None),
+                              ("CREATE_FAILED", None, None,
+                               "The following hook(s) failed: [Private::Guard::S3SecurityGuardHook]"),
+                              ("DELETE_COMPLETE", None, None, None)])  # never created: nothing to delete
+            self.assertTrue(all(e["PhysicalResourceId"] == "" for e in bucket[:4]))
+            hook_events = [e for e in bucket if e.get("HookType")]
+            self.assertEqual({(e["HookType"], e["HookInvocationPoint"], e["HookFailureMode"]) for e in hook_events},
+                             {("Private::Guard::S3SecurityGuardHook", "PRE_PROVISION", "FAIL")})
+            self.assertEqual(len({e["HookInvocationId"] for e in hook_events}), 1)
+            rollback = [e for e in events if e["ResourceStatus"] == "ROLLBACK_IN_PROGRESS"][0]
+            self.assertEqual(rollback["ResourceStatusReason"],  # Role was running: cancelled, listed too
+                             "The following resource(s) failed to create: [Bucket, Role]. Rollback requested by user.")
+            types = [(e["EventType"], e.get("LogicalResourceId")) for e in operation_events(cf, StackName="hk")]
+            self.assertIn(("HOOK_INVOCATION_ERROR", "Bucket"), types)
+            self.assertIn(("PROVISIONING_ERROR", "Bucket"), types)
+            failed = operation_events(cf, StackName="hk", Filters={"FailedEvents": True})
+            self.assertTrue(failed)
+            self.assertTrue(all(e["EventType"] in ("HOOK_INVOCATION_ERROR", "PROVISIONING_ERROR") for e in failed))
+
+    def test_cleanup_delete_failure_keeps_update_complete_and_retain_skips_deletes(self):
+        template = json.dumps({"Resources": {
+            "Old": {"Type": "AWS::SQS::Queue"},
+            "Kept": {"Type": "AWS::S3::Bucket", "DeletionPolicy": "Retain"},
+            "Topic": {"Type": "AWS::SNS::Topic"}}})
+        with Sim({**FAST, "resources": {"Old": {"fail_delete": "Queue is in use", "delete_retry_seconds": 10}}}) as sim:
+            cf = sim.client()
+            cf.create_stack(StackName="cl", TemplateBody=template)
+            wait_stack(cf, "cl")
+            without_old = json.loads(template)
+            del without_old["Resources"]["Old"]
+            cf.update_stack(StackName="cl", TemplateBody=json.dumps(without_old))
+            stack = wait_stack(cf, "cl")
+            self.assertEqual(stack["StackStatus"], "UPDATE_COMPLETE")
+            self.assertEqual(stack["StackStatusReason"], "Update successful. One or more resources could not be deleted.")
+            events, _ = all_events(cf, "cl")
+            # Three attempts, then the resource is dropped from the stack (tests/fixtures/real-events/23).
+            self.assertEqual([(e["ResourceStatus"], e.get("ResourceStatusReason")) for e in events
+                              if e["LogicalResourceId"] == "Old"][-6:],
+                             [("DELETE_IN_PROGRESS", None), ("DELETE_FAILED", "Queue is in use")] * 3)
+            self.assertNotIn("Old", [r["LogicalResourceId"] for r in
+                                     cf.list_stack_resources(StackName="cl")["StackResourceSummaries"]])
+            cf.delete_stack(StackName="cl")
+            stack = wait_stack(cf, stack["StackId"])
+            self.assertEqual(stack["StackStatus"], "DELETE_COMPLETE")
+            events, _ = all_events(cf, stack["StackId"])
+            self.assertEqual([e["ResourceStatus"] for e in events if e["LogicalResourceId"] == "Kept"][-1:],
+                             ["DELETE_SKIPPED"])
+            self.assertNotIn(("Kept", "DELETE_IN_PROGRESS"), brief(events))
+
+    def test_delete_failure_in_update_rollback_cleanup_still_completes_the_rollback(self):
+        scenario = {**FAST, "resources": {"Fn": {"fail_update": "quota"},
+                                          "Queue": {"fail_delete": "Access denied", "delete_retry_seconds": 30}}}
+        with Sim(scenario) as sim:
+            cf = sim.client()
+            cf.create_stack(StackName="rc", TemplateBody=TEMPLATE, Capabilities=["CAPABILITY_IAM"])
+            wait_stack(cf, "rc")
+            added = TEMPLATE.replace("fn for", "handler for").replace(
+                "Resources:\n", "Resources:\n  Queue:\n    Type: AWS::SQS::Queue\n")
+            cf.update_stack(StackName="rc", TemplateBody=added, Capabilities=["CAPABILITY_IAM"])
+            stack = wait_stack(cf, "rc")
+            # tests/fixtures/real-events/23: three DELETE_FAILED, then UPDATE_ROLLBACK_COMPLETE.
+            self.assertEqual((stack["StackStatus"], stack["StackStatusReason"]),
+                             ("UPDATE_ROLLBACK_COMPLETE", "Update successful. One or more resources could not be deleted."))
+            events, _ = all_events(cf, "rc")
+            cleanup = brief(events)[brief(events).index(("rc", "UPDATE_ROLLBACK_COMPLETE_CLEANUP_IN_PROGRESS")):]
+            self.assertEqual([x for x in cleanup if x[0] == "Queue"],
+                             [("Queue", "DELETE_IN_PROGRESS"), ("Queue", "DELETE_FAILED")] * 3)
+
+    def test_whole_second_timestamps_on_the_wire(self):
+        # Stack "ms" keeps the default (milliseconds) through a per-stack setting.
+        with Sim({**FAST, "timestamp_fractions": False, "stacks": {"ms": {"timestamp_fractions": True}}}) as sim:
+            cf = sim.client()
+            for name in ("ws", "ms"):
+                cf.create_stack(StackName=name, TemplateBody=TEMPLATE, Capabilities=["CAPABILITY_IAM"])
+            wait_stack(cf, "ws")
+            stamps = re.findall(r"<Timestamp>([^<]*)</Timestamp>", xml_of(sim, "DescribeStackEvents", StackName="ws"))
+            self.assertTrue(stamps)
+            self.assertTrue(all(re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", t) for t in stamps), stamps)
+            stamps = re.findall(r"<Timestamp>([^<]*)</Timestamp>", xml_of(sim, "DescribeStackEvents", StackName="ms"))
+            self.assertTrue(all(re.fullmatch(r".*T\d\d:\d\d:\d\d\.\d{3}Z", t) for t in stamps), stamps)
+
+
+class ChangeSetFailureTest(unittest.TestCase):
+    NAME_CONFLICT = {"logical": "Bucket", "name": "NAME_CONFLICT_VALIDATION",
+                     "reason": "Resource of type 'AWS::S3::Bucket' with identifier 'my-bucket' already exists."}
+
+    def test_early_validation_fails_the_change_set_and_describe_events_has_the_errors(self):
+        warn = {"logical": "Topic", "name": "BUCKET_EMPTINESS_VALIDATION", "mode": "WARN", "reason": "not empty"}
+        scenario = {**FAST, "change_set_seconds": 1, "early_validation": [self.NAME_CONFLICT, warn]}
+        template = json.dumps({"Resources": {"Bucket": {"Type": "AWS::S3::Bucket"},
+                                             "Topic": {"Type": "AWS::SNS::Topic"}}})
+        with Sim(scenario) as sim:
+            cf = sim.client()
+            r = cf.create_change_set(StackName="ev", ChangeSetName="cs", ChangeSetType="CREATE", TemplateBody=template)
+            cs, _ = wait_change_set(cf, r["Id"])
+            self.assertEqual(cs["Status"], "FAILED")
+            self.assertEqual(cs["ExecutionStatus"], "UNAVAILABLE")
+            self.assertEqual(cs["StatusReason"],
+                             "The following hook(s)/validation failed: [AWS::EarlyValidation::ResourceExistenceCheck]. "
+                             "To troubleshoot Early Validation errors, use the DescribeEvents API for detailed "
+                             "failure information.")
+            self.assertEqual(cf.describe_stacks(StackName="ev")["Stacks"][0]["StackStatus"], "REVIEW_IN_PROGRESS")
+            by_arn = operation_events(cf, ChangeSetName=r["Id"])
+            by_name = operation_events(cf, ChangeSetName="cs", StackName="ev")
+            self.assertEqual(by_arn, by_name)
+            errors = [e for e in by_arn if e["EventType"] == "VALIDATION_ERROR"]
+            self.assertEqual(sorted((e["LogicalResourceId"], e["ValidationName"], e["ValidationFailureMode"],
+                                     e["ValidationStatus"], e["ValidationPath"], e["ResourceType"]) for e in errors),
+                             [("Bucket", "NAME_CONFLICT_VALIDATION", "FAIL", "FAILED", "/Resources/Bucket",
+                               "AWS::S3::Bucket"),
+                              ("Topic", "BUCKET_EMPTINESS_VALIDATION", "WARN", "FAILED", "/Resources/Topic",
+                               "AWS::SNS::Topic")])
+            conflict = [e for e in errors if e["LogicalResourceId"] == "Bucket"][0]
+            self.assertEqual(conflict["ValidationStatusReason"], self.NAME_CONFLICT["reason"])
+            self.assertEqual((conflict["OperationType"], conflict["StackId"], conflict["PhysicalResourceId"]),
+                             ("CREATE_CHANGESET", r["StackId"], ""))
+            ops = [(e["OperationType"], e["OperationStatus"]) for e in by_arn if e["EventType"] == "STACK_EVENT"]
+            self.assertEqual(ops, [("CREATE_CHANGESET", "FAILED"), ("CREATE_CHANGESET", "IN_PROGRESS")])
+            self.assertEqual(len(operation_events(cf, ChangeSetName=r["Id"], Filters={"FailedEvents": True})), 2)
+            with self.assertRaises(botocore.exceptions.ClientError) as ctx:
+                cf.describe_events(ChangeSetName="cs")  # a name without its stack
+            self.assertEqual(ctx.exception.response["Error"]["Message"],
+                             "One of ChangeSetName, OperationId or StackName must be specified")
+            # WARN only: the change set is created, the warning is still in DescribeEvents.
+            sim.admin("scenario", {**scenario, "early_validation": [warn]})
+            r = cf.create_change_set(StackName="ev2", ChangeSetName="cs", ChangeSetType="CREATE", TemplateBody=template)
+            cs, _ = wait_change_set(cf, r["Id"])
+            self.assertEqual(cs["Status"], "CREATE_COMPLETE")
+            self.assertEqual([e["ValidationName"] for e in operation_events(cf, ChangeSetName=r["Id"])
+                              if e["EventType"] == "VALIDATION_ERROR"], ["BUCKET_EMPTINESS_VALIDATION"])
+
+    def test_change_set_creation_failure_with_a_reason(self):
+        reason = "Template error: instance of Fn::GetAtt references undefined resource Nope"
+        with Sim({**FAST, "change_set_failure": reason}) as sim:
+            cf = sim.client()
+            r = cf.create_change_set(StackName="cf", ChangeSetName="cs", ChangeSetType="CREATE", TemplateBody=TEMPLATE,
+                                     Capabilities=["CAPABILITY_IAM"])
+            cs, _ = wait_change_set(cf, r["Id"])
+            self.assertEqual((cs["Status"], cs["StatusReason"], cs["ExecutionStatus"]), ("FAILED", reason, "UNAVAILABLE"))
+            self.assertNotIn("Changes", cs)
+
+    def test_create_stack_early_validation_fails_then_rolls_back_under_a_new_operation(self):
+        with Sim({**FAST, "early_validation": [self.NAME_CONFLICT]}) as sim:
+            cf = sim.client()
+            r = cf.create_stack(StackName="pv", TemplateBody=TEMPLATE, Capabilities=["CAPABILITY_IAM"],
+                                ClientRequestToken="pv-1")
+            stack = wait_stack(cf, "pv")
+            self.assertEqual(stack["StackStatus"], "ROLLBACK_COMPLETE")
+            events, _ = all_events(cf, "pv")
+            self.assertEqual([(e["ResourceStatus"], e.get("ResourceStatusReason"), e.get("DetailedStatus"))
+                              for e in events],
+                             [("CREATE_IN_PROGRESS", "User Initiated", None),
+                              ("CREATE_FAILED", "Validation failed with 1 error(s). Call DescribeEvents to retrieve "
+                               "the full list of issues with resource and property details, resolve each error, then "
+                               "retry the operation.", "VALIDATION_FAILED"),
+                              ("ROLLBACK_IN_PROGRESS", "Validation failure detected. See the operation's FAILED event "
+                               "for details.", None),
+                              ("ROLLBACK_COMPLETE", None, None)])
+            self.assertEqual([e["OperationId"] for e in events][:2], [r["OperationId"]] * 2)
+            self.assertNotEqual(events[2]["OperationId"], r["OperationId"])
+            errors = [e for e in operation_events(cf, OperationId=r["OperationId"]) if e["EventType"] == "VALIDATION_ERROR"]
+            self.assertEqual([(e["OperationType"], e["ValidationName"]) for e in errors],
+                             [("CREATE_STACK", "NAME_CONFLICT_VALIDATION")])
+            types = [e["EventType"] for e in operation_events(cf, StackName="pv", Filters={"FailedEvents": True})]
+            self.assertEqual(sorted(types), ["PROVISIONING_ERROR", "VALIDATION_ERROR"])
+
+
+class UserRollbackTest(unittest.TestCase):
+    def test_cancel_update_stack_rolls_back_under_its_own_operation(self):
+        with Sim(FAST, time_scale=200) as sim:
+            cf = sim.client(NO_RETRY)
+            cf.create_stack(StackName="cx", TemplateBody=TEMPLATE, Capabilities=["CAPABILITY_IAM"])
+            with self.assertRaises(botocore.exceptions.ClientError) as ctx:
+                cf.cancel_update_stack(StackName="cx")  # CREATE_IN_PROGRESS: not an update
+            self.assertEqual(ctx.exception.response["Error"]["Code"], "ValidationError")
+            self.assertEqual(ctx.exception.response["Error"]["Message"],
+                             "CancelUpdateStack cannot be called from current stack status")
+            wait_stack(cf, "cx")
+            sim.admin("scenario", {**FAST, "defaults": {"duration": 100}})
+            r = cf.update_stack(StackName="cx", TemplateBody=TEMPLATE.replace("fn for", "handler for"),
+                                Capabilities=["CAPABILITY_IAM"], ClientRequestToken="upd-x")
+            time.sleep(0.15)  # 30 simulated seconds into Fn's 100-second update
+            cf.cancel_update_stack(StackName="cx", ClientRequestToken="cancel-x")
+            stack = wait_stack(cf, "cx")
+            self.assertEqual(stack["StackStatus"], "UPDATE_ROLLBACK_COMPLETE")
+            self.assertEqual([o["OperationType"] for o in stack["LastOperations"][:2]], ["ROLLBACK", "UPDATE_STACK"])
+            events, _ = all_events(cf, "cx")
+            start = brief(events).index(("cx", "UPDATE_IN_PROGRESS"))
+            mine = events[start:]
+            self.assertIn(("Fn", "UPDATE_FAILED", "Resource update cancelled"),
+                          [(e["LogicalResourceId"], e["ResourceStatus"], e.get("ResourceStatusReason")) for e in mine])
+            rollback = [e for e in mine if e["ResourceStatus"] == "UPDATE_ROLLBACK_IN_PROGRESS"][0]
+            self.assertEqual(rollback["ResourceStatusReason"], "User Initiated")
+            # Fn's cancelled update changed nothing: the rollback only reports it (real-events/22).
+            after = brief(mine[mine.index(rollback):])
+            self.assertIn(("Fn", "UPDATE_COMPLETE"), after)
+            self.assertNotIn(("Fn", "UPDATE_IN_PROGRESS"), after)
+            self.assertEqual(rollback["OperationId"], stack["LastOperations"][0]["OperationId"])
+            self.assertNotEqual(rollback["OperationId"], r["OperationId"])
+            self.assertEqual(rollback["ClientRequestToken"], "cancel-x")
+
+    def test_update_rollback_failed_then_continue_update_rollback_skipping_the_resource(self):
+        with Sim({**FAST, "resources": {"Fn": {"fail_update": "quota"}, "Bucket": {"fail_rollback": "bucket locked"}}},
+                 time_scale=200) as sim:
+            cf = sim.client(NO_RETRY)
+            cf.create_stack(StackName="cr", TemplateBody=TEMPLATE, Capabilities=["CAPABILITY_IAM"])
+            wait_stack(cf, "cr")
+            with self.assertRaises(botocore.exceptions.ClientError) as ctx:
+                cf.continue_update_rollback(StackName="cr")
+            self.assertEqual(ctx.exception.response["Error"]["Message"],
+                             "ContinueUpdateRollback cannot be called from current stack status")
+            changed = TEMPLATE.replace("fn for", "handler for").replace(
+                "  Bucket:\n    Type: AWS::S3::Bucket\n", "  Bucket:\n    Type: AWS::S3::Bucket\n    Properties: {X: 1}\n")
+            cf.update_stack(StackName="cr", TemplateBody=changed, Capabilities=["CAPABILITY_IAM"])
+            stack = wait_stack(cf, "cr")
+            self.assertEqual(stack["StackStatus"], "UPDATE_ROLLBACK_FAILED")
+            self.assertEqual(stack["StackStatusReason"], "The following resource(s) failed to update: [Bucket]. ")
+            with self.assertRaises(botocore.exceptions.ClientError) as ctx:
+                cf.update_stack(StackName="cr", UsePreviousTemplate=True, Capabilities=["CAPABILITY_IAM"])
+            self.assertIn("UPDATE_ROLLBACK_FAILED state and can not be updated", ctx.exception.response["Error"]["Message"])
+            with self.assertRaises(botocore.exceptions.ClientError):
+                cf.continue_update_rollback(StackName="cr", ResourcesToSkip=["Role"])  # not failed
+            cf.continue_update_rollback(StackName="cr", ResourcesToSkip=["Bucket"], ClientRequestToken="cont-1")
+            stack = wait_stack(cf, "cr")
+            self.assertEqual(stack["StackStatus"], "UPDATE_ROLLBACK_COMPLETE")
+            self.assertEqual([o["OperationType"] for o in stack["LastOperations"][:3]],
+                             ["CONTINUE_ROLLBACK", "ROLLBACK", "UPDATE_STACK"])
+            events, _ = all_events(cf, "cr")
+            cont = [e for e in events if e.get("ClientRequestToken") == "cont-1"]
+            self.assertEqual(brief(cont)[0], ("cr", "UPDATE_ROLLBACK_IN_PROGRESS"))
+            self.assertIn(("Bucket", "UPDATE_COMPLETE"), brief(cont))
+            self.assertEqual(brief(cont)[-1], ("cr", "UPDATE_ROLLBACK_COMPLETE"))
+            self.assertEqual({e["OperationId"] for e in cont}, {stack["LastOperations"][0]["OperationId"]})
+
+
+class DeleteDuringRollbackTest(unittest.TestCase):
+    def test_delete_stack_during_a_create_rollback_takes_over(self):
+        scenario = {**FAST, "resources": {"Fn": {"fail": "bad role"},
+                                          "Bucket": {"duration": 5, "delete_duration": 300}}}
+        with Sim(scenario) as sim:
+            cf = sim.client()
+            r = cf.create_stack(StackName="dr", TemplateBody=TEMPLATE, Capabilities=["CAPABILITY_IAM"],
+                                ClientRequestToken="dr-1")
+            deadline = time.monotonic() + 10
+            while cf.describe_stacks(StackName="dr")["Stacks"][0]["StackStatus"] != "ROLLBACK_IN_PROGRESS":
+                self.assertLess(time.monotonic(), deadline)
+                time.sleep(0.02)
+            time.sleep(0.1)  # the rollback has started deleting the bucket (300 simulated seconds)
+            cf.delete_stack(StackName="dr")
+            stack = wait_stack(cf, r["StackId"])
+            self.assertEqual(stack["StackStatus"], "DELETE_COMPLETE")
+            events, _ = all_events(cf, r["StackId"])
+            seq = brief(events)
+            self.assertNotIn(("dr", "ROLLBACK_COMPLETE"), seq)  # the rollback never ends
+            delete = events[seq.index(("dr", "DELETE_IN_PROGRESS"))]
+            rollback = events[seq.index(("dr", "ROLLBACK_IN_PROGRESS"))]
+            self.assertNotIn("ClientRequestToken", delete)
+            self.assertNotEqual(delete["OperationId"], rollback["OperationId"])
+            bucket = [e for e in events if e["LogicalResourceId"] == "Bucket"]
+            # Started by the rollback, finished under the DeleteStack's OperationId (real-events/25).
+            self.assertEqual([(e["ResourceStatus"], e["OperationId"]) for e in bucket[-2:]],
+                             [("DELETE_IN_PROGRESS", rollback["OperationId"]), ("DELETE_COMPLETE", delete["OperationId"])])
+            self.assertEqual([o["OperationType"] for o in stack["LastOperations"]], ["DELETE_STACK", "ROLLBACK", "CREATE_STACK"])
+
+
+class DescribeEventsTest(unittest.TestCase):
+    def test_pages_operation_filter_and_the_switch_that_turns_it_off(self):
+        with Sim({**FAST, "describe_events_page_size": 4}) as sim:
+            cf = sim.client(NO_RETRY)
+            r = cf.create_stack(StackName="de", TemplateBody=TEMPLATE, Capabilities=["CAPABILITY_IAM"],
+                                ClientRequestToken="de-1")
+            wait_stack(cf, "de")
+            first = cf.describe_events(StackName="de")
+            self.assertEqual(len(first["OperationEvents"]), 4)
+            every = operation_events(cf, StackName="de")
+            self.assertEqual(len(every), 2 + 2 + 3 * 3)  # operation start/end, stack events, resources
+            self.assertEqual(every[0]["OperationStatus"], "SUCCEEDED")
+            self.assertEqual(every[-1]["OperationStatus"], "IN_PROGRESS")
+            self.assertEqual((every[0]["StartTime"], every[0]["OperationType"]), (every[-1]["StartTime"], "CREATE_STACK"))
+            self.assertIn("EndTime", every[0])
+            progress = [e for e in every if e["EventType"] == "PROGRESS"]
+            self.assertEqual(len(progress), 2 + 3 * 3)
+            self.assertTrue(all("StackName" not in e and e["OperationId"] == r["OperationId"] for e in progress))
+            self.assertEqual(every, operation_events(cf, OperationId=r["OperationId"]))
+            self.assertEqual(cf.describe_events(OperationId="nope")["OperationEvents"], [])
+            with self.assertRaises(botocore.exceptions.ClientError) as ctx:
+                cf.describe_events()
+            self.assertEqual(ctx.exception.response["Error"]["Code"], "ValidationError")
+            sim.admin("scenario", {**FAST, "describe_events": False})
+            with self.assertRaises(botocore.exceptions.ClientError) as ctx:
+                cf.describe_events(StackName="de")
+            self.assertEqual(ctx.exception.response["Error"]["Code"], "InvalidAction")
+
+
+REAL = os.path.join(HERE, "..", "tests", "fixtures", "real-events")
+
+
+def real_stream(name: str) -> str:
+    return os.path.join(REAL, name)
+
+
+def stack_xml_timestamps(sim, stack: str) -> list:
+    """Every event's Timestamp as written on the wire, newest first, across pages."""
+    stamps, token = [], None
+    while True:
+        body = xml_of(sim, "DescribeStackEvents", StackName=stack,
+                      **({"NextToken": urllib.parse.quote(token)} if token else {}))
+        stamps += re.findall(r"<Timestamp>([^<]*)</Timestamp>", body)
+        token = (re.findall(r"<NextToken>([^<]*)</NextToken>", body) or [None])[0]
+        if not token:
+            return stamps
+
+
+class ReplayTest(unittest.TestCase):
+    """Recorded streams served with their timing compressed (cfnsim_replay)."""
+
+    def test_real_update_rollback_stream_plays_after_its_history(self):
+        path = real_stream("22-opid-create-then-update-rollback.json")
+        with open(path, encoding="utf-8") as f:
+            recorded = json.load(f)["StackEvents"]
+        with Sim() as sim:
+            cf = sim.client()
+            loaded = sim.admin("replay", {"file": path, "scale": 20, "start": "trigger"})
+            self.assertEqual([o["status"] for o in loaded["operations"]], ["CREATE_IN_PROGRESS", "UPDATE_IN_PROGRESS"])
+            # Before the trigger: the history (the change set's REVIEW and the create), settled.
+            stack = cf.describe_stacks(StackName="multi-tenant-pharmacy-api")["Stacks"][0]
+            self.assertEqual(stack["StackStatus"], "CREATE_COMPLETE")
+            self.assertEqual([o["OperationType"] for o in stack["LastOperations"]], ["CREATE_STACK"])
+            events, _ = all_events(cf, "multi-tenant-pharmacy-api")
+            self.assertEqual(len(events), loaded["history"])
+            started = time.time()
+            sim.admin("replay/start", {})
+            seen = []
+            while not seen or seen[-1] != "UPDATE_ROLLBACK_COMPLETE":
+                status = cf.describe_stacks(StackName=stack["StackId"])["Stacks"][0]["StackStatus"]
+                if not seen or seen[-1] != status:
+                    seen.append(status)
+                self.assertLess(time.time() - started, 10)
+                time.sleep(0.02)
+            self.assertEqual(seen, ["UPDATE_IN_PROGRESS", "UPDATE_ROLLBACK_IN_PROGRESS",
+                                    "UPDATE_ROLLBACK_COMPLETE_CLEANUP_IN_PROGRESS", "UPDATE_ROLLBACK_COMPLETE"])
+            stack = cf.describe_stacks(StackName="multi-tenant-pharmacy-api")["Stacks"][0]
+            # The rollback's own OperationId, the update's, the create's: newest first.
+            self.assertEqual([(o["OperationType"], o["OperationId"][:6]) for o in stack["LastOperations"]],
+                             [("ROLLBACK", "0a0b88"), ("UPDATE_STACK", "3faecf"), ("CREATE_STACK", "a5e8bc")])
+            events, _ = all_events(cf, "multi-tenant-pharmacy-api")
+            self.assertEqual([e["EventId"] for e in events], [e["EventId"] for e in reversed(recorded)])
+            # Timestamps exactly as recorded, not shifted to now.
+            self.assertEqual(set(stack_xml_timestamps(sim, "multi-tenant-pharmacy-api")),
+                             {e["Timestamp"].replace("+00:00", "Z") for e in recorded})
+            report = {s["name"]: s for s in sim.admin("stacks")["stacks"]}["multi-tenant-pharmacy-api"]
+            terminal = report["terminal_events"][-1]
+            self.assertEqual((terminal["status"], terminal["operation_id"][:6]), ("UPDATE_ROLLBACK_COMPLETE", "0a0b88"))
+            # Revealed after the recorded 10.6 s / 20, and noticed by our polling soon after.
+            self.assertAlmostEqual(terminal["real_time"] - started, 10.608 / 20, delta=0.3)
+            self.assertGreaterEqual(terminal["first_served_real_time"], terminal["real_time"])
+            ops = [(e["OperationType"], e["OperationStatus"]) for e in cf.describe_events(
+                StackName="multi-tenant-pharmacy-api")["OperationEvents"] if e["EventType"] == "STACK_EVENT"]
+            self.assertEqual(ops[:4], [("ROLLBACK", "SUCCEEDED"), ("ROLLBACK", "IN_PROGRESS"),
+                                       ("UPDATE_STACK", "FAILED"), ("UPDATE_STACK", "IN_PROGRESS")])
+            stats = sim.admin("stats")
+            self.assertGreater(stats["requests"]["DescribeStacks"], 4)
+
+    def test_operation_already_running_and_long_gaps_capped(self):
+        path = real_stream("09-root-reason-only-attribute-publicip.json")
+        with Sim() as sim:
+            cf = sim.client()
+            # 6 recorded minutes: every gap capped at 4 ms.
+            loaded = sim.admin("replay", {"file": path, "scale": 1, "max_gap": 0.004, "reveal_first": 20})
+            self.assertLess(loaded["play_seconds"], 178 * 0.004 + 0.001)
+            stack = cf.describe_stacks(StackName="DevEnvStack")["Stacks"][0]
+            self.assertIn(stack["StackStatus"], ("CREATE_IN_PROGRESS", "ROLLBACK_IN_PROGRESS"))
+            self.assertGreaterEqual(len(all_events(cf, "DevEnvStack")[0]), 21)  # REVIEW + the first 20
+            stack = wait_stack(cf, "DevEnvStack", timeout=5)
+            self.assertEqual(stack["StackStatus"], "ROLLBACK_COMPLETE")
+            events, _ = all_events(cf, "DevEnvStack")
+            rollback = [e for e in events if e["ResourceStatus"] == "ROLLBACK_IN_PROGRESS"]
+            self.assertEqual([e["ResourceStatusReason"] for e in rollback],
+                             ["Attribute 'PublicIp' does not exist. Rollback requested by user."])
+            self.assertFalse([e for e in events if e["ResourceStatus"].endswith("_FAILED")])
+
+    def test_operation_by_index_and_by_event_id_pages_and_duration(self):
+        path = real_stream("26-multi-op-nested-capabilities-608-events.json")
+        with Sim() as sim:
+            cf = sim.client()
+            loaded = sim.admin("replay", {"file": path, "operation": 10, "duration": 0.1, "page_size": 50,
+                                          "start": "trigger"})
+            self.assertEqual(len(loaded["operations"]), 45)
+            self.assertEqual(loaded["start_index"], loaded["operations"][10]["position"])
+            events, pages = all_events(cf, "smart-device-api-stack")
+            self.assertEqual(len(events), loaded["history"])
+            self.assertGreater(pages, 1)
+            sim.admin("replay/start", {})
+            time.sleep(0.25)
+            self.assertTrue(sim.admin("replay")["done"])
+            events, _ = all_events(cf, "smart-device-api-stack")
+            self.assertEqual(len(events), 608)
+            stamps = stack_xml_timestamps(sim, "smart-device-api-stack")
+            self.assertIn("2025-07-05T04:55:10Z", stamps)  # a whole-second timestamp stays one
+            # By EventId: the same operation.
+            chosen = loaded["operations"][10]["event_id"]
+            again = sim.admin("replay", {"file": path, "event_id": chosen, "start": "trigger"})
+            self.assertEqual(again["start_index"], loaded["start_index"])
+
+    def test_several_stacks_shared_timestamps_deleted_stack_and_unknown_children(self):
+        root = "arn:aws:cloudformation:us-east-1:123456789012:stack/app/11111111-aaaa"
+        child = "arn:aws:cloudformation:us-east-1:123456789012:stack/app-Net-ABC/22222222-bbbb"
+
+        def event(stack_id, name, logical, status, ts, rtype="AWS::CloudFormation::Stack", physical=None, op="op-1"):
+            return {"StackId": stack_id, "EventId": f"{logical}-{status}-{ts}", "StackName": name,
+                    "LogicalResourceId": logical, "PhysicalResourceId": physical or stack_id, "ResourceType": rtype,
+                    "Timestamp": ts, "ResourceStatus": status, "OperationId": op}
+
+        stream = [  # chronological here; the file is newest first
+            event(root, "app", "app", "CREATE_IN_PROGRESS", "2025-01-01T10:00:00Z"),
+            event(root, "app", "Net", "CREATE_IN_PROGRESS", "2025-01-01T10:00:01.5+00:00"),
+            event(root, "app", "Net", "CREATE_IN_PROGRESS", "2025-01-01T10:00:02.000Z", physical=child),
+            event(child, "app-Net-ABC", "app-Net-ABC", "CREATE_IN_PROGRESS", "2025-01-01T10:00:02.100Z", op="op-c"),
+            event(child, "app-Net-ABC", "Vpc", "CREATE_COMPLETE", "2025-01-01T10:00:30Z", "AWS::EC2::VPC", "vpc-1", "op-c"),
+            event(child, "app-Net-ABC", "app-Net-ABC", "CREATE_COMPLETE", "2025-01-01T10:00:30Z", op="op-c"),
+            event(root, "app", "Net", "CREATE_COMPLETE", "2025-01-01T10:00:30Z", physical=child),
+            event(root, "app", "app", "CREATE_COMPLETE", "2025-01-01T10:01:00Z"),
+            event(root, "app", "app", "DELETE_IN_PROGRESS", "2025-01-01T11:00:00Z", op="op-2"),
+            event(root, "app", "Other", "DELETE_COMPLETE", "2025-01-01T11:00:05Z", "AWS::CloudFormation::Stack",
+                  "arn:aws:cloudformation:us-east-1:123456789012:stack/not-recorded/3333", "op-2"),
+            event(root, "app", "app", "DELETE_COMPLETE", "2025-01-01T11:00:10Z", op="op-2"),
+        ]
+        with Sim() as sim:
+            cf = sim.client(NO_RETRY)
+            loaded = sim.admin("replay", {"events": {"StackEvents": list(reversed(stream))}, "operation": 0,
+                                          "scale": 100, "max_gap": 0.2, "start": "trigger"})
+            self.assertEqual(loaded["root"]["name"], "app")
+            with self.assertRaises(botocore.exceptions.ClientError) as ctx:  # nothing revealed yet
+                cf.describe_stacks(StackName="app")
+            self.assertEqual(ctx.exception.response["Error"]["Message"], "Stack with id app does not exist")
+            sim.admin("replay/start", {})
+            counts = set()
+            while not sim.admin("replay")["done"]:
+                counts.add(sim.admin("replay")["revealed"])
+            # The three 10:00:30 events are revealed together: never 5 or 6 of the 11.
+            self.assertFalse(counts & {5, 6}, counts)
+            child_stack = cf.describe_stacks(StackName=child)["Stacks"][0]
+            self.assertEqual((child_stack["StackStatus"], child_stack["ParentId"], child_stack["RootId"]),
+                             ("CREATE_COMPLETE", root, root))
+            self.assertEqual(brief(all_events(cf, "app-Net-ABC")[0]),
+                             [("app-Net-ABC", "CREATE_IN_PROGRESS"), ("Vpc", "CREATE_COMPLETE"),
+                              ("app-Net-ABC", "CREATE_COMPLETE")])
+            with self.assertRaises(botocore.exceptions.ClientError) as ctx:  # named, but not recorded
+                cf.describe_stack_events(StackName="arn:aws:cloudformation:us-east-1:123456789012:stack/not-recorded/3333")
+            self.assertIn("does not exist", ctx.exception.response["Error"]["Message"])
+            with self.assertRaises(botocore.exceptions.ClientError):  # deleted: found by ARN only
+                cf.describe_stacks(StackName="app")
+            gone = cf.describe_stacks(StackName=root)["Stacks"][0]
+            self.assertEqual(gone["StackStatus"], "DELETE_COMPLETE")
+            self.assertEqual(gone["CreationTime"].isoformat(), "2025-01-01T10:00:00+00:00")
+            self.assertEqual(stack_xml_timestamps(sim, root)[-2:], ["2025-01-01T10:00:01.5Z", "2025-01-01T10:00:00Z"])
+
+    def test_every_corpus_stream_plays_to_its_manifest_status(self):
+        import cfnsim_replay  # in-process: no server needed to play a stream to its end
+        with open(os.path.join(REAL, "manifest.json"), encoding="utf-8") as f:
+            manifest = {m["file"]: m for m in json.load(f)}
+        for name, entry in sorted(manifest.items()):
+            with self.subTest(name), open(os.path.join(REAL, name), encoding="utf-8") as f:
+                doc = json.load(f)
+                api = cfnsim_replay.ReplayApi(cfnsim_replay.Replay(doc, {"operation": 0, "scale": 1e12}))
+                time.sleep(0.001)
+                root = api.replay.root.id
+                stack = api.do_DescribeStacks({"StackName": root})["Stacks"][0]
+                final = entry["operations"][-1]["final_status"]
+                if final is not None:
+                    self.assertEqual(stack["StackStatus"], final)
+                events, params = [], {"StackName": root}
+                while True:
+                    page = api.do_DescribeStackEvents(params)
+                    events += page["StackEvents"]
+                    if not page["NextToken"]:
+                        break
+                    params = {"StackName": root, "NextToken": page["NextToken"]}
+                self.assertEqual([e["EventId"] for e in events], [e["EventId"] for e in doc["StackEvents"]])
+
+    def test_cli_flag_plays_the_aws_documentation_sample(self):
+        sample = real_stream("02-docs-userguide-s3-create-complete.json")
+        with Sim(args=["--replay", sample, "--replay-options", json.dumps({"scale": 100})]) as sim:
+            cf = sim.client()
+            stack = wait_stack(cf, "myteststack", timeout=5)
+            self.assertEqual(stack["StackStatus"], "CREATE_COMPLETE")
+            events, _ = all_events(cf, "myteststack")
+            self.assertEqual(brief(events)[0], ("myteststack", "CREATE_IN_PROGRESS"))
+            self.assertEqual(events[1]["ResourceProperties"], '{"AccessControl":"PublicRead"}')
+            self.assertEqual([r["LogicalResourceId"] for r in
+                              cf.list_stack_resources(StackName="myteststack")["StackResourceSummaries"]], ["S3Bucket"])
+            with self.assertRaises(botocore.exceptions.ClientError) as ctx:
+                cf.create_stack(StackName="other", TemplateBody=TEMPLATE)
+            self.assertIn("replay", ctx.exception.response["Error"]["Message"])
+            sim.admin("reset", {})  # back to the simulation
+            self.assertEqual(cf.describe_stacks()["Stacks"], [])
 
 
 if __name__ == "__main__":

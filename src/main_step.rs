@@ -666,9 +666,7 @@ impl Step {
                 self.output(key, value);
             }
         }
-        if let (Some(resource), Some(reason)) = (&result.failed_resource, &result.failure_reason) {
-            self.error(&format!("{} failed", resource), reason);
-        }
+        narrate::result_annotations(&self.config.stack_name, result);
         let (done, total) = result.progress;
         let status = result.stack_status.as_deref().unwrap_or("unknown");
         info!(

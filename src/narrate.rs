@@ -11,7 +11,7 @@ use tracing::{info, warn};
 use crate::action::log;
 use crate::duration;
 use crate::lock::{self, LockEvent};
-use crate::stack::MonitorEvent;
+use crate::stack::{MonitorEvent, StackResult};
 
 /// One log line per lock event, for the people reading the job's log.
 pub fn lock_event(key: &str, event: LockEvent) {
@@ -141,9 +141,14 @@ pub fn monitor_event(root: &str, event: MonitorEvent) {
             )
         }
         MonitorEvent::Progress { done, total } => info!("progress {done}/{total}"),
-        MonitorEvent::RootCause { resource, reason } => {
-            warn!("root cause: {resource} failed: {reason}")
-        }
+        MonitorEvent::RootCause {
+            resource: Some(resource),
+            reason,
+        } => warn!("root cause: {resource} failed: {reason}"),
+        MonitorEvent::RootCause {
+            resource: None,
+            reason,
+        } => warn!("root cause: the stack says: {reason}"),
         MonitorEvent::Throttled { next_poll } => warn!(
             "CloudFormation is throttling us: next poll in {}",
             duration::human(next_poll)
@@ -177,5 +182,24 @@ pub fn release(outcome: &lock::ReleaseOutcome) -> String {
                 other.info.describe()
             )
         }
+    }
+}
+
+/// The annotations of a finished stack operation: the root cause (an error when the operation
+/// failed), the next step out of a stuck state, and what was left behind. One place for both
+/// steps (mode lock reports from the post step).
+pub fn result_annotations(stack: &str, result: &StackResult) {
+    if !result.outcome.is_success() {
+        match (&result.failed_resource, &result.failure_reason) {
+            (Some(resource), Some(reason)) => log::error(&format!("{resource} failed"), reason),
+            (None, Some(reason)) => log::error(&format!("{stack} failed"), reason),
+            _ => {}
+        }
+    }
+    if let Some(step) = &result.recovery {
+        log::error(&format!("{stack} needs a person"), step);
+    }
+    for warning in &result.warnings {
+        log::warning(&format!("{stack}: left behind"), warning);
     }
 }

@@ -212,9 +212,7 @@ async fn report_lock_mode(
             op.outcome,
             duration::human(op.duration)
         );
-        if let (Some(resource), Some(reason)) = (&op.failed_resource, &op.failure_reason) {
-            log::error(&format!("{resource} failed"), reason);
-        }
+        narrate::result_annotations(stack_name, op);
     }
     if let Some(running) = &found.running {
         log::warning(
@@ -279,7 +277,7 @@ async fn record_lock_mode_history(
     let Ok(baseline) = Baseline::decode(baseline) else {
         return;
     };
-    let mut cursor = stack::events::Cursor::after(&baseline);
+    let mut cursor = stack::cursor::Cursor::after(&baseline);
     let events = match stacks
         .read_new_events(&config.stack_name, &mut cursor)
         .await

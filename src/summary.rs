@@ -105,6 +105,7 @@ pub fn render(correlation_id: &str, config: &Config, result: &StackResult) -> St
 pub fn render_summary(context: &SummaryContext<'_>, result: &StackResult) -> String {
     let mut md = header(context, result);
     md.push_str(&root_cause(result));
+    md.push_str(&warnings_and_next_step(result));
     md.push_str(&outputs(result));
     let fixed = md.len();
     // The chart gets what the budget leaves; halve it until it fits (it never has to in
@@ -311,6 +312,21 @@ fn root_cause(result: &StackResult) -> String {
     md
 }
 
+/// What was left behind and how to get out of a stuck state (both may quote AWS: escaped).
+fn warnings_and_next_step(result: &StackResult) -> String {
+    let mut md = String::new();
+    if !result.warnings.is_empty() {
+        md.push_str("\n#### Warnings\n\n");
+        for w in &result.warnings {
+            md.push_str(&format!("- {}\n", cell(w)));
+        }
+    }
+    if let Some(step) = &result.recovery {
+        md.push_str(&format!("\n#### Next step\n\n{}\n", cell(step)));
+    }
+    md
+}
+
 fn outputs(result: &StackResult) -> String {
     if result.outputs.is_empty() {
         return String::new();
@@ -356,7 +372,7 @@ fn timeline(context: &SummaryContext<'_>, result: &StackResult, max_tasks: usize
 mod tests {
     use super::*;
     use crate::stack::Outcome;
-    use crate::stack::events::ResourceTiming;
+    use crate::stack::ResourceTiming;
     use chrono::{TimeZone, Utc};
 
     fn result() -> StackResult {
@@ -366,11 +382,14 @@ mod tests {
             stack_status: Some("UPDATE_ROLLBACK_COMPLETE".into()),
             stack_id: None,
             operation_id: None,
+            operation_ids: Vec::new(),
             duration: Duration::from_secs(726),
             started_at: at(0),
             finished_at: at(726),
             failure_reason: Some("Resource handler returned message: \"<b>x</b> | y\"".into()),
             failed_resource: Some("Data/Db".into()),
+            warnings: Vec::new(),
+            recovery: None,
             outputs: vec![
                 ("ApiUrl".into(), "https://api.example.com/prod".into()),
                 ("Note".into(), "[x](javascript:alert(1)) | *bold*".into()),

@@ -152,6 +152,7 @@ mod tests {
             timestamp: Utc.timestamp_opt(1_700_000_000 + at, 0).unwrap(),
             operation_id: None,
             client_request_token: None,
+            ..stack::Event::default()
         }
     }
 

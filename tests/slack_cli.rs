@@ -103,6 +103,8 @@ async fn dead_letter(registry: &Registry, destination: Destination, correlation:
             root_cause: None,
             stack_status: None,
             mention: None,
+            warnings: Vec::new(),
+            next_step: None,
         },
         correlation,
     ));

@@ -200,6 +200,8 @@ fn finished() -> Phase {
         }),
         stack_status: Some("UPDATE_ROLLBACK_COMPLETE".into()),
         mention: Some("@here".into()),
+        warnings: Vec::new(),
+        next_step: None,
     }
 }
 

@@ -11,7 +11,7 @@ use aws_config::retry::RetryConfig;
 use aws_config::{BehaviorVersion, Region};
 use aws_credential_types::Credentials;
 use deploy_coordinator::config::Template;
-use deploy_coordinator::stack::events::Baseline;
+use deploy_coordinator::stack::Baseline;
 use deploy_coordinator::stack::{
     DeployRequest, ErrorKind, GuardError, MonitorEvent, MonitorSettings, Outcome, PollSettings,
     StackClient, StackError, StackResult, deploy, monitor, reconstruct_since, wait_until_settled,
@@ -375,7 +375,7 @@ async fn failed_create_names_the_root_cause_and_is_replaced_by_the_next_deploy()
     assert_eq!(result.failed_resource.as_deref(), Some("Fn"));
     assert_eq!(result.failure_reason.as_deref(), Some(reason));
     assert!(seen.all().contains(&MonitorEvent::RootCause {
-        resource: "Fn".into(),
+        resource: Some("Fn".into()),
         reason: reason.into()
     }));
     assert_eq!(

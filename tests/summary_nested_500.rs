@@ -12,7 +12,7 @@
 use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
-use deploy_coordinator::stack::events::ResourceTiming;
+use deploy_coordinator::stack::ResourceTiming;
 use deploy_coordinator::stack::{Outcome, StackResult};
 use deploy_coordinator::summary::{
     LockCoordination, LockSummary, SUMMARY_BUDGET, SUMMARY_LIMIT, SummaryContext, mermaid,
@@ -83,6 +83,7 @@ fn failing_nested_stack() -> StackResult {
         stack_status: Some("ROLLBACK_COMPLETE".to_string()),
         stack_id: Some("arn:aws:cloudformation:eu-west-1:123456789012:stack/big/1".to_string()),
         operation_id: Some("op-1".to_string()),
+        operation_ids: vec!["op-1".to_string()],
         duration: Duration::from_secs(1_250),
         started_at: at(0),
         finished_at: at(1_250),
@@ -91,6 +92,8 @@ fn failing_nested_stack() -> StackResult {
             "detail ".repeat(600)
         )),
         failed_resource: Some(failed),
+        warnings: Vec::new(),
+        recovery: None,
         outputs: (0..200)
             .map(|i| (format!("Output{i}"), format!("v{i}|").repeat(1_000)))
             .collect(),

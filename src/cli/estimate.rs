@@ -71,8 +71,12 @@ pub(crate) fn load_history(path: &Path) -> Result<Vec<HistoryRecord>, Failure> {
 
 fn load_events(path: &Path) -> Result<Vec<StackEvent>, Failure> {
     let text = read(path)?;
-    parse_describe_stack_events(&text)
-        .map_err(|e| Failure(65, anyhow::anyhow!("{}: {e}", path.display())))
+    let (events, skipped) = parse_describe_stack_events(&text)
+        .map_err(|e| Failure(65, anyhow::anyhow!("{}: {e}", path.display())))?;
+    for problem in &skipped {
+        crate::action::log::warning("Event skipped", &format!("{}: {problem}", path.display()));
+    }
+    Ok(events)
 }
 
 pub async fn run(args: EstimateArgs) -> ExitCode {

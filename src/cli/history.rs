@@ -5,8 +5,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context;
-use aws_sdk_cloudformation::error::ProvideErrorMetadata;
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use clap::{Args, Subcommand};
 
 use super::estimate::{Failure, load_history};
@@ -16,6 +15,8 @@ use crate::history::events::records_from_history;
 use crate::history::store;
 use crate::history::{HistoryRecord, StackEvent};
 use crate::registry::Registry;
+use crate::stack::ErrorKind;
+use crate::timeline::to_history_event;
 
 const EXIT_CODES: &str = "Exit codes:
   0    success
@@ -240,8 +241,21 @@ async fn execute(cmd: HistoryCommand) -> Result<(), Failure> {
             ttl,
         } => {
             let config = crate::aws::load(region.as_deref()).await;
-            let cfn = aws_sdk_cloudformation::Client::new(&config);
-            let events = describe_all_events(&cfn, &stack).await?;
+            let cfn = crate::stack::StackClient::from_conf(&config);
+            let events: Vec<StackEvent> = cfn
+                .all_events(&stack)
+                .await
+                .map_err(|e| {
+                    let code = match e.kind {
+                        ErrorKind::ExpiredToken => 77,
+                        ErrorKind::Validation | ErrorKind::NotFound | ErrorKind::AccessDenied => 78,
+                        _ => 69,
+                    };
+                    Failure(code, anyhow::anyhow!("stack {stack}: {e}"))
+                })?
+                .iter()
+                .map(to_history_event)
+                .collect();
             let records = records_from_history(&events, "cfn-");
             if print {
                 return print_json(&records);
@@ -309,55 +323,4 @@ async fn execute(cmd: HistoryCommand) -> Result<(), Failure> {
             Ok(())
         }
     }
-}
-
-/// Reads a stack's whole event history (DescribeStackEvents, every page).
-async fn describe_all_events(
-    cfn: &aws_sdk_cloudformation::Client,
-    stack: &str,
-) -> Result<Vec<StackEvent>, Failure> {
-    let mut events = Vec::new();
-    let mut token = None;
-    loop {
-        let out = cfn
-            .describe_stack_events()
-            .stack_name(stack)
-            .set_next_token(token.take())
-            .send()
-            .await
-            .map_err(|e| {
-                let text = crate::aws::error_text(&e);
-                let code = match e.code() {
-                    Some("ValidationError") | Some("AccessDenied") => 78,
-                    Some("ExpiredToken") | Some("ExpiredTokenException") => 77,
-                    _ => 69,
-                };
-                Failure(code, anyhow::anyhow!("DescribeStackEvents {stack}: {text}"))
-            })?;
-        events.extend(out.stack_events().iter().filter_map(from_sdk));
-        match out.next_token() {
-            Some(t) if !t.is_empty() => token = Some(t.to_string()),
-            _ => break,
-        }
-    }
-    Ok(events)
-}
-
-/// The SDK's event in the AWS CLI's shape (events missing a required field are skipped).
-fn from_sdk(e: &aws_sdk_cloudformation::types::StackEvent) -> Option<StackEvent> {
-    let ts = e.timestamp()?;
-    let timestamp = DateTime::<Utc>::from_timestamp(ts.secs(), ts.subsec_nanos())?;
-    Some(StackEvent {
-        stack_id: e.stack_id()?.to_string(),
-        event_id: e.event_id()?.to_string(),
-        stack_name: e.stack_name()?.to_string(),
-        logical_resource_id: e.logical_resource_id()?.to_string(),
-        physical_resource_id: e.physical_resource_id().map(str::to_string),
-        resource_type: e.resource_type()?.to_string(),
-        timestamp,
-        resource_status: e.resource_status()?.as_str().to_string(),
-        resource_status_reason: e.resource_status_reason().map(str::to_string),
-        operation_id: e.operation_id().map(str::to_string),
-        client_request_token: e.client_request_token().map(str::to_string),
-    })
 }

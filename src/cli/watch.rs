@@ -253,7 +253,8 @@ impl View {
             }
             MonitorEvent::Progress { done, total } => (self.done, self.total) = (done, total),
             MonitorEvent::RootCause { resource, reason } => {
-                self.cause = Some((clean(&resource), clean(&reason)))
+                let who = resource.as_deref().unwrap_or("the stack");
+                self.cause = Some((clean(who), clean(&reason)))
             }
             MonitorEvent::Throttled { next_poll } => {
                 self.note = Some(format!(
@@ -339,7 +340,8 @@ impl View {
             }
             MonitorEvent::Progress { done, total } => format!("progress {done}/{total}"),
             MonitorEvent::RootCause { resource, reason } => {
-                format!("root cause: {}: {}", clean(resource), clean(reason))
+                let who = resource.as_deref().unwrap_or("the stack");
+                format!("root cause: {}: {}", clean(who), clean(reason))
             }
             MonitorEvent::Throttled { next_poll } => {
                 format!("throttled: next poll in {}", human(*next_poll))
@@ -382,6 +384,7 @@ mod tests {
             timestamp: chrono::Utc::now(),
             operation_id: None,
             client_request_token: None,
+            ..Event::default()
         })
     }
 
@@ -417,7 +420,7 @@ mod tests {
             Some("bad\x1b[2Jproperty"),
         ));
         view.apply(MonitorEvent::RootCause {
-            resource: "Queue".into(),
+            resource: Some("Queue".into()),
             reason: "bad property".into(),
         });
         let lines = view.render(Instant::now());

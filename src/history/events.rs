@@ -82,14 +82,47 @@ const EVENTS_EXPECTED: &str = "expected the output of `aws cloudformation descri
      \"Timestamp\", \"ResourceStatus\", ...}]})";
 
 /// Parses `aws cloudformation describe-stack-events` output (`{"StackEvents": [...]}`); a bare
-/// array of events is accepted too.
-pub fn parse_describe_stack_events(text: &str) -> Result<Vec<StackEvent>, EventsParseError> {
-    if text.trim_start().starts_with('[') {
-        return serde_json::from_str(text).map_err(EventsParseError);
+/// array of events is accepted too. An event that lacks a field every event has is skipped
+/// and named in the returned list (a real stream has one with a hand-corrupted key:
+/// tests/fixtures/real-events/10): one bad event must not cost the whole file. When no
+/// event can be read, the error says where and what was expected.
+pub fn parse_describe_stack_events(
+    text: &str,
+) -> Result<(Vec<StackEvent>, Vec<String>), EventsParseError> {
+    let strict = if text.trim_start().starts_with('[') {
+        serde_json::from_str::<Vec<StackEvent>>(text)
+    } else {
+        serde_json::from_str::<DescribeStackEventsOutput>(text).map(|o| o.stack_events)
+    };
+    let err = match strict {
+        Ok(events) => return Ok((events, Vec::new())),
+        Err(err) => err,
+    };
+    let values = match serde_json::from_str::<serde_json::Value>(text) {
+        Ok(serde_json::Value::Array(values)) => values,
+        Ok(serde_json::Value::Object(mut o)) => match o.remove("StackEvents") {
+            Some(serde_json::Value::Array(values)) => values,
+            _ => return Err(EventsParseError(err)),
+        },
+        _ => return Err(EventsParseError(err)),
+    };
+    let mut events = Vec::new();
+    let mut skipped = Vec::new();
+    for (i, value) in values.into_iter().enumerate() {
+        let id = value
+            .get("EventId")
+            .and_then(|v| v.as_str())
+            .unwrap_or("?")
+            .to_string();
+        match serde_json::from_value::<StackEvent>(value) {
+            Ok(e) => events.push(e),
+            Err(e) => skipped.push(format!("event {} ({id}): {e}", i + 1)),
+        }
     }
-    serde_json::from_str::<DescribeStackEventsOutput>(text)
-        .map(|o| o.stack_events)
-        .map_err(EventsParseError)
+    if events.is_empty() {
+        return Err(EventsParseError(err));
+    }
+    Ok((events, skipped))
 }
 
 /// Events de-duplicated by EventId, oldest first. Input is usually newest first (the API's
@@ -116,23 +149,36 @@ pub fn is_terminal_stack_status(status: &str) -> bool {
 /// Cuts a stack's events (any order) into operations, oldest first. Events before the first
 /// start event are dropped (the middle of an operation whose start is not in the input). The
 /// last operation may still be running.
+///
+/// An operation is a CHAIN, as real CloudFormation runs it (`crate::stack::chain`): its
+/// automatic rollback and clean-up phases, and a `CancelUpdateStack` rollback ("User
+/// Initiated" or "Stack update cancelled" while it runs), belong to it; it ends at the stack's
+/// next terminal status, or when a user starts another operation before that (a DeleteStack
+/// during a rollback: the interrupted chain has no end, hence no record). Stacks are kept
+/// apart by StackId: a stack deleted and created again under its name is another stack.
 pub fn split_operations(events: &[StackEvent]) -> Vec<Vec<StackEvent>> {
     let mut ops: Vec<Vec<StackEvent>> = Vec::new();
-    let mut open = false;
+    // The stack whose operation is open, and that operation's index.
+    let mut open: Option<(String, usize)> = None;
     for e in chronological(events) {
+        let continues_open = open.as_ref().is_some_and(|(id, _)| *id == e.stack_id);
         if e.starts_operation() {
-            ops.push(Vec::new());
-            open = true;
+            let is_rollback = e.resource_status.contains("ROLLBACK");
+            if !(continues_open && is_rollback) {
+                ops.push(Vec::new());
+                open = Some((e.stack_id.clone(), ops.len() - 1));
+            }
         }
-        if !open {
+        let Some((stack_id, index)) = open.clone() else {
+            continue;
+        };
+        if stack_id != e.stack_id {
             continue;
         }
         let ends = e.is_stack_level() && is_terminal_stack_status(&e.resource_status);
-        if let Some(op) = ops.last_mut() {
-            op.push(e);
-        }
+        ops[index].push(e);
         if ends {
-            open = false;
+            open = None;
         }
     }
     ops
@@ -264,7 +310,14 @@ pub fn trace(events: &[StackEvent]) -> Option<Trace> {
         t.last_event_at = t.last_event_at.max(e.timestamp);
         if e.is_stack_level() {
             let status = e.resource_status.as_str();
-            if e.reason().to_ascii_lowercase().contains("cancel") {
+            // CancelUpdateStack: "Stack update cancelled", or "User Initiated" on the
+            // rollback it starts while the update runs.
+            let reason = e.reason().to_ascii_lowercase();
+            if reason.contains("cancel")
+                || (status.contains("ROLLBACK_IN_PROGRESS")
+                    && reason == "user initiated"
+                    && t.operation != Operation::Rollback)
+            {
                 t.cancelled = true;
             }
             if status.contains("ROLLBACK_IN_PROGRESS") && t.operation != Operation::Rollback {
@@ -430,12 +483,29 @@ pub(crate) mod tests {
     fn parses_the_cli_output_and_reports_positions() {
         let s = create_then_update();
         let json = serde_json::json!({ "StackEvents": s.cli_order() }).to_string();
-        let events = parse_describe_stack_events(&json).unwrap();
-        assert_eq!(events.len(), s.events.len());
+        let (events, skipped) = parse_describe_stack_events(&json).unwrap();
+        assert_eq!((events.len(), skipped.len()), (s.events.len(), 0));
         let bare = serde_json::to_string(&s.cli_order()).unwrap();
         assert_eq!(
-            parse_describe_stack_events(&bare).unwrap().len(),
+            parse_describe_stack_events(&bare).unwrap().0.len(),
             s.events.len()
+        );
+        // One malformed event among good ones is skipped and named, not fatal.
+        let mut values: Vec<serde_json::Value> = s
+            .cli_order()
+            .iter()
+            .map(|e| serde_json::to_value(e).unwrap())
+            .collect();
+        let broken = values[3].as_object_mut().unwrap();
+        let logical = broken.remove("LogicalResourceId").unwrap();
+        broken.insert("LogicalResourceI".into(), logical);
+        let json = serde_json::json!({ "StackEvents": values }).to_string();
+        let (events, skipped) = parse_describe_stack_events(&json).unwrap();
+        assert_eq!(events.len(), s.events.len() - 1);
+        assert_eq!(skipped.len(), 1);
+        assert!(
+            skipped[0].contains("missing field `LogicalResourceId`"),
+            "{skipped:?}"
         );
 
         let err = parse_describe_stack_events("{\"StackEvents\": [{\"EventId\": 3}]}")

@@ -155,6 +155,10 @@ pub enum Phase {
         stack_status: Option<String>,
         /// `slack-mention-on-failure`, as configured; used only when the outcome needs it.
         mention: Option<String>,
+        /// What someone must know although it did not decide the outcome (resources a
+        /// clean-up left behind), and the one next step out of a stuck state.
+        warnings: Vec<String>,
+        next_step: Option<String>,
     },
 }
 
@@ -246,6 +250,9 @@ fn until(freeze: &crate::lock::Freeze) -> String {
 /// Length limits for untrusted text before escaping (escaping can triple it; the block
 /// limits cut the rest safely).
 const MAX_REASON: usize = 1500;
+
+/// Warnings shown on the final card; the job summary has them all.
+const MAX_WARNINGS: usize = 3;
 const MAX_COMMIT_LINE: usize = 200;
 
 fn cut(text: &str, max: usize) -> String {
@@ -463,6 +470,8 @@ impl Card {
             Phase::Finished {
                 stack_status,
                 root_cause,
+                warnings,
+                next_step,
                 ..
             } => {
                 if let Some(st) = stack_status {
@@ -470,6 +479,18 @@ impl Card {
                 }
                 if let Some(rc) = root_cause {
                     lines.push(render_root_cause(rc));
+                }
+                for w in warnings.iter().take(MAX_WARNINGS) {
+                    lines.push(format!(":warning: {}", escape(&cut(w, MAX_REASON))));
+                }
+                if warnings.len() > MAX_WARNINGS {
+                    lines.push(format!(
+                        ":warning: and {} more (see the job summary)",
+                        warnings.len() - MAX_WARNINGS
+                    ));
+                }
+                if let Some(step) = next_step {
+                    lines.push(format!("*Next step:* {}", escape(&cut(step, MAX_REASON))));
                 }
             }
         }
@@ -834,6 +855,8 @@ mod tests {
                 }),
                 stack_status: Some("UPDATE_ROLLBACK_COMPLETE".into()),
                 mention: Some("@here".into()),
+                warnings: Vec::new(),
+                next_step: None,
             },
             Phase::Frozen {
                 freeze: frozen(EVIL),
@@ -968,6 +991,8 @@ mod tests {
             root_cause: None,
             stack_status: None,
             mention: Some("@here".into()),
+            warnings: Vec::new(),
+            next_step: None,
         })
         .render();
         assert!(!json(&ok).contains("<!here>"));
@@ -986,6 +1011,8 @@ mod tests {
             }),
             stack_status: None,
             mention: None,
+            warnings: Vec::new(),
+            next_step: None,
         })
         .render();
         check_limits(&serde_json::to_value(&msg).unwrap()).unwrap();

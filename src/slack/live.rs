@@ -286,20 +286,23 @@ impl LiveCard {
             self.notifier
                 .thread(&ThreadEvent::FailureDetail { failures });
         }
-        let root_cause = match (&result.failed_resource, &result.failure_reason) {
-            (Some(resource), Some(reason)) => Some(RootCause {
-                resource: resource.clone(),
-                resource_type: None,
-                reason: reason.clone(),
-            }),
-            _ => None,
-        };
+        // No failed resource: the stack itself said why (a template error, a cancellation).
+        let root_cause = result.failure_reason.as_ref().map(|reason| RootCause {
+            resource: result
+                .failed_resource
+                .clone()
+                .unwrap_or_else(|| state.card.stack.clone()),
+            resource_type: None,
+            reason: reason.clone(),
+        });
         let phase = Phase::Finished {
             outcome: result.outcome.into(),
             duration: result.duration,
             root_cause,
             stack_status: result.stack_status.clone(),
             mention: mention.map(str::to_string),
+            warnings: result.warnings.clone(),
+            next_step: result.recovery.clone(),
         };
         self.show(&mut state, phase);
     }
@@ -345,6 +348,8 @@ impl LiveCard {
             }),
             stack_status: None,
             mention: mention.map(str::to_string),
+            warnings: Vec::new(),
+            next_step: None,
         };
         self.show(&mut state, phase);
     }

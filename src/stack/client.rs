@@ -15,7 +15,8 @@ use aws_sdk_cloudformation::types::{Capability, ChangeSetType, Parameter, Tag};
 use chrono::{DateTime, Utc};
 use thiserror::Error;
 
-use super::events::{Baseline, Cursor, Event, Scan};
+use super::cursor::{Baseline, Cursor, Scan};
+use super::events::Event;
 
 /// Reading more pages than this in one poll means something is off (a stack with a huge
 /// history and no start found): stop and use what was read.
@@ -168,6 +169,15 @@ where
     }
 }
 
+/// An action the endpoint does not know: a region without it yet, or an emulator
+/// (`InvalidAction`, `UnknownOperationException`, or a 404 for the action itself).
+fn is_unsupported(e: &ClientError) -> bool {
+    matches!(
+        e.code.as_deref(),
+        Some("InvalidAction" | "UnknownOperationException" | "UnknownOperation")
+    )
+}
+
 /// The HTTP status of a raw response, whatever its type.
 pub trait HttpStatus {
     fn status_code(&self) -> u16;
@@ -201,6 +211,33 @@ pub struct ChangeSetInfo {
     pub execution_status: Option<String>,
     /// Every change, across pages.
     pub change_count: u32,
+}
+
+/// One failure CloudFormation reports through `DescribeEvents` for a change set or an
+/// operation: an early-validation error (`VALIDATION_ERROR`), a provisioning or Hook error.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FailedEvent {
+    /// `VALIDATION_ERROR`, `PROVISIONING_ERROR`, `HOOK_INVOCATION_ERROR`, ...
+    pub kind: String,
+    pub logical_id: Option<String>,
+    pub resource_type: Option<String>,
+    /// `NAME_CONFLICT_VALIDATION`, ... (validation errors).
+    pub validation: Option<String>,
+    /// Where in the template (`/Resources/Bucket/Properties/BucketName`).
+    pub path: Option<String>,
+    /// `FAIL` stops the deployment; `WARN` only warns.
+    pub mode: Option<String>,
+    /// CloudFormation's words (from AWS: sanitize before logging).
+    pub reason: Option<String>,
+}
+
+impl FailedEvent {
+    /// A `WARN` validation does not stop anything.
+    pub fn is_warning(&self) -> bool {
+        self.mode
+            .as_deref()
+            .is_some_and(|m| m.eq_ignore_ascii_case("WARN"))
+    }
 }
 
 /// A change set to create.
@@ -250,6 +287,11 @@ pub fn convert_event(e: &aws_sdk_cloudformation::types::StackEvent) -> Option<Ev
             .client_request_token()
             .filter(|p| !p.is_empty())
             .map(str::to_string),
+        detailed_status: e.detailed_status().map(|s| s.as_str().to_string()),
+        hook_type: e.hook_type().map(str::to_string),
+        hook_status: e.hook_status().map(|s| s.as_str().to_string()),
+        hook_status_reason: e.hook_status_reason().map(str::to_string),
+        hook_failure_mode: e.hook_failure_mode().map(|s| s.as_str().to_string()),
     })
 }
 
@@ -338,6 +380,22 @@ impl StackClient {
             .filter_map(convert_event)
             .collect();
         Ok((events, out.next_token().map(str::to_string)))
+    }
+
+    /// The stack's whole event history (CloudFormation keeps 90 days), newest first.
+    pub async fn all_events(&self, stack: &str) -> Result<Vec<Event>, ClientError> {
+        let mut events = Vec::new();
+        let mut token = None;
+        // 100 events a page: a million events is more than any stack's 90 days.
+        for _ in 0..10_000 {
+            let (page, next) = self.events_page(stack, token).await?;
+            events.extend(page);
+            match next {
+                Some(t) if !t.is_empty() => token = Some(t),
+                _ => break,
+            }
+        }
+        Ok(events)
     }
 
     /// The events new to `cursor`, oldest first, reading as many pages as the cursor needs.
@@ -474,6 +532,73 @@ impl StackClient {
             code: None,
             message: "no answer".into(),
         })
+    }
+
+    /// The failures `DescribeEvents` reports for a change set (early validation), oldest
+    /// first. None when the endpoint has no DescribeEvents (an older region, an emulator):
+    /// the change set's StatusReason is then all there is.
+    pub async fn change_set_failures(
+        &self,
+        stack: &str,
+        change_set: &str,
+    ) -> Result<Option<Vec<FailedEvent>>, ClientError> {
+        let mut failures = Vec::new();
+        let mut token = None;
+        for _ in 0..MAX_PAGES {
+            let out = match self
+                .cfn
+                .describe_events()
+                .stack_name(stack)
+                .change_set_name(change_set)
+                .filters(
+                    aws_sdk_cloudformation::types::EventFilter::builder()
+                        .failed_events(true)
+                        .build(),
+                )
+                .set_next_token(token)
+                .send()
+                .await
+            {
+                Ok(out) => out,
+                Err(e) => {
+                    let e = to_error("DescribeEvents", e);
+                    if is_unsupported(&e) {
+                        return Ok(None);
+                    }
+                    return Err(e);
+                }
+            };
+            for e in out.operation_events() {
+                let kind = e
+                    .event_type()
+                    .map(|t| t.as_str().to_string())
+                    .unwrap_or_default();
+                // Operation start and end markers are no failures (FailedEvents keeps them).
+                if kind == "STACK_EVENT" {
+                    continue;
+                }
+                failures.push(FailedEvent {
+                    kind,
+                    logical_id: e.logical_resource_id().map(str::to_string),
+                    resource_type: e.resource_type().map(str::to_string),
+                    validation: e.validation_name().map(str::to_string),
+                    path: e.validation_path().map(str::to_string),
+                    mode: e.validation_failure_mode().map(|m| m.as_str().to_string()),
+                    reason: e
+                        .validation_status_reason()
+                        .or(e.hook_status_reason())
+                        .or(e.resource_status_reason())
+                        .map(str::to_string),
+                });
+            }
+            token = out.next_token().map(str::to_string);
+            if token.is_none() {
+                break;
+            }
+        }
+        // The API answers newest first.
+        failures.reverse();
+        Ok(Some(failures))
     }
 
     pub async fn execute_change_set(

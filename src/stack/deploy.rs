@@ -12,12 +12,12 @@ use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
 use super::client::{ChangeSetRequest, ClientError, ErrorKind, StackClient, StackInfo};
-use super::events::{Baseline, Matcher};
-use super::monitor::{
-    Follow, MonitorEvent, MonitorSettings, StackError, StackResult, Start, follow,
-};
+use super::cursor::Baseline;
+use super::monitor::{Follow, MonitorEvent, MonitorSettings, StackError, Start, follow};
 use super::poll::{Hint, PollResult, PollSchedule};
+use super::result::{StackResult, change_set_failed};
 use super::status::{self, Outcome};
+use super::tracker::Matcher;
 use crate::config::{Config, Template};
 
 /// CloudFormation's limit for an inline template body.
@@ -273,6 +273,26 @@ where
             }
             return Ok(result);
         }
+        Err(ChangeSetEnd::Failed { reason }) => {
+            // Early validation says which resource and why (DescribeEvents); best effort:
+            // the change set's own reason stands without it.
+            let failures = match client.change_set_failures(stack, &name).await {
+                Ok(failures) => failures,
+                Err(e) => {
+                    tracing::warn!("cannot read why change set {name} failed ({e})");
+                    None
+                }
+            };
+            let _ = client.delete_change_set(stack, &name).await;
+            let info = client.describe_stack(stack).await.ok().flatten();
+            let result = change_set_failed(info.as_ref(), &reason, failures.as_deref());
+            on_event(MonitorEvent::RootCause {
+                resource: result.failed_resource.clone(),
+                reason: result.failure_reason.clone().unwrap_or_default(),
+            });
+            on_event(MonitorEvent::Finished(Outcome::Failed));
+            return Ok(result);
+        }
         Err(ChangeSetEnd::Error(e)) => {
             // Best effort: the error matters more than the clean-up.
             let _ = client.delete_change_set(stack, &name).await;
@@ -332,6 +352,10 @@ fn remaining(req: &DeployRequest, began: Instant) -> Duration {
 
 enum ChangeSetEnd {
     Empty,
+    /// CloudFormation could not create it (template error, early validation): its reason.
+    Failed {
+        reason: String,
+    },
     Error(StackError),
 }
 
@@ -359,11 +383,7 @@ async fn wait_change_set(
                     if is_empty_change_set(&reason) {
                         return Err(ChangeSetEnd::Empty);
                     }
-                    return Err(ChangeSetEnd::Error(StackError::ChangeSetFailed {
-                        stack: stack.to_string(),
-                        name: name.to_string(),
-                        reason,
-                    }));
+                    return Err(ChangeSetEnd::Failed { reason });
                 }
                 _ => PollResult::Quiet,
             },

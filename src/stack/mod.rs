@@ -1,25 +1,33 @@
 //! CloudFormation: deploying through change sets and following operations to their end.
 //!
-//! Pure logic (no I/O, unit-tested): [`status`] (what a status means), [`events`] (which
-//! events are new and what they say), [`poll`] (when to poll next). One thin layer talks to
+//! Pure logic (no I/O, unit-tested): [`status`] (what a status means), [`events`] (one event
+//! and what it says), [`cursor`] (which events are new), [`tracker`] (one operation followed
+//! to its end), [`poll`] (when to poll next). One thin layer talks to
 //! AWS: [`client`]. On top of them: [`guard`] (wait while someone else deploys), [`deploy`]
 //! (mode `deploy`) and [`monitor`] (follow an operation; modes `monitor` and `lock`).
 
+pub mod cause;
+pub mod chain;
 pub mod client;
+pub mod cursor;
 pub mod deploy;
 pub mod events;
 pub mod guard;
 pub mod monitor;
 pub mod poll;
+pub mod result;
 pub mod status;
+pub mod tracker;
 
 pub use client::{ClientError, ErrorKind, StackClient, StackInfo};
+pub use cursor::Baseline;
 pub use deploy::{DeployRequest, deploy};
-pub use events::{Baseline, Event, ResourceTiming};
+pub use events::Event;
 pub use guard::{GuardError, SettleWait, Settled, wait_until_settled};
 pub use monitor::{
-    MonitorEvent, MonitorSettings, Reconstruction, StackError, StackResult, monitor,
-    reconstruct_since,
+    MonitorEvent, MonitorSettings, Reconstruction, StackError, monitor, reconstruct_since,
 };
 pub use poll::PollSettings;
+pub use result::StackResult;
 pub use status::Outcome;
+pub use tracker::ResourceTiming;

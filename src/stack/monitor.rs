@@ -14,16 +14,21 @@
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use thiserror::Error;
 use tokio_util::sync::CancellationToken;
 
 use super::client::{ClientError, ErrorKind, StackClient};
-use super::events::{Baseline, Cursor, Event, Matcher, ResourceTiming, Tracker, Update};
+use super::cursor::{Baseline, Cursor};
+use super::events::Event;
 use super::poll::{Hint, PollResult, PollSchedule, PollSettings};
+use super::result::{StackResult, result_of};
 use super::status::{self, Outcome};
+use super::tracker::{Matcher, Tracker, Update};
 
 /// What the caller sees while an operation is followed (logs now, Slack later).
+// Each event is moved once through a callback: boxing the large variant would buy nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum MonitorEvent {
     /// Nothing runs yet; waiting up to `timeout` for the next operation to start.
@@ -54,9 +59,10 @@ pub enum MonitorEvent {
         done: u32,
         total: u32,
     },
-    /// The failed resource (`Nested/Logical` inside nested stacks) and why.
+    /// The failed resource (`Nested/Logical` inside nested stacks; None: the stack itself
+    /// says why) and why.
     RootCause {
-        resource: String,
+        resource: Option<String>,
         reason: String,
     },
     /// CloudFormation throttles us: polling slows down.
@@ -95,52 +101,6 @@ impl Default for MonitorSettings {
             restart_budget: 5,
             restart_window: Duration::from_secs(300),
             restart_backoff: Duration::from_secs(2),
-        }
-    }
-}
-
-/// What the lead turns into the step's outputs (and history).
-#[derive(Debug, Clone, PartialEq)]
-pub struct StackResult {
-    pub outcome: Outcome,
-    pub stack_status: Option<String>,
-    pub stack_id: Option<String>,
-    pub operation_id: Option<String>,
-    /// From the operation's first to its last event (CloudFormation's clock), or as measured
-    /// here when it did not end.
-    pub duration: Duration,
-    pub started_at: Option<DateTime<Utc>>,
-    pub finished_at: Option<DateTime<Utc>>,
-    /// From AWS (sanitize before logging).
-    pub failure_reason: Option<String>,
-    pub failed_resource: Option<String>,
-    pub outputs: Vec<(String, String)>,
-    /// Per-resource timings, for history and estimates.
-    pub resources: Vec<ResourceTiming>,
-    /// Resources done / expected when it ended.
-    pub progress: (u32, u32),
-    /// The step must fail: the outcome is not a success, or an empty change set with
-    /// `fail-on-empty-changeset`.
-    pub fail_step: bool,
-}
-
-impl StackResult {
-    /// A result without an operation (no changes, nothing started).
-    pub fn without_operation(outcome: Outcome, stack: Option<&super::client::StackInfo>) -> Self {
-        Self {
-            outcome,
-            stack_status: stack.map(|s| s.status.clone()),
-            stack_id: stack.map(|s| s.stack_id.clone()),
-            operation_id: None,
-            duration: Duration::ZERO,
-            started_at: None,
-            finished_at: None,
-            failure_reason: None,
-            failed_resource: None,
-            outputs: stack.map(|s| s.outputs.clone()).unwrap_or_default(),
-            resources: Vec::new(),
-            progress: (0, 0),
-            fail_step: !outcome.is_success(),
         }
     }
 }
@@ -466,7 +426,16 @@ impl FollowState {
                 .nested
                 .entry(stack_id.clone())
                 .or_insert_with(|| Cursor::since(since));
-            let events = client.read_new_events(&stack_id, cursor).await?;
+            let events = match client.read_new_events(&stack_id, cursor).await {
+                Ok(events) => events,
+                // Gone and never seen by its id, or never created (a nested resource can fail
+                // before its stack exists): the parent's events are all there is to know.
+                Err(e) if e.kind == ErrorKind::NotFound => {
+                    self.tracker.nested_unreadable(&stack_id);
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
             news |= !events.is_empty();
             for event in &events {
                 let updates = self.tracker.apply_nested(&stack_id, event);
@@ -493,13 +462,9 @@ impl FollowState {
                 Update::Progress { done, total } => {
                     on_event(MonitorEvent::Progress { done, total })
                 }
-                Update::RootCause(e) => on_event(MonitorEvent::RootCause {
-                    resource: self
-                        .tracker
-                        .root_cause_path()
-                        .unwrap_or(&e.logical_id)
-                        .to_string(),
-                    reason: e.reason.unwrap_or_default(),
+                Update::RootCause(cause) => on_event(MonitorEvent::RootCause {
+                    resource: cause.resource,
+                    reason: cause.reason,
                 }),
                 Update::NestedStack(_) | Update::Finished(_) => {}
             }
@@ -526,53 +491,6 @@ impl FollowState {
 
 /// The result of what `tracker` saw; `info` is the stack now, `elapsed` the time measured here
 /// (used when the operation did not end).
-pub fn result_of(
-    tracker: &Tracker,
-    info: Option<&super::client::StackInfo>,
-    elapsed: Duration,
-) -> StackResult {
-    let start = tracker.started();
-    let end = tracker.end();
-    let end_status = end.map(|e| e.status.clone());
-    let outcome = end_status
-        .as_deref()
-        .and_then(status::outcome_of)
-        .unwrap_or(Outcome::TimedOut);
-    let duration = match (start, end) {
-        (Some(s), Some(e)) => (e.timestamp - s.timestamp).to_std().unwrap_or_default(),
-        _ => elapsed,
-    };
-    let failed = !matches!(outcome, Outcome::Succeeded | Outcome::NoChanges);
-    let (failure_reason, failed_resource) = match tracker.root_cause() {
-        Some(cause) if failed => (
-            cause.reason.clone(),
-            tracker.root_cause_path().map(str::to_string),
-        ),
-        _ if failed && end.is_some() => (info.and_then(|i| i.status_reason.clone()), None),
-        _ => (None, None),
-    };
-    StackResult {
-        outcome,
-        stack_status: end_status
-            .or_else(|| info.map(|i| i.status.clone()))
-            .or_else(|| tracker.root_status().map(str::to_string)),
-        stack_id: tracker
-            .root_id()
-            .map(str::to_string)
-            .or_else(|| info.map(|i| i.stack_id.clone())),
-        operation_id: tracker.operation_id().map(str::to_string),
-        duration,
-        started_at: start.map(|e| e.timestamp),
-        finished_at: end.map(|e| e.timestamp),
-        failure_reason,
-        failed_resource,
-        outputs: info.map(|i| i.outputs.clone()).unwrap_or_default(),
-        resources: tracker.resources(),
-        progress: tracker.progress(),
-        fail_step: !outcome.is_success(),
-    }
-}
-
 /// Mode `monitor`: follows the operation running now, or waits up to `start_timeout` for
 /// the next one to start (a deployer elsewhere: CodePipeline, another job) and follows it.
 pub async fn monitor<F>(
@@ -594,10 +512,6 @@ where
     let running = info
         .as_ref()
         .is_some_and(|i| status::is_in_progress(&i.status));
-    let operation_id = info
-        .as_ref()
-        .filter(|_| running)
-        .and_then(|i| i.last_operations.first().map(|(_, id)| id.clone()));
     let follow_spec = Follow {
         stack: stack.to_string(),
         start: if running {
@@ -605,10 +519,9 @@ where
         } else {
             Start::After(baseline)
         },
-        matcher: Matcher {
-            operation_id,
-            client_request_token: None,
-        },
+        // No OperationId to pin: `LastOperations` names the newest operation, which is the
+        // rollback when the stack is rolling back; reading back to the start finds the chain.
+        matcher: Matcher::default(),
         total_hint: None,
         timeout: deploy_timeout.saturating_add(if running {
             Duration::ZERO
@@ -705,7 +618,10 @@ async fn read_nested(client: &StackClient, tracker: &mut Tracker) -> Result<(), 
                 .or_insert_with(|| Cursor::since(since));
             let events = match client.read_new_events(&id, cursor).await {
                 Ok(events) => events,
-                Err(e) if e.kind == ErrorKind::NotFound => Vec::new(),
+                Err(e) if e.kind == ErrorKind::NotFound => {
+                    tracker.nested_unreadable(&id);
+                    Vec::new()
+                }
                 Err(e) => return Err(e.into()),
             };
             for event in &events {

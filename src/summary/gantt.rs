@@ -10,8 +10,8 @@
 
 use chrono::{DateTime, Utc};
 
+use crate::stack::ResourceTiming;
 use crate::stack::StackResult;
-use crate::stack::events::ResourceTiming;
 use crate::stack::status::{ResourceClass, classify_resource};
 
 /// Most tasks drawn: the chart stays readable and far below mermaid's 50,000 characters.
@@ -248,11 +248,14 @@ mod tests {
             stack_status: Some("UPDATE_ROLLBACK_COMPLETE".into()),
             stack_id: None,
             operation_id: None,
+            operation_ids: Vec::new(),
             duration: Duration::from_secs(100),
             started_at: at(0),
             finished_at: at(100),
             failure_reason: Some("boom".into()),
             failed_resource: Some("Net/Db".into()),
+            warnings: Vec::new(),
+            recovery: None,
             outputs: vec![],
             resources,
             progress: (1, 3),
