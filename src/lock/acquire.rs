@@ -264,7 +264,7 @@ struct Waiter<'a> {
     ahead: Option<usize>,
     /// A PutItem whose answer we never saw (cancelled, failed, timed out): it may have
     /// succeeded. With the holder it was taking over from, if any.
-    in_flight: Option<(LockRecord, Option<(LockRecord, StaleReason)>, Instant)>,
+    in_flight: Option<InFlight>,
     /// When the registry last answered: an outage is counted from there.
     healthy: Instant,
     /// Our ticket is in the queue (start-up is done).
@@ -278,6 +278,10 @@ struct Waiter<'a> {
     watch_recorded: Option<(String, Duration)>,
     rate: FenceRate,
 }
+
+/// A PutItem in flight: the record written, the stale holder it replaces (and why), and when
+/// it was sent (the lease of the new record runs from then).
+type InFlight = (LockRecord, Option<(LockRecord, StaleReason)>, Instant);
 
 /// The rate at which acquisitions happen, as this waiter has seen the fence advance: the
 /// basis of its poll schedule. Observations are this waiter's own reads on its own clock.
