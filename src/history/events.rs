@@ -41,6 +41,16 @@ pub struct StackEvent {
     pub operation_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_request_token: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detailed_status: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hook_type: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hook_status: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hook_status_reason: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hook_failure_mode: Option<String>,
 }
 
 impl StackEvent {
@@ -133,7 +143,14 @@ pub fn chronological(events: &[StackEvent]) -> Vec<StackEvent> {
     let mut out: Vec<StackEvent> = events
         .iter()
         .rev()
-        .filter(|e| seen.insert(e.event_id.clone()))
+        .filter(|e| {
+            seen.insert(crate::stack::events::identity(
+                &e.event_id,
+                e.timestamp,
+                &e.resource_status,
+                e.hook_status.as_deref(),
+            ))
+        })
         .cloned()
         .collect();
     out.sort_by_key(|e| e.timestamp);
@@ -427,6 +444,11 @@ pub(crate) mod tests {
                 resource_status_reason: (!reason.is_empty()).then(|| reason.to_string()),
                 operation_id: None,
                 client_request_token: None,
+                detailed_status: None,
+                hook_type: None,
+                hook_status: None,
+                hook_status_reason: None,
+                hook_failure_mode: None,
             });
         }
 

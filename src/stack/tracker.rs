@@ -125,6 +125,8 @@ pub struct Tracker {
     end: Option<Event>,
     /// Another operation's first event, when one took the stack over before our end.
     interrupted_by: Option<Event>,
+    /// Followed from a later event: the operation's start was not in the history.
+    joined_late: bool,
     root_status: Option<String>,
     /// Where the root stack is: forward, rolling back, or cleaning up.
     stage: Stage,
@@ -158,6 +160,7 @@ impl Tracker {
             start: None,
             end: None,
             interrupted_by: None,
+            joined_late: false,
             root_status: None,
             stage: Stage::Forward,
             resources: BTreeMap::new(),
@@ -302,6 +305,43 @@ impl Tracker {
         updates
     }
 
+    /// Follows the operation running now although its first event is not among `events`
+    /// (the whole history, oldest first, with no start in it): from the oldest event after
+    /// the root stack's last terminal status. Timings then count from there.
+    pub fn join_running(&mut self, events: &[Event]) -> Vec<Update> {
+        let mut updates = Vec::new();
+        if self.phase != Phase::Waiting {
+            return updates;
+        }
+        let from = events
+            .iter()
+            .rposition(|e| e.is_stack_level() && status::is_terminal(&e.status))
+            .map_or(0, |i| i + 1);
+        let Some((first, rest)) = events[from..].split_first() else {
+            return updates;
+        };
+        self.joined_late = true;
+        self.begin(first, &mut updates);
+        // `Started` already carries the event.
+        let mut more = Vec::new();
+        self.apply_ours(first, &mut more);
+        updates.extend(
+            more.into_iter()
+                .filter(|u| !matches!(u, Update::Resource(e) if e == first)),
+        );
+        for event in rest {
+            if self.phase == Phase::Running {
+                self.continue_with(event, &mut updates);
+            }
+        }
+        updates
+    }
+
+    /// The operation's start was not seen: [`Self::join_running`] began at a later event.
+    pub fn joined_late(&self) -> bool {
+        self.joined_late
+    }
+
     fn start_with(&mut self, event: &Event, updates: &mut Vec<Update>) {
         // Also the root's own name: events of the stack we follow, not a nested one.
         if !event.starts_operation()
@@ -310,6 +350,12 @@ impl Tracker {
         {
             return;
         }
+        self.begin(event, updates);
+        self.root_status = Some(event.status.clone());
+        self.push_progress(updates);
+    }
+
+    fn begin(&mut self, event: &Event, updates: &mut Vec<Update>) {
         self.phase = Phase::Running;
         self.root_id = Some(event.stack_id.clone());
         self.chain = Some(Chain::starting_with(
@@ -317,9 +363,7 @@ impl Tracker {
             self.matcher.client_request_token.as_deref(),
         ));
         self.start = Some(event.clone());
-        self.root_status = Some(event.status.clone());
         updates.push(Update::Started(event.clone()));
-        self.push_progress(updates);
     }
 
     fn continue_with(&mut self, event: &Event, updates: &mut Vec<Update>) {
