@@ -40,6 +40,8 @@ struct Played {
     /// From the terminal event's reveal to the step's exit (None: no terminal event).
     notice: Option<Duration>,
     records: Value,
+    /// What `history collect --print` made of the whole recording.
+    collected: Value,
 }
 
 fn play(sim: &Simulator, dynamo: &DynamoServer, stream: &Stream, index: usize) -> Played {
@@ -146,12 +148,58 @@ fn play(sim: &Simulator, dynamo: &DynamoServer, stream: &Stream, index: usize) -
         .output()
         .expect("history export");
     let records = serde_json::from_slice(&export.stdout).unwrap_or(Value::Null);
+    // The whole recording, once played, read back by `history collect`.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while sim.admin_get("replay")["done"] != json!(true) {
+        assert!(
+            Instant::now() < deadline,
+            "{}: the replay never ended",
+            stream.file
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let collect = std::process::Command::new(support::runner::binary())
+        .args(["history", "collect", "--print", "--stack", &op.stack_name])
+        .envs(dynamo.env())
+        .env("AWS_ENDPOINT_URL_CLOUDFORMATION", &sim.endpoint)
+        .output()
+        .expect("history collect");
+    let collected = serde_json::from_slice(&collect.stdout).unwrap_or_else(|e| {
+        panic!(
+            "{}: history collect --print: {e}: {}",
+            stream.file,
+            String::from_utf8_lossy(&collect.stderr)
+        )
+    });
     Played {
         file: stream.file.clone(),
         run,
         notice,
         records,
+        collected,
     }
+}
+
+/// The outcomes `history collect` must find: one record per operation that started and
+/// ended in the recording, in the history's words (a failed create rolled back).
+fn collectable(stream: &Stream) -> Vec<&'static str> {
+    stream
+        .operations
+        .iter()
+        .filter(|o| {
+            o.start_event_id
+                .as_deref()
+                .is_some_and(|id| stream.text.contains(&format!("\"{id}\"")))
+        })
+        .filter_map(|o| {
+            let status = o.final_status.as_deref()?;
+            Some(match o.outcome.as_deref() {
+                Some("succeeded") => "succeeded",
+                _ if status.ends_with("_COMPLETE") => "rolled_back",
+                _ => "failed",
+            })
+        })
+        .collect()
 }
 
 /// What the binary's run says against what the stream's reader says; one line per mismatch.
@@ -249,7 +297,21 @@ fn every_real_stream_followed_by_the_binary_in_mode_monitor() {
                     let stream = &streams[i];
                     let index = pick(stream);
                     let played = play(&sim, &dynamo, stream, index);
-                    let problems = compare(&played, &stream.operations[index]);
+                    let mut problems = compare(&played, &stream.operations[index]);
+                    let outcomes: Vec<&str> = played
+                        .collected
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .filter_map(|r| r["outcome"].as_str())
+                        .collect();
+                    if outcomes != collectable(stream) {
+                        problems.push(format!(
+                            "{}: history collect found {outcomes:?}, the reader {:?}",
+                            stream.file,
+                            collectable(stream)
+                        ));
+                    }
                     results.lock().unwrap().push((played, problems));
                 }
             });

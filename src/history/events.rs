@@ -625,4 +625,25 @@ pub(crate) mod tests {
         );
         assert!(!t.resources[0].rollback);
     }
+
+    #[test]
+    fn timestamps_of_every_real_format_are_instants_not_text() {
+        // FINDINGS §3: with and without fraction, `+00:00` and `Z`; as text, the first sorts
+        // after the second, in time it is before.
+        let json = r#"{"StackEvents": [
+            {"StackId": "s", "EventId": "b", "StackName": "app", "LogicalResourceId": "B",
+             "ResourceType": "T", "Timestamp": "2025-04-09T17:44:28.001Z", "ResourceStatus": "CREATE_COMPLETE"},
+            {"StackId": "s", "EventId": "a", "StackName": "app", "LogicalResourceId": "A",
+             "ResourceType": "T", "Timestamp": "2025-04-09T17:44:28+00:00", "ResourceStatus": "CREATE_COMPLETE"},
+            {"StackId": "s", "EventId": "c", "StackName": "app", "LogicalResourceId": "C",
+             "ResourceType": "T", "Timestamp": "2025-04-09T17:44:27.999000+00:00", "ResourceStatus": "CREATE_COMPLETE"}
+        ]}"#;
+        let (events, skipped) = parse_describe_stack_events(json).unwrap();
+        assert!(skipped.is_empty());
+        let order: Vec<String> = chronological(&events)
+            .into_iter()
+            .map(|e| e.event_id)
+            .collect();
+        assert_eq!(order, ["c", "a", "b"]);
+    }
 }

@@ -1177,4 +1177,101 @@ mod tests {
             "no resource failed"
         );
     }
+
+    #[test]
+    fn configuration_complete_is_not_done_and_an_eventual_consistency_event_starts_nothing() {
+        // Real streams (FINDINGS §4): CREATE_IN_PROGRESS with DetailedStatus
+        // CONFIGURATION_COMPLETE, reason "Eventual consistency check initiated", long before
+        // the resource's CREATE_COMPLETE.
+        let mut ev = Ev::new();
+        let mut t = Tracker::new("app", Matcher::default(), Some(1));
+        let mut configured = ev.res(
+            2.0,
+            "Queue",
+            "CREATE_IN_PROGRESS",
+            Some("Eventual consistency check initiated"),
+        );
+        configured.detailed_status = Some("CONFIGURATION_COMPLETE".into());
+        feed(
+            &mut t,
+            &[
+                ev.stack(0.0, "CREATE_IN_PROGRESS", Some("User Initiated")),
+                ev.res(1.0, "Queue", "CREATE_IN_PROGRESS", None),
+                configured,
+            ],
+        );
+        assert_eq!(t.progress(), (0, 1), "configured is not created");
+        assert_eq!(t.in_progress().len(), 1);
+        feed(&mut t, &[ev.res(63.0, "Queue", "CREATE_COMPLETE", None)]);
+        let queue = t.resources().into_iter().find(|r| r.path == "Queue");
+        assert_eq!(
+            queue.and_then(|q| q.duration()),
+            Some(std::time::Duration::from_secs(62)),
+            "its time runs to CREATE_COMPLETE"
+        );
+    }
+
+    #[test]
+    fn a_delete_started_during_the_rollback_ends_the_chain_as_failed() {
+        // real-events/25: the user's DeleteStack takes the stack over; no ROLLBACK_COMPLETE.
+        let mut ev = Ev::new();
+        let tag = |mut e: Event, op: &str| {
+            e.operation_id = Some(op.into());
+            e
+        };
+        let mut t = Tracker::new("app", Matcher::default(), None);
+        let updates = feed(
+            &mut t,
+            &[
+                tag(ev.stack(0.0, "CREATE_IN_PROGRESS", Some("User Initiated")), "create"),
+                tag(
+                    ev.res(5.0, "Db", "CREATE_FAILED", Some("instance type not eligible")),
+                    "create",
+                ),
+                tag(
+                    ev.stack(6.0, "ROLLBACK_IN_PROGRESS", Some("The following resource(s) failed to create: [Db]. Rollback requested by user.")),
+                    "rollback",
+                ),
+                tag(ev.res(7.0, "Redis", "DELETE_IN_PROGRESS", None), "rollback"),
+                tag(ev.stack(250.0, "DELETE_IN_PROGRESS", Some("User Initiated")), "delete"),
+                tag(ev.res(480.0, "Redis", "DELETE_COMPLETE", None), "delete"),
+            ],
+        );
+        assert!(t.is_finished(), "the chain cannot reach its own end");
+        assert_eq!(
+            t.interrupted_by().map(|e| e.status.as_str()),
+            Some("DELETE_IN_PROGRESS")
+        );
+        assert!(finished(&updates).is_some());
+        let r = crate::stack::result::result_of(&t, None, std::time::Duration::ZERO);
+        assert_eq!(r.outcome, crate::stack::Outcome::Failed);
+        assert_eq!(r.failed_resource.as_deref(), Some("Db"));
+        assert!(r.warnings.iter().any(|w| w.contains("another operation")));
+    }
+
+    #[test]
+    fn a_retained_resource_is_a_warning_with_what_it_means_for_the_next_create() {
+        let mut ev = Ev::new();
+        let mut t = Tracker::new("app", Matcher::default(), None);
+        feed(
+            &mut t,
+            &[
+                ev.stack(0.0, "CREATE_IN_PROGRESS", Some("User Initiated")),
+                ev.res(1.0, "Table", "CREATE_COMPLETE", None),
+                ev.res(2.0, "Fn", "CREATE_FAILED", Some("bad code")),
+                ev.stack(3.0, "ROLLBACK_IN_PROGRESS", Some("The following resource(s) failed to create: [Fn]. Rollback requested by user.")),
+                ev.res(4.0, "Table", "DELETE_SKIPPED", None),
+                ev.stack(5.0, "ROLLBACK_COMPLETE", None),
+            ],
+        );
+        let r = crate::stack::result::result_of(&t, None, std::time::Duration::ZERO);
+        assert_eq!(r.failed_resource.as_deref(), Some("Fn"));
+        assert!(
+            r.warnings
+                .iter()
+                .any(|w| w.starts_with("Table") && w.contains("already exists")),
+            "{:?}",
+            r.warnings
+        );
+    }
 }
