@@ -345,12 +345,22 @@ where
             let mut result = state.finish(client, began, on_event).await;
             result.outcome = Outcome::TimedOut;
             result.fail_step = true;
-            result.failure_reason = Some(format!(
+            let timed_out = format!(
                 "stack {} was still {} after {} (deploy-timeout); the operation goes on in CloudFormation",
                 follow.stack,
                 result.stack_status.as_deref().unwrap_or("in progress"),
                 crate::duration::human(follow.timeout)
-            ));
+            );
+            // A failure already seen (a Hook that stopped a resource) is what someone must
+            // read first; the timeout is said beside it.
+            match state.tracker.root_cause() {
+                Some(cause) => {
+                    result.failure_reason = Some(cause.reason.clone());
+                    result.failed_resource = cause.resource.clone();
+                    result.warnings.push(timed_out);
+                }
+                None => result.failure_reason = Some(timed_out),
+            }
             on_event(MonitorEvent::Finished(Outcome::TimedOut));
             return Ok(result);
         }
@@ -413,9 +423,14 @@ impl FollowState {
             Err(e) => return Err(e),
         };
         let mut news = !events.is_empty();
-        for event in &events {
-            let updates = self.tracker.apply_root(event);
+        if self.root.take_missed_start() {
+            let updates = self.tracker.join_running(&events);
             self.report(updates, on_event);
+        } else {
+            for event in &events {
+                let updates = self.tracker.apply_root(event);
+                self.report(updates, on_event);
+            }
         }
         for stack_id in self.tracker.nested_to_poll() {
             let since = self

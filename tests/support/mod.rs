@@ -6,6 +6,7 @@ pub mod cfnsim;
 pub mod cli;
 pub mod dynamo;
 pub mod faults;
+pub mod real_events;
 pub mod runner;
 
 /// A lock holder known only by its owner (library tests, no GitHub run).
