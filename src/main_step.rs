@@ -381,7 +381,7 @@ impl Step {
     fn lock_lost(&self, lost: &lock::LostLock) {
         let config = &self.config;
         let cause = if lost.by_time {
-            "our heartbeats did not reach DynamoDB for a whole lease (lock-lease), so another run may have taken it over"
+            "our heartbeats did not reach DynamoDB for nearly a whole lease (lock-lease), so another run may take it over"
         } else {
             "another run took it over or an operator force-unlocked it"
         };

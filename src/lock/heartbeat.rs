@@ -3,11 +3,11 @@
 //! The lock is lost, loudly and for good, in two ways:
 //! - a renew is refused: someone took the lock over (we looked dead to them) or an operator
 //!   force-unlocked it;
-//! - by time: no renew got through for a whole lease, counted from the moment the last
-//!   successful one was *sent* (it took effect after that, so a waiter that saw its version
-//!   cannot have seen it unchanged for a lease any earlier). Errors and hung calls both count:
-//!   ExpiredToken on every renew is as lost as a refused write, since a waiter may have taken
-//!   over meanwhile.
+//! - by time: no renew got through for a whole lease less a safety margin ([`loss_margin`]),
+//!   counted from the moment the last successful one was *sent* (it took effect after that,
+//!   so a waiter that saw its version cannot have seen it unchanged for a lease any earlier).
+//!   Errors and hung calls both count: ExpiredToken on every renew is as lost as a refused
+//!   write, since a waiter may have taken over meanwhile.
 //!
 //! Loss cancels [`Heartbeat::lost`], which the work the lock protects watches; [`Heartbeat::prove`]
 //! renews at once, for a step that must not happen without the lock (ExecuteChangeSet), and
@@ -23,6 +23,21 @@ use tokio_util::sync::CancellationToken;
 use super::record::{LockRecord, LockState};
 use super::store::{self, Write};
 use crate::registry::Registry;
+
+/// How long before the lease (since the last proof) runs out the holder counts its lock as
+/// lost: a tenth of the lease, at most 30 s.
+///
+/// Why not at the lease itself: that is the very moment a waiter that saw our version at
+/// once may take over, and the holder does not stop at the instant it declares the loss: the
+/// timer fires late on a loaded runner, the cancellation reaches the work it protects through
+/// a task switch or two, and a request already on the wire (a CloudFormation call, a
+/// `prove()` racing the deadline) still lands. Monotonic clocks on two machines also tick at
+/// slightly different rates (NTP may slew one by up to 0.05 %). The margin makes the holder
+/// give up first; it costs nothing while renews get through (they come every third of the
+/// lease), and after a real outage it only ends our hold a little sooner.
+pub(crate) fn loss_margin(lease: Duration) -> Duration {
+    (lease / 10).min(Duration::from_secs(30))
+}
 
 /// The lock is no longer ours.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -132,7 +147,7 @@ impl Heartbeat {
             if let Some(loss) = self.loss() {
                 return Err(loss);
             }
-            let deadline = self.shared.state().proved_at + self.shared.lease;
+            let deadline = self.shared.lost_at();
             match self.shared.renew_until(deadline).await {
                 Renewed::Yes(record) => return Ok(record),
                 Renewed::Lost(loss) => return Err(loss),
@@ -157,18 +172,27 @@ impl Shared {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Declares the loss by time if the lease since the last proof has run out.
+    /// When the lock counts as lost unless a renew gets through: the lease since the last
+    /// proof, less the [`loss_margin`].
+    fn lost_at(&self) -> Instant {
+        self.state().proved_at + self.lease - loss_margin(self.lease)
+    }
+
+    /// Declares the loss by time if the lease since the last proof (less the margin) has run
+    /// out.
     fn check_time(&self) {
+        let lost_at = self.lost_at();
         let (expired, last_error) = {
             let s = self.state();
             (
-                s.loss.is_none() && s.proved_at.elapsed() >= self.lease,
+                s.loss.is_none() && Instant::now() >= lost_at,
                 s.last_error.clone(),
             )
         };
         if expired {
             let detail = format!(
-                "no heartbeat got through for a whole lease ({}): waiters may have taken it over{}",
+                "no heartbeat got through for {} of its lease ({}): waiters may take it over any moment now{}",
+                crate::duration::human(self.lease - loss_margin(self.lease)),
                 crate::duration::human(self.lease),
                 last_error
                     .map(|e| format!(". Last error: {e}"))
@@ -263,7 +287,7 @@ async fn beat(shared: Arc<Shared>, stop: CancellationToken) {
     let interval = (shared.lease / 3).max(Duration::from_millis(50));
     let mut next = Instant::now() + interval;
     loop {
-        let deadline = shared.state().proved_at + shared.lease;
+        let deadline = shared.lost_at();
         tokio::select! {
             _ = stop.cancelled() => return,
             // Wakes at the end of the lease too, so a loss by time is declared when it happens.
