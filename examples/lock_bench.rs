@@ -19,6 +19,10 @@
 #[path = "../tests/support/dynamo.rs"]
 mod dynamo;
 
+#[path = "common/args.rs"]
+mod args;
+use args::arg;
+
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -77,15 +81,6 @@ struct Waited {
     acquired: Instant,
     released: Instant,
     requests: Requests,
-}
-
-fn arg(name: &str, default: &str) -> String {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .cloned()
-        .unwrap_or_else(|| default.to_string())
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
