@@ -81,6 +81,8 @@ struct Waited {
     acquired: Instant,
     released: Instant,
     requests: Requests,
+    /// Which of the waiter's acquisitions this was (0: the first, before any rate was known).
+    round: usize,
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -98,17 +100,25 @@ fn per_minute(requests: usize, d: Duration) -> Option<f64> {
 fn summary(name: &str, results: &[Waited]) {
     let mut order: Vec<&Waited> = results.iter().collect();
     order.sort_by_key(|w| w.acquired);
-    // A hand-off: the lock released while the next holder was already waiting for it.
-    let mut hand_offs: Vec<f64> = order
-        .windows(2)
-        .filter(|w| w[1].start < w[0].released)
-        .map(|w| {
-            w[1].acquired
-                .saturating_duration_since(w[0].released)
-                .as_secs_f64()
-        })
-        .collect();
-    hand_offs.sort_by(f64::total_cmp);
+    // A hand-off: the lock released while the next holder was already waiting for it. Split
+    // by the next holder's round too: the first round starts on a key nobody has timed yet,
+    // the later ones behind the rate holders leave on the lock item.
+    let gaps = |keep: &dyn Fn(&Waited) -> bool| {
+        let mut v: Vec<f64> = order
+            .windows(2)
+            .filter(|w| w[1].start < w[0].released && keep(w[1]))
+            .map(|w| {
+                w[1].acquired
+                    .saturating_duration_since(w[0].released)
+                    .as_secs_f64()
+            })
+            .collect();
+        v.sort_by(f64::total_cmp);
+        v
+    };
+    let hand_offs = gaps(&|_| true);
+    let first_round = gaps(&|w| w.round == 0);
+    let later_rounds = gaps(&|w| w.round > 0);
     let (mut head_req, mut head_time, mut back_req, mut back_time) =
         (0, Duration::ZERO, 0, Duration::ZERO);
     for w in results {
@@ -129,6 +139,17 @@ fn summary(name: &str, results: &[Waited]) {
         percentile(&hand_offs, 50.0),
         percentile(&hand_offs, 95.0),
         hand_offs.last().copied().unwrap_or(f64::NAN)
+    );
+    println!(
+        "  first round: {} hand-offs, p50 {:.3} s, p95 {:.3} s, max {:.3} s; later rounds: {} hand-offs, p50 {:.3} s, p95 {:.3} s, max {:.3} s",
+        first_round.len(),
+        percentile(&first_round, 50.0),
+        percentile(&first_round, 95.0),
+        first_round.last().copied().unwrap_or(f64::NAN),
+        later_rounds.len(),
+        percentile(&later_rounds, 50.0),
+        percentile(&later_rounds, 95.0),
+        later_rounds.last().copied().unwrap_or(f64::NAN),
     );
     println!(
         "requests per waiter-minute of waiting: {:.1} on average ({all_req} requests over {:.0} waiter-s, {:.1} per acquisition); first in line {:.1} ({head_req} over {:.0} s), further back {:.1} ({back_req} over {:.0} s)",
@@ -214,6 +235,7 @@ async fn queued(endpoint: String, holds: Vec<Vec<Duration>>) -> Vec<Waited> {
                     acquired,
                     released,
                     requests: requests.clone(),
+                    round,
                 });
             }
             out
@@ -243,7 +265,7 @@ async fn polling(
             let requests = Requests::default();
             let c = client(&endpoint, &requests).await;
             let mut out = Vec::new();
-            for hold in holds {
+            for (round, hold) in holds.into_iter().enumerate() {
                 let start = Instant::now();
                 let mut attempt = 0;
                 loop {
@@ -280,6 +302,7 @@ async fn polling(
                     acquired,
                     released,
                     requests: requests.clone(),
+                    round,
                 });
             }
             out
