@@ -577,6 +577,14 @@ async fn a_lock_lost_before_execution_executes_nothing() {
         main.log()
     );
     assert!(main.summary.contains("was lost"), "{}", main.summary);
+    // Nobody cancelled the run: the loss failed it, and every place says so alike.
+    assert_eq!(main.output("outcome"), Some("failed"), "{:?}", main.outputs);
+    assert!(
+        main.summary.contains("| outcome | **failed** |"),
+        "the summary's outcome differs from the output `outcome`:\n{}",
+        main.summary
+    );
+    assert!(!main.summary.contains("cancelled**"), "{}", main.summary);
     assert_ok(&a.post(&main), "post");
 }
 

@@ -324,8 +324,10 @@ where
     if let Err(why) = before_execute.check().await {
         let _ = client.delete_change_set(stack, &name).await;
         let info = client.describe_stack(stack).await?;
-        on_event(MonitorEvent::Finished(Outcome::Cancelled));
-        let mut result = StackResult::without_operation(Outcome::Cancelled, info.as_ref());
+        // Failed, not cancelled: nobody cancelled the run; what it needed (the lock) was
+        // gone, and the summary, the card and the `outcome` output must all say the same.
+        on_event(MonitorEvent::Finished(Outcome::Failed));
+        let mut result = StackResult::without_operation(Outcome::Failed, info.as_ref());
         result.failure_reason = Some(why);
         return Ok(result);
     }
