@@ -960,14 +960,44 @@ impl Waiter<'_> {
                 self.ticket_touched = Instant::now();
             }
         }
-        let holder = self.lock.holder().map(|r| r.info.owner.clone());
+        // Owners that got the lock: the holder, or the last holder of a free lock.
+        let had_lock: Vec<String> = match &self.lock {
+            LockState::Held(r) => vec![r.info.owner.clone()],
+            LockState::Free(f) => f.last_owner.iter().cloned().collect(),
+            LockState::Absent => vec![],
+        };
+        let had_lock: Vec<&str> = had_lock.iter().map(String::as_str).collect();
         let mut view = QueueView::build(
             tickets,
             Some(&mine),
-            holder.as_deref(),
+            &had_lock,
             &mut self.ticket_watch,
             Instant::now(),
         );
+        for t in std::mem::take(&mut view.leftover) {
+            tracing::info!(
+                "removing the queue ticket of {}: it already got the lock (its own removal failed)",
+                t.info.describe()
+            );
+            // Conditional on the version seen; best effort: the next reader tries again. (An
+            // operator who reuses an `--owner` right after releasing may see its new ticket
+            // removed once; it puts it back in its place, see above.)
+            match self
+                .call(store::delete_ticket(
+                    self.reg,
+                    self.key,
+                    &t.sk,
+                    Some(&t.version),
+                ))
+                .await
+            {
+                Ok(_) => {}
+                Err(AcquireError::Registry(e)) => {
+                    tracing::debug!("could not remove a leftover queue ticket: {e}")
+                }
+                Err(e) => return Err(e),
+            }
+        }
         for t in std::mem::take(&mut view.stale) {
             tracing::warn!(
                 "skipping the queue ticket of {}: no sign of life for a whole ticket lease",
