@@ -8,6 +8,7 @@ pub mod dynamo;
 pub mod faults;
 pub mod real_events;
 pub mod runner;
+pub mod soak;
 
 /// A lock holder known only by its owner (library tests, no GitHub run).
 pub fn holder(owner: &str) -> deploy_coordinator::lock::HolderInfo {
