@@ -285,7 +285,9 @@ impl Shared {
 
 async fn beat(shared: Arc<Shared>, stop: CancellationToken) {
     let interval = (shared.lease / 3).max(Duration::from_millis(50));
-    let mut next = Instant::now() + interval;
+    // From the acquiring write, not from now: whatever ran since (the acquisition's own
+    // clean-up, a slow start) already used part of the lease. Past already: renew at once.
+    let mut next = shared.state().proved_at + interval;
     loop {
         let deadline = shared.lost_at();
         tokio::select! {
