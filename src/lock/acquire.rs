@@ -1112,7 +1112,22 @@ impl Waiter<'_> {
     async fn clean_up(&mut self, gave_up: bool) {
         let (reg, key) = (self.reg, self.key);
         let in_flight = self.in_flight.take().map(|(record, _, _)| record);
-        let ticket = self.ticket.take();
+        let mut ticket = self.ticket.take();
+        // Holding the lock: one quick try now (a healthy registry answers in milliseconds);
+        // if it fails or hangs, more tries in the background, so that the holder's work (and
+        // the hand-off) does not wait for an attempt timeout. Should the ticket never go,
+        // waiters remove it on sight (a ticket of the holder: `QueueView::leftover`).
+        if !gave_up && let Some(t) = ticket.take() {
+            let removed = tokio::time::timeout(
+                Duration::from_secs(1),
+                store::delete_ticket(reg, key, &t.sk, None),
+            )
+            .await;
+            if !matches!(removed, Ok(Ok(_))) {
+                let (reg, key) = (reg.clone(), key.to_string());
+                tokio::spawn(async move { remove_ticket_patiently(&reg, &key, &t.sk).await });
+            }
+        }
         // Giving up as the head behind a holder that looks dead: leave what we watched for
         // the next waiter (see `record_watch`), so its count does not start from zero.
         let watched = match (self.lock.clone(), self.ahead) {
@@ -1155,6 +1170,23 @@ impl Waiter<'_> {
             .is_err()
         {
             tracing::warn!("leaving the queue timed out; our ticket goes stale on its own");
+        }
+    }
+}
+
+/// Removes our ticket after we got the lock and the first try failed: a few more a second
+/// apart (each bounded by the registry's own timeouts), then it is left to the waiters.
+async fn remove_ticket_patiently(reg: &Registry, key: &str, sk: &str) {
+    for attempt in 1..=4 {
+        match store::delete_ticket(reg, key, sk, None).await {
+            Ok(_) => return,
+            Err(e) if attempt < 4 => {
+                tracing::debug!("could not remove our queue ticket yet (try {attempt}): {e}");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            Err(e) => tracing::warn!(
+                "could not remove our queue ticket ({e}); waiters remove it when they see it (it belongs to the lock's holder)"
+            ),
         }
     }
 }

@@ -13,7 +13,9 @@
 //! - fences strictly increase;
 //! - after a holder was killed, the next section starts within the dead holder's lease plus
 //!   one poll of the head (the bound is [`Report::dead_bound`]);
-//! - at the end every key is free with an empty queue (read without the proxy).
+//! - at the end every key is free with an empty queue (read without the proxy), after one
+//!   more acquisition per key (`late`: it arrived after any kill, so it is not timed) takes
+//!   over what a holder killed in the last rounds left.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -154,6 +156,9 @@ impl Report {
 /// (the time is read before the kill, the line written after: the next holder cannot start
 /// before a lease has passed).
 const SECTION: &str = r#"printf 'start %s %s\n' "$DEPLOY_COORDINATOR_FENCE" "$(date +%s%N)" >> "$MARKS"; sleep "$HOLD"; printf 'end %s %s\n' "$DEPLOY_COORDINATOR_FENCE" "$(date +%s%N)" >> "$MARKS""#;
+/// The section of the acquisition that sweeps up after the loops: it arrived after any kill,
+/// so it says so (`late`), and the checker does not time the dead holder's lock by it.
+const SWEEP: &str = r#"printf 'start %s %s late\n' "$DEPLOY_COORDINATOR_FENCE" "$(date +%s%N)" >> "$MARKS"; sleep "$HOLD"; printf 'end %s %s\n' "$DEPLOY_COORDINATOR_FENCE" "$(date +%s%N)" >> "$MARKS""#;
 const KILLED: &str = r#"printf 'start %s %s\n' "$DEPLOY_COORDINATOR_FENCE" "$(date +%s%N)" >> "$MARKS"; sleep "$HOLD"; t=$(date +%s%N); kill -9 "$PPID"; printf 'killed %s %s\n' "$DEPLOY_COORDINATOR_FENCE" "$t" >> "$MARKS""#;
 
 const TABLE: &str = "soak";
@@ -205,6 +210,7 @@ impl Soak {
                     k,
                     p,
                     kills,
+                    self.rounds,
                 )));
             }
         }
@@ -215,6 +221,26 @@ impl Soak {
         };
         for l in loops {
             let (acquisitions, failures) = l.await.expect("soak loop");
+            report.acquisitions += acquisitions;
+            report.failures.extend(failures);
+        }
+        // One more acquisition per key once the loops are done: a holder killed in the last
+        // rounds may have had nobody behind it, and its lock must be taken over too (and the
+        // key left free for the final check).
+        let sweepers: Vec<_> = (0..self.keys)
+            .map(|k| {
+                tokio::spawn(self.clone().worker(
+                    through.clone(),
+                    dir.path().join(format!("marks-{k}")),
+                    k,
+                    self.processes,
+                    vec![],
+                    0,
+                ))
+            })
+            .collect();
+        for l in sweepers {
+            let (acquisitions, failures) = l.await.expect("soak sweeper");
             report.acquisitions += acquisitions;
             report.failures.extend(failures);
         }
@@ -266,8 +292,9 @@ impl Soak {
         c
     }
 
-    /// One loop: `rounds` acquisitions of one key, one process each. Returns how many ran
-    /// their critical section and what failed.
+    /// One loop: `rounds` acquisitions of one key, one process each; those of the rounds in
+    /// `kills` are SIGKILLed mid-hold. Returns how many ran their critical section and what
+    /// failed.
     async fn worker(
         self,
         env: Vec<(String, String)>,
@@ -275,15 +302,20 @@ impl Soak {
         k: usize,
         p: usize,
         kills: Vec<usize>,
+        rounds: usize,
     ) -> (usize, Vec<String>) {
         let key = format!("key-{k}");
         let (mut acquisitions, mut failures) = (0, Vec::new());
-        for r in 0..self.rounds {
+        // Zero rounds: the sweeper, one acquisition after the loops.
+        let sweep = rounds == 0;
+        for r in 0..rounds.max(1) {
             let killed = kills.contains(&r);
             let owner = format!("k{k}-p{p}-r{r}");
             let (lease, section, hold) = if killed {
                 // Killed after half its lease: after at least one heartbeat.
                 (self.kill_lease, KILLED, self.kill_lease / 2)
+            } else if sweep {
+                (self.lease, SWEEP, self.hold)
             } else {
                 (self.lease, SECTION, self.hold)
             };
@@ -344,6 +376,7 @@ fn check(key: &str, marks: &Path, kill_lease: Duration, report: &mut Report) {
     let mut last: Option<(u64, u128, bool)> = None;
     for (n, line) in text.lines().enumerate() {
         let mut parts = line.split(' ');
+        let late = line.ends_with(" late");
         let (kind, fence, ns) = match (parts.next(), parts.next(), parts.next()) {
             (Some(k), Some(f), Some(t)) => match (f.parse::<u64>(), t.parse::<u128>()) {
                 (Ok(f), Ok(t)) => (k, f, t),
@@ -375,7 +408,7 @@ fn check(key: &str, marks: &Path, kill_lease: Duration, report: &mut Report) {
                             (end - ns) / 1000
                         ));
                     }
-                    if killed {
+                    if killed && !late {
                         let after = Duration::from_nanos(
                             u64::try_from(ns.saturating_sub(end)).unwrap_or(u64::MAX),
                         );
