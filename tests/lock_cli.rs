@@ -575,6 +575,57 @@ async fn sigterm_while_queued_and_while_holding(emulator: Emulator) {
 
 /// Sends a signal to one process: a positive pid, never a group (`kill` can read a negative
 /// number as "every process").
+/// A lost lock is an event with consequences in `lock run` too: the command no longer runs
+/// under the lock, so it is stopped (SIGTERM, as on cancellation) and the run fails, instead
+/// of running on beside the next holder and failing only afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lock_run_stops_the_command_when_the_lock_is_lost() {
+    let (_server, env) = start(Emulator::Moto).await;
+    let runner = cli(
+        &env,
+        &[
+            "lock", "run", "--table", TABLE, "--key", "l", "--owner", "r", "--lease", "3s", "--",
+            "sleep", "60",
+        ],
+    )
+    .spawn()
+    .unwrap();
+    wait_status(&env, "l", "holder", |s| held_by(s) == Some("r")).await;
+    let forced = run(
+        &env,
+        &[
+            "lock",
+            "force-unlock",
+            "--table",
+            TABLE,
+            "--key",
+            "l",
+            "--reason",
+            "test",
+        ],
+    )
+    .await;
+    assert!(forced.status.success(), "{}", text(&forced));
+    let t0 = Instant::now();
+    let o = tokio::time::timeout(Duration::from_secs(15), runner.wait_with_output())
+        .await
+        .expect("the command ran on after the lock was lost")
+        .unwrap();
+    // The next renew (a third of the lease) is refused, then SIGTERM.
+    assert!(
+        t0.elapsed() < Duration::from_secs(6),
+        "stopped only after {:?}",
+        t0.elapsed()
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("no longer ours"),
+        "{}",
+        text(&o)
+    );
+    assert_eq!(status(&env, "l").await["state"], "free", "{}", text(&o));
+}
+
 fn signal(child: &Child, sig: &str) {
     let pid = child.id().expect("child still running");
     assert!(pid > 1);
