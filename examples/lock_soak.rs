@@ -65,7 +65,7 @@ async fn main() -> ExitCode {
         kill_lease: duration("--kill-lease", "3s"),
     };
     println!(
-        "lock soak on {}: {} key(s) x {} processes x {} rounds (+{} killed holders per key), hold {:?}, lease {:?}, faults: {:?}",
+        "lock soak on {}: {} key(s) x {} processes x {} rounds ({} of them per key killed mid-hold, then one more acquisition per key), hold {:?}, lease {:?}, faults: {:?}",
         emulator.name(),
         soak.keys,
         soak.processes,
