@@ -225,9 +225,12 @@ async fn queued(endpoint: String, holds: Vec<Vec<Duration>>) -> Vec<Waited> {
                 tokio::time::sleep(hold).await;
                 let _ = hb.stop().await;
                 let released = Instant::now();
-                lock::release(&reg, "queued", &owner)
-                    .await
-                    .expect("release");
+                // Retried as the pollers' delete is: a lost release would end the whole run.
+                let mut tries = 0;
+                while let Err(e) = lock::release(&reg, "queued", &owner).await {
+                    tries += 1;
+                    assert!(tries < 10, "release: {e}");
+                }
                 let head_since = *head_since.lock().unwrap_or_else(|p| p.into_inner());
                 out.push(Waited {
                     start,
@@ -287,13 +290,21 @@ async fn polling(
                 let acquired = Instant::now();
                 tokio::time::sleep(hold).await;
                 let released = Instant::now();
-                c.delete_item()
+                // Retried: on a loaded machine moto-serial can miss the SDK's timeouts, and
+                // one lost delete would end the whole run.
+                let mut tries = 0;
+                while let Err(e) = c
+                    .delete_item()
                     .table_name("bench")
                     .key("pk", A::S(key.into()))
                     .key("sk", A::S("LOCK".into()))
                     .send()
                     .await
-                    .expect("delete");
+                {
+                    tries += 1;
+                    assert!(tries < 10, "delete: {e}");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
                 // No queue: every waiter polls the same way the whole time ("first in line"
                 // is not a thing), so all of its waiting counts as "further back".
                 out.push(Waited {

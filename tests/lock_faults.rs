@@ -137,6 +137,39 @@ async fn the_first_renew_counts_from_the_acquiring_write(emulator: Emulator) {
 }
 on_all_backends!(the_first_renew_counts_from_the_acquiring_write);
 
+/// Found by the soak (DynamoDB Local behind the chaos mix, ~49,000 requests): a release whose
+/// SDK attempts all met a fault (the last one hung: `operation attempt timeout (single
+/// attempt)`) failed, and the lock stayed taken until its lease ran out (6 h in mode lock). A
+/// release is tried again for a few seconds: the owner-checked write is safe to repeat. Here
+/// the path resets every connection for 4 s, longer than the SDK's three attempts take.
+async fn a_release_is_tried_again_after_the_sdks_attempts_fail(emulator: Emulator) {
+    let w = world(emulator).await;
+    take(
+        &w.faulty,
+        "k",
+        "holder",
+        &opts(Duration::from_secs(60), Duration::ZERO),
+    )
+    .await
+    .expect("acquire");
+    w.proxy.set(Fault::Reset);
+    let reg = w.faulty.clone();
+    let release = tokio::spawn(async move { lock::release(&reg, "k", "holder").await });
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    w.proxy.set(Fault::Pass);
+    let outcome = tokio::time::timeout(Duration::from_secs(20), release)
+        .await
+        .expect("release returns")
+        .unwrap();
+    assert!(
+        outcome.is_ok(),
+        "the release gave up with the SDK's attempts: {outcome:?}"
+    );
+    let left = lock::status(&w.direct, "k").await.unwrap();
+    assert!(left.lock.holder().is_none(), "still held: {left:?}");
+}
+on_all_backends!(a_release_is_tried_again_after_the_sdks_attempts_fail);
+
 /// Hole 4: with a lease longer than every waiter's patience (mode lock: 6 h lease, 60 min
 /// lock-timeout), a dead holder must still be freed. Each waiter hands on how long it watched
 /// the holder's version unchanged; together they reach the lease. Here: a 6 s lease, waiters of
