@@ -271,6 +271,12 @@ impl Tracker {
             .collect()
     }
 
+    /// The nested stack's resource in its parent is no longer in progress: one more read
+    /// of its events is all it needs.
+    pub fn nested_settled(&self, stack_id: &str) -> bool {
+        self.nested.get(stack_id).is_some_and(|n| n.parent_settled)
+    }
+
     /// Where reading a nested stack's events starts.
     pub fn nested_since(&self, stack_id: &str) -> Option<DateTime<Utc>> {
         self.nested.get(stack_id).map(|n| n.since)
