@@ -1,8 +1,8 @@
 //! deploy-coordinator: a GitHub container Action that makes CloudFormation deployments safe to
 //! run from many workflows at once.
 //!
-//! Start reading at `main_step.rs` and `post_step.rs`: each is the whole story of one step of the
-//! action. The modules below hold the details, each behind one concern; `docs/architecture.md`
+//! Start reading at `steps/main/mod.rs` and `steps/post.rs`: each is the whole story of one step
+//! of the action. The modules below hold the details, each behind one concern; `docs/architecture.md`
 //! is the map.
 
 pub mod action;
@@ -17,14 +17,13 @@ pub mod estimate;
 pub mod github;
 pub mod history;
 pub mod lock;
-pub mod main_step;
 pub mod narrate;
 pub mod outputs;
-pub mod post_step;
 pub mod registry;
 pub mod report;
 pub mod shutdown;
 pub mod slack;
 pub mod stack;
+pub mod steps;
 pub mod summary;
 pub mod timeline;

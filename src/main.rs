@@ -10,7 +10,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use deploy_coordinator::action::log::{self, Target};
-use deploy_coordinator::{cli, context::RunContext, main_step, post_step};
+use deploy_coordinator::{cli, context::RunContext, steps};
 
 fn main() -> ExitCode {
     let ctx = RunContext::from_process_env();
@@ -44,12 +44,12 @@ fn main() -> ExitCode {
     };
 
     if is_post {
-        return runtime.block_on(post_step::run(ctx));
+        return runtime.block_on(steps::post::run(ctx));
     }
     let args = cli::Cli::parse();
     match args.command {
         Some(command) => runtime.block_on(cli::run(command)),
-        None if ctx.in_actions => runtime.block_on(main_step::run(ctx)),
+        None if ctx.in_actions => runtime.block_on(steps::main::run(ctx)),
         None => {
             eprintln!(
                 "deploy-coordinator: no command given. Run `deploy-coordinator --help` for the operator \

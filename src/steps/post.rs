@@ -25,14 +25,15 @@ use tracing::{Instrument, info, info_span, warn};
 use crate::action::{FileCommands, Inputs, log};
 use crate::config::Config;
 use crate::context::RunContext;
-use crate::github::Deployments;
-use crate::lock::{self, HolderInfo, WallClock};
+use crate::lock::{self, WallClock};
 use crate::outputs::state;
 use crate::registry::Registry;
-use crate::slack::{Card, CardRef, LiveCard, Notifier, Phase};
+use crate::slack::{CardRef, LiveCard, Notifier};
 use crate::stack::{self, Baseline, StackClient, StackResult};
 use crate::timeline::to_history_event;
 use crate::{aws, duration, history, narrate, summary};
+
+use super::shared;
 
 /// How long the post step gives Slack: it shares the step's time limit with everything else.
 const SLACK_FLUSH: Duration = Duration::from_secs(10);
@@ -126,17 +127,8 @@ pub async fn run(ctx: RunContext) -> ExitCode {
 /// timestamp).
 fn resume_card(config: &Config, correlation_id: &str, sdk: &aws_config::SdkConfig) -> LiveCard {
     let resume = state_value(state::SLACK_CARD).and_then(|text| CardRef::decode(&text));
-    let mut me = HolderInfo::from_env(correlation_id, &|name| std::env::var(name).ok());
-    me.stack = Some(config.stack_name.clone());
-    me.mode = Some(config.mode.as_str().to_string());
-    let card = Card::for_run(
-        &config.stack_name,
-        config.environment.as_deref(),
-        config.mode.as_str(),
-        &me,
-        sdk.region().map(|r| r.as_ref()),
-        Phase::WaitingForStack { stack_status: None },
-    );
+    let me = shared::holder(config, correlation_id);
+    let card = shared::card(config, &me, sdk);
     LiveCard::new(Notifier::from_config(config, correlation_id, resume), card)
 }
 
@@ -301,10 +293,8 @@ async fn record_lock_mode_history(
             format!("{correlation_id}.{}", i + 1)
         };
         if let Some(record) = history::trace(operation).and_then(|t| t.to_record(&id))
-            && let Err(e) =
-                history::store::put(registry, &record, history::store::DEFAULT_TTL).await
+            && !shared::remember(registry, &record).await
         {
-            warn!("could not store the deployment in the history ({e})");
             return;
         }
     }
@@ -317,15 +307,11 @@ async fn finish_github_deployment(
     correlation_id: &str,
     outcome: Option<(stack::Outcome, Vec<(String, String)>)>,
 ) {
-    let id = state_value(state::DEPLOYMENT_ID).and_then(|v| v.parse::<u64>().ok());
-    let (Some(id), Some(token)) = (id, config.github_token.as_deref()) else {
+    let Some(id) = state_value(state::DEPLOYMENT_ID).and_then(|v| v.parse::<u64>().ok()) else {
         return;
     };
-    let me = HolderInfo::from_env(correlation_id, &|name| std::env::var(name).ok());
-    let Some(repository) = me.repository.as_deref() else {
-        return;
-    };
-    let deployments = match Deployments::new(&ctx.api_url, token, repository) {
+    let me = shared::holder(config, correlation_id);
+    let deployments = match shared::deployments(ctx, config, &me) {
         Ok(d) => d,
         Err(e) => {
             warn!("cannot set the GitHub deployment's final status: {e}");
@@ -334,8 +320,5 @@ async fn finish_github_deployment(
     };
     // No operation while the lock was held: nothing was deployed, which is not a failure.
     let (outcome, outputs) = outcome.unwrap_or((stack::Outcome::NoChanges, Vec::new()));
-    let log_url = me.run_url.clone().unwrap_or_default();
-    deployments
-        .finish(id, &config.stack_name, outcome, &outputs, &log_url)
-        .await;
+    shared::finish_github_deployment(&deployments, id, config, &me, outcome, &outputs).await;
 }
