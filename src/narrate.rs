@@ -1,8 +1,14 @@
-//! What the steps tell the people reading the job's log about the lock and the stack.
+//! The one voice of the binary: every lock and stack event, and every finished operation,
+//! becomes the words people read here, and nowhere else.
 //!
-//! One line per event, in words an on-call engineer reads at a glance. Texts that come from
-//! AWS (event reasons) are printed through the tracing writer, which sanitizes every line
-//! (`action::log::sanitize`): no event reason can become a workflow command.
+//! The modules that do the work report events (`LockEvent`, `MonitorEvent`) and results; the
+//! steps and the CLI hand them to this module, which turns each into a [`Line`] (pure, so the
+//! wording is unit-tested without servers) and [`say`]s it: a log line, or an annotation for
+//! what belongs on the run page. Nothing else words these events, so one event is one line
+//! and at most one annotation, wherever it happens.
+//!
+//! Texts that come from AWS (event reasons) go out through the tracing writer or
+//! `action::log`, which sanitize every line: no event reason can become a workflow command.
 
 use std::time::Duration;
 
@@ -13,9 +19,68 @@ use crate::duration;
 use crate::lock::{self, LockEvent};
 use crate::stack::{MonitorEvent, StackResult};
 
-/// One log line per lock event, for the people reading the job's log.
-pub fn lock_event(key: &str, event: LockEvent) {
-    let eta = |eta: Option<Duration>| eta.map(duration::human).unwrap_or_else(|| "unknown".into());
+/// How loud a line is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Level {
+    /// A log line.
+    Info,
+    /// A log line at warning level, not an annotation: worth noticing in the log only.
+    Warn,
+    /// Annotations, on the run page too.
+    Notice,
+    Warning,
+    Error,
+}
+
+/// One thing said: its level, the annotation's title (annotations only) and the text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Line {
+    pub level: Level,
+    pub title: Option<String>,
+    pub text: String,
+}
+
+impl Line {
+    fn info(text: String) -> Line {
+        Line {
+            level: Level::Info,
+            title: None,
+            text,
+        }
+    }
+
+    fn warn(text: String) -> Line {
+        Line {
+            level: Level::Warn,
+            title: None,
+            text,
+        }
+    }
+
+    fn annotation(level: Level, title: impl Into<String>, text: String) -> Line {
+        Line {
+            level,
+            title: Some(title.into()),
+            text,
+        }
+    }
+}
+
+/// Says a line: to the log, and for annotations to the run page.
+pub fn say(line: &Line) {
+    let title = line.title.as_deref().unwrap_or_default();
+    match line.level {
+        Level::Info => info!("{}", line.text),
+        Level::Warn => warn!("{}", line.text),
+        Level::Notice => log::notice(title, &line.text),
+        Level::Warning => log::warning(title, &line.text),
+        Level::Error => log::error(title, &line.text),
+    }
+}
+
+/// The line of one lock event. `now_ms`: the wall clock, for how long a freeze still lasts.
+pub fn lock_event(key: &str, event: &LockEvent, now_ms: u64) -> Line {
+    let eta = |eta: &Option<Duration>| eta.map(duration::human).unwrap_or_else(|| "unknown".into());
     match event {
         LockEvent::Queued {
             position,
@@ -30,22 +95,29 @@ pub fn lock_event(key: &str, event: LockEvent) {
             eta: e,
         } => {
             let holder = holder
-                .map(|h| format!("held by {} since {}", h.info.describe(), h.acquired_at))
+                .as_ref()
+                .map(|h| {
+                    format!(
+                        "held by {} since {} (holder's clock)",
+                        h.info.describe(),
+                        h.acquired_at
+                    )
+                })
                 .unwrap_or_else(|| "free, being handed over".into());
-            info!(
+            Line::info(format!(
                 "lock {key:?} {holder}; waiting in queue position {position} ({ahead} ahead), ETA {}",
                 eta(e)
-            );
+            ))
         }
         LockEvent::Frozen {
             freeze,
             position,
             moved: true,
             ..
-        } => info!(
+        } => Line::info(format!(
             "lock {key:?} is still frozen by {} until {}; now queue position {position}",
             freeze.by, freeze.until
-        ),
+        )),
         LockEvent::Frozen {
             freeze,
             holder,
@@ -53,78 +125,80 @@ pub fn lock_event(key: &str, event: LockEvent) {
             moved: false,
         } => {
             let finishing = holder
+                .as_ref()
                 .map(|h| format!(" {} holds it and finishes first;", h.info.describe()))
                 .unwrap_or_default();
             // A notice, not just a line: the reason a deployment waits belongs on the run page.
-            log::notice(
+            Line::annotation(
+                Level::Notice,
                 "Deployments are frozen",
-                &format!(
+                format!(
                     "lock {key:?} is {}.{finishing} waiting in queue position {position}; \
                      this run goes when the freeze ends (lock-timeout permitting)",
-                    freeze.describe(lock::WallClock::system().now_ms())
+                    freeze.describe(now_ms)
                 ),
-            );
+            )
         }
         LockEvent::FreezeEnded { freeze, expired } => {
-            let how = if expired {
+            let how = if *expired {
                 "reached its end"
             } else {
                 "was lifted"
             };
-            info!(
+            Line::info(format!(
                 "the freeze on lock {key:?} by {} {how}; waiting for our turn in the queue",
                 freeze.by
-            );
+            ))
         }
-        LockEvent::TakingOver { previous, why } => {
-            // Loud on purpose: a takeover means a run died holding the lock.
-            log::warning(
-                "Taking over a stale deployment lock",
-                &format!(
-                    "lock {key:?} was held by {}: {why}. Taking it over.",
-                    previous.info.describe()
-                ),
-            );
-        }
-        LockEvent::Acquired { record, waited } => {
-            info!(
-                "lock {key:?} acquired (fence {}) after {}",
-                record.fence,
-                duration::human(waited)
-            );
-        }
+        // Loud on purpose: a takeover means a run died holding the lock.
+        LockEvent::TakingOver {
+            previous,
+            why,
+            fence,
+        } => Line::annotation(
+            Level::Warning,
+            "Lock taken over",
+            format!(
+                "took over lock {key:?} (fence {} → {fence}) from {}: {why}",
+                previous.fence,
+                previous.info.describe()
+            ),
+        ),
+        LockEvent::Acquired { record, waited } => Line::info(format!(
+            "lock {key:?} acquired (fence {}) after {}",
+            record.fence,
+            duration::human(*waited)
+        )),
     }
 }
 
-/// Log lines while the stack is deployed or followed. Event texts come from AWS (and from
-/// whoever wrote the template): the log writer sanitizes every line.
-pub fn monitor_event(root: &str, event: MonitorEvent) {
+/// The line of one event while the stack is deployed or followed. `root`: the followed stack
+/// (nested stacks' events name their stack, the root's go without).
+pub fn monitor_event(root: &str, event: &MonitorEvent) -> Line {
     match event {
-        MonitorEvent::Waiting { timeout } => info!(
+        MonitorEvent::Waiting { timeout } => Line::info(format!(
             "no operation is running: waiting up to {} for one to start",
-            duration::human(timeout)
-        ),
-        MonitorEvent::DeletingFailedStack { stack_id } => log::notice(
+            duration::human(*timeout)
+        )),
+        MonitorEvent::DeletingFailedStack { stack_id } => Line::annotation(
+            Level::Notice,
             "Recreating a failed stack",
-            &format!(
+            format!(
                 "{stack_id} is in ROLLBACK_COMPLETE after a failed first create: deleting it and creating it again"
             ),
         ),
-        MonitorEvent::ChangeSetCreated { name, changes } => {
-            info!("change set {name} ready: {changes} resource change(s)")
-        }
+        MonitorEvent::ChangeSetCreated { name, changes } => Line::info(format!(
+            "change set {name} ready: {changes} resource change(s)"
+        )),
         MonitorEvent::Started {
             stack_id,
             status,
             operation_id,
-        } => {
-            info!(
-                "{status}: operation {} on {stack_id}",
-                operation_id.as_deref().unwrap_or("(no id)")
-            )
-        }
+        } => Line::info(format!(
+            "{status}: operation {} on {stack_id}",
+            operation_id.as_deref().unwrap_or("(no id)")
+        )),
         MonitorEvent::Resource(e) => {
-            // Nested stacks' events name their stack; the root's go without.
             let stack = if e.stack_name == root {
                 String::new()
             } else {
@@ -135,43 +209,74 @@ pub fn monitor_event(root: &str, event: MonitorEvent) {
                 .as_deref()
                 .map(|r| format!(" - {r}"))
                 .unwrap_or_default();
-            info!(
+            Line::info(format!(
                 "{stack}{} {} {}{reason}",
                 e.logical_id, e.resource_type, e.status
-            )
+            ))
         }
-        MonitorEvent::Progress { done, total } => info!("progress {done}/{total}"),
+        MonitorEvent::Progress { done, total } => Line::info(format!("progress {done}/{total}")),
         MonitorEvent::RootCause {
             resource: Some(resource),
             reason,
-        } => warn!("root cause: {resource} failed: {reason}"),
+        } => Line::warn(format!("root cause: {resource} failed: {reason}")),
         MonitorEvent::RootCause {
             resource: None,
             reason,
-        } => warn!("root cause: the stack says: {reason}"),
-        MonitorEvent::Throttled { next_poll } => warn!(
+        } => Line::warn(format!("root cause: the stack says: {reason}")),
+        MonitorEvent::Throttled { next_poll } => Line::warn(format!(
             "CloudFormation is throttling us: next poll in {}",
-            duration::human(next_poll)
-        ),
+            duration::human(*next_poll)
+        )),
         MonitorEvent::Interrupted {
             error,
             restart,
             budget,
             retry_in,
-        } => log::warning(
+        } => Line::annotation(
+            Level::Warning,
             "Monitoring interrupted",
-            &format!(
+            format!(
                 "{error}; restarting the monitor in {} (restart {restart} of {budget})",
-                duration::human(retry_in)
+                duration::human(*retry_in)
             ),
         ),
-        MonitorEvent::Resumed { gap } => {
-            info!("monitoring resumed after a gap of {}", duration::human(gap))
-        }
-        MonitorEvent::Finished(outcome) => info!("operation finished: {outcome}"),
+        MonitorEvent::Resumed { gap } => Line::info(format!(
+            "monitoring resumed after a gap of {}",
+            duration::human(*gap)
+        )),
+        MonitorEvent::Finished(outcome) => Line::info(format!("operation finished: {outcome}")),
     }
 }
 
+/// The line of a release. `expected_ours`: the lock should still have been ours (we took it
+/// and no loss was reported); then finding it free or held by another is a warning, because
+/// someone took it over or force-unlocked it while we ran.
+pub fn released(
+    table: &str,
+    key: &str,
+    outcome: &lock::ReleaseOutcome,
+    expected_ours: bool,
+) -> Line {
+    match outcome {
+        lock::ReleaseOutcome::HeldByOther(_) | lock::ReleaseOutcome::AlreadyFree
+            if expected_ours =>
+        {
+            Line::annotation(
+                Level::Warning,
+                "The deployment lock was no longer ours",
+                format!(
+                    "lock {key:?}: {}. Someone took it over (it looked dead: no heartbeat for a lease, or its run \
+                     looked completed) or force-unlocked it while this job ran, so this job may have deployed at \
+                     the same time as another run. See `deploy-coordinator lock status --table {table} --key {key}`.",
+                    release(outcome)
+                ),
+            )
+        }
+        _ => Line::info(format!("lock {key:?}: {}", release(outcome))),
+    }
+}
+
+/// What a release found, in a few words.
 pub fn release(outcome: &lock::ReleaseOutcome) -> String {
     match outcome {
         lock::ReleaseOutcome::Released(_) => "released".into(),
@@ -188,18 +293,176 @@ pub fn release(outcome: &lock::ReleaseOutcome) -> String {
 /// The annotations of a finished stack operation: the root cause (an error when the operation
 /// failed), the next step out of a stuck state, and what was left behind. One place for both
 /// steps (mode lock reports from the post step).
-pub fn result_annotations(stack: &str, result: &StackResult) {
+pub fn result_annotations(stack: &str, result: &StackResult) -> Vec<Line> {
+    let mut lines = Vec::new();
     if !result.outcome.is_success() {
         match (&result.failed_resource, &result.failure_reason) {
-            (Some(resource), Some(reason)) => log::error(&format!("{resource} failed"), reason),
-            (None, Some(reason)) => log::error(&format!("{stack} failed"), reason),
+            (Some(resource), Some(reason)) => lines.push(Line::annotation(
+                Level::Error,
+                format!("{resource} failed"),
+                reason.clone(),
+            )),
+            (None, Some(reason)) => lines.push(Line::annotation(
+                Level::Error,
+                format!("{stack} failed"),
+                reason.clone(),
+            )),
             _ => {}
         }
     }
     if let Some(step) = &result.recovery {
-        log::error(&format!("{stack} needs a person"), step);
+        lines.push(Line::annotation(
+            Level::Error,
+            format!("{stack} needs a person"),
+            step.clone(),
+        ));
     }
     for warning in &result.warnings {
-        log::warning(&format!("{stack}: left behind"), warning);
+        lines.push(Line::annotation(
+            Level::Warning,
+            format!("{stack}: left behind"),
+            warning.clone(),
+        ));
+    }
+    lines
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lock::{HolderInfo, LockRecord, StaleReason};
+    use crate::stack::{Event, Outcome};
+
+    fn record(owner: &str, fence: u64) -> LockRecord {
+        LockRecord {
+            info: HolderInfo {
+                owner: owner.into(),
+                correlation_id: owner.into(),
+                ..HolderInfo::default()
+            },
+            fence,
+            version: "v".into(),
+            lease_ms: 60_000,
+            acquired_at: "2026-12-02T10:00:00Z".into(),
+            heartbeat_at: None,
+            freeze: None,
+            watched: None,
+            cycle_ms: None,
+        }
+    }
+
+    #[test]
+    fn a_takeover_is_one_warning_annotation_with_both_fences() {
+        let line = lock_event(
+            "prod",
+            &LockEvent::TakingOver {
+                previous: record("run-a", 7),
+                why: StaleReason::RunCompleted,
+                fence: 8,
+            },
+            0,
+        );
+        assert_eq!(line.level, Level::Warning);
+        assert_eq!(line.title.as_deref(), Some("Lock taken over"));
+        assert!(line.text.contains("fence 7 → 8"), "{}", line.text);
+        assert!(line.text.contains(&StaleReason::RunCompleted.to_string()));
+    }
+
+    #[test]
+    fn a_queued_run_reads_its_place_the_holder_and_the_eta() {
+        let line = lock_event(
+            "prod",
+            &LockEvent::Queued {
+                position: 2,
+                ahead: 1,
+                holder: Some(record("run-a", 3)),
+                eta: Some(Duration::from_secs(150)),
+            },
+            0,
+        );
+        assert_eq!(line.level, Level::Info);
+        assert!(
+            line.text.contains("queue position 2 (1 ahead)"),
+            "{}",
+            line.text
+        );
+        assert!(line.text.contains("ETA 2m 30s"), "{}", line.text);
+        assert!(
+            line.text
+                .contains("since 2026-12-02T10:00:00Z (holder's clock)")
+        );
+    }
+
+    #[test]
+    fn nested_events_name_their_stack_and_root_events_do_not() {
+        let event = |stack: &str| {
+            MonitorEvent::Resource(Event {
+                stack_name: stack.into(),
+                logical_id: "Queue".into(),
+                resource_type: "AWS::SQS::Queue".into(),
+                status: "CREATE_FAILED".into(),
+                reason: Some("Access denied".into()),
+                ..Event::default()
+            })
+        };
+        assert_eq!(
+            monitor_event("app", &event("app")).text,
+            "Queue AWS::SQS::Queue CREATE_FAILED - Access denied"
+        );
+        assert_eq!(
+            monitor_event("app", &event("app-Db-1X")).text,
+            "app-Db-1X Queue AWS::SQS::Queue CREATE_FAILED - Access denied"
+        );
+    }
+
+    #[test]
+    fn a_failed_operation_gives_its_cause_as_an_error_and_leftovers_as_warnings() {
+        let mut result = StackResult::without_operation(Outcome::RolledBack, None);
+        result.failed_resource = Some("Queue".into());
+        result.failure_reason = Some("Access denied".into());
+        result.warnings = vec!["Bucket was retained".into()];
+        let lines = result_annotations("app", &result);
+        assert_eq!(lines.len(), 2);
+        assert_eq!(
+            (lines[0].level, lines[0].title.as_deref()),
+            (Level::Error, Some("Queue failed"))
+        );
+        assert_eq!(lines[0].text, "Access denied");
+        assert_eq!(
+            (lines[1].level, lines[1].title.as_deref()),
+            (Level::Warning, Some("app: left behind"))
+        );
+    }
+
+    #[test]
+    fn a_lock_found_taken_at_release_is_a_warning_only_when_it_should_have_been_ours() {
+        let taken = lock::ReleaseOutcome::HeldByOther(record("run-b", 9));
+        let line = released("registry", "prod", &taken, true);
+        assert_eq!(line.level, Level::Warning);
+        assert!(
+            line.text
+                .contains("lock status --table registry --key prod"),
+            "{}",
+            line.text
+        );
+        // A loss already reported, or a lock never taken: no second alarm.
+        assert_eq!(
+            released("registry", "prod", &taken, false).level,
+            Level::Info
+        );
+        let free = released(
+            "registry",
+            "prod",
+            &lock::ReleaseOutcome::AlreadyFree,
+            false,
+        );
+        assert_eq!(free.text, "lock \"prod\": already free: nothing to release");
+    }
+
+    #[test]
+    fn a_success_gives_no_error_even_with_a_reason() {
+        let mut result = StackResult::without_operation(Outcome::Succeeded, None);
+        result.failure_reason = Some("an earlier failure".into());
+        assert!(result_annotations("app", &result).is_empty());
     }
 }

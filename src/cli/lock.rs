@@ -331,63 +331,6 @@ fn liveness(args: &WaitArgs) -> Box<dyn RunLiveness> {
     }
 }
 
-fn log_event(key: &str, event: LockEvent) {
-    match event {
-        LockEvent::Queued {
-            position,
-            ahead,
-            holder,
-            ..
-        }
-        | LockEvent::PositionChanged {
-            position,
-            ahead,
-            holder,
-            ..
-        } => {
-            let held = match &holder {
-                Some(h) => format!(
-                    "held by {} since {} (holder's clock)",
-                    h.info.describe(),
-                    h.acquired_at
-                ),
-                None => "free".to_string(),
-            };
-            tracing::info!("lock {key:?}: queue position {position} ({ahead} ahead); {held}");
-        }
-        LockEvent::Frozen {
-            freeze,
-            holder,
-            position,
-            ..
-        } => {
-            let finishing = holder
-                .map(|h| format!("; {} holds it and finishes first", h.info.describe()))
-                .unwrap_or_default();
-            tracing::warn!(
-                "lock {key:?} is {}{finishing}; waiting in queue position {position}",
-                freeze.describe(WallClock::system().now_ms())
-            );
-        }
-        LockEvent::FreezeEnded { freeze, expired } => tracing::info!(
-            "the freeze on lock {key:?} by {} {}",
-            freeze.by,
-            if expired {
-                "reached its end"
-            } else {
-                "was lifted"
-            }
-        ),
-        LockEvent::TakingOver { .. } => {} // announced loudly by the lock module itself
-        LockEvent::Acquired { record, waited } => tracing::info!(
-            "lock {key:?} acquired: fence {}, owner {}, after {}",
-            record.fence,
-            record.info.owner,
-            crate::duration::human(waited)
-        ),
-    }
-}
-
 /// Acquires with signal handling; maps failures to exit codes (printed).
 async fn take(
     reg: &Registry,
@@ -402,7 +345,10 @@ async fn take(
     opts.on_freeze = args.on_freeze;
     let live = liveness(args);
     let key_owned = key.to_string();
-    let on_event = move |e: LockEvent| log_event(&key_owned, e);
+    let clock = *reg.clock();
+    let on_event = move |e: LockEvent| {
+        crate::narrate::say(&crate::narrate::lock_event(&key_owned, &e, clock.now_ms()))
+    };
     match lock::acquire(reg, key, &me, &opts, live.as_ref(), &on_event, cancel).await {
         Ok(a) => Ok((me, a)),
         Err(AcquireError::TimedOut { holder }) => {

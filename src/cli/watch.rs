@@ -83,10 +83,8 @@ pub async fn run(args: WatchArgs) -> ExitCode {
         tokio::select! {
             event = rx.recv() => match event {
                 Some(event) => {
-                    if !live
-                        && let Some(line) = view.line(&event)
-                    {
-                        eprintln!("{line}");
+                    if !live {
+                        eprintln!("{}", view.line(&event));
                     }
                     view.apply(event);
                     if live {
@@ -316,53 +314,14 @@ impl View {
         lines
     }
 
-    /// The plain line for one event (no terminal), if it is worth a line.
-    pub fn line(&self, event: &MonitorEvent) -> Option<String> {
+    /// The plain line for one event (no terminal): the narrator's words with the time of day,
+    /// cleaned of control characters.
+    pub fn line(&self, event: &MonitorEvent) -> String {
         let at = chrono::Utc::now().format("%H:%M:%S");
-        let text = match event {
-            MonitorEvent::Waiting { timeout } => format!(
-                "waiting up to {} for an operation to start",
-                human(*timeout)
-            ),
-            MonitorEvent::Started { status, .. } => format!("{} {}", self.stack, clean(status)),
-            MonitorEvent::Resource(e) => {
-                let reason = e
-                    .reason
-                    .as_deref()
-                    .map(|r| format!(": {}", clean(r)))
-                    .unwrap_or_default();
-                format!(
-                    "{} {} {}{reason}",
-                    clean(&e.logical_id),
-                    clean(&e.resource_type),
-                    clean(&e.status)
-                )
-            }
-            MonitorEvent::Progress { done, total } => format!("progress {done}/{total}"),
-            MonitorEvent::RootCause { resource, reason } => {
-                let who = resource.as_deref().unwrap_or("the stack");
-                format!("root cause: {}: {}", clean(who), clean(reason))
-            }
-            MonitorEvent::Throttled { next_poll } => {
-                format!("throttled: next poll in {}", human(*next_poll))
-            }
-            MonitorEvent::Interrupted {
-                error,
-                restart,
-                budget,
-                retry_in,
-            } => format!(
-                "monitoring interrupted ({restart}/{budget}), retrying in {}: {}",
-                human(*retry_in),
-                clean(error)
-            ),
-            MonitorEvent::Resumed { gap } => format!("monitoring resumed after {}", human(*gap)),
-            MonitorEvent::DeletingFailedStack { .. } | MonitorEvent::ChangeSetCreated { .. } => {
-                return None;
-            }
-            MonitorEvent::Finished(outcome) => format!("finished: {outcome}"),
-        };
-        Some(format!("{at} {text}"))
+        format!(
+            "{at} {}",
+            clean(&crate::narrate::monitor_event(&self.stack, event).text)
+        )
     }
 }
 
@@ -448,6 +407,9 @@ mod tests {
             "CREATE_FAILED",
             Some("x\n::set-output name=a::b"),
         ));
-        assert!(line.is_some_and(|l| !l.contains('\n') && l.contains("CREATE_FAILED: x")));
+        assert!(
+            !line.contains('\n') && line.contains("CREATE_FAILED - x"),
+            "{line}"
+        );
     }
 }

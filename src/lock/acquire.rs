@@ -137,6 +137,8 @@ pub enum LockEvent {
     TakingOver {
         previous: LockRecord,
         why: StaleReason,
+        /// Our fence, the one after `previous.fence`.
+        fence: u64,
     },
     Acquired {
         record: LockRecord,
@@ -777,20 +779,13 @@ impl Waiter<'_> {
         }
     }
 
-    /// Takeovers are loud: a log line, an annotation, an event, and an audit record.
+    /// Takeovers are loud: an event (the narrator makes it a warning annotation) and an
+    /// audit record.
     fn announce_takeover(&self, previous: &LockRecord, why: &StaleReason, record: &LockRecord) {
-        let text = format!(
-            "took over lock {:?} (fence {} → {}) from {}: {why}",
-            self.key,
-            previous.fence,
-            record.fence,
-            previous.info.describe()
-        );
-        tracing::warn!("{text}");
-        crate::action::log::warning("Lock taken over", &text);
         (self.on_event)(LockEvent::TakingOver {
             previous: previous.clone(),
             why: why.clone(),
+            fence: record.fence,
         });
         let (reg, key) = (self.reg.clone(), self.key.to_string());
         let fields = [

@@ -172,7 +172,7 @@ impl LiveCard {
                     freeze.by
                 )));
             }
-            LockEvent::TakingOver { previous, why } => {
+            LockEvent::TakingOver { previous, why, .. } => {
                 self.notifier.thread(&ThreadEvent::Takeover {
                     previous: Holder::from_info(&previous.info),
                     why: why.to_string(),

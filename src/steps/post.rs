@@ -136,20 +136,7 @@ async fn release(registry: &Registry, table: &str, key: &str, owner: &str, acqui
     match lock::release(registry, key, owner).await {
         // The main step took the lock and nobody should have touched it since: if it is not
         // ours any more, someone took it over or force-unlocked it while the job ran.
-        Ok(
-            outcome @ (lock::ReleaseOutcome::HeldByOther(_) | lock::ReleaseOutcome::AlreadyFree),
-        ) if acquired => {
-            log::warning(
-                "The deployment lock was no longer ours",
-                &format!(
-                    "lock {key:?}: {}. Someone took it over (it looked dead: no heartbeat for a lease, or its run \
-                     looked completed) or force-unlocked it while this job ran, so the job's later steps may have \
-                     deployed at the same time as another run. See `deploy-coordinator lock status --table {table} --key {key}`.",
-                    narrate::release(&outcome)
-                ),
-            );
-        }
-        Ok(outcome) => info!("lock {key:?}: {}", narrate::release(&outcome)),
+        Ok(outcome) => narrate::say(&narrate::released(table, key, &outcome, acquired)),
         Err(e) => {
             log::warning(
                 "Could not release the deployment lock",
@@ -204,7 +191,9 @@ async fn report_lock_mode(
             op.outcome,
             duration::human(op.duration)
         );
-        narrate::result_annotations(stack_name, op);
+        for line in narrate::result_annotations(stack_name, op) {
+            narrate::say(&line);
+        }
     }
     if let Some(running) = &found.running {
         log::warning(

@@ -87,7 +87,11 @@ impl Step {
             }
             let event = self.with_queue_eta(event);
             self.live.lock_event(&event);
-            narrate::lock_event(&config.lock_key, event);
+            narrate::say(&narrate::lock_event(
+                &config.lock_key,
+                &event,
+                self.clock.now_ms(),
+            ));
         };
         let started = tokio::time::Instant::now();
         match lock::acquire(
@@ -406,29 +410,18 @@ impl Step {
     /// Releases the lock at the end of modes deploy and monitor; the post step then has
     /// nothing left to do.
     async fn release(&self, registry: &Registry, record: &lock::LockRecord) {
-        match lock::release(registry, &self.config.lock_key, &record.info.owner).await {
+        let config = &self.config;
+        match lock::release(registry, &config.lock_key, &record.info.owner).await {
             // Not ours any more, and no heartbeat said so (mode lock after the hand-over, a
-            // loss in the last moments): loudly, not at info level.
-            Ok(
-                outcome
-                @ (lock::ReleaseOutcome::HeldByOther(_) | lock::ReleaseOutcome::AlreadyFree),
-            ) if !self.ledger(|l| l.lock_lost_reported) => {
-                log::warning(
-                    "The deployment lock was no longer ours",
-                    &format!(
-                        "lock {:?}: {}. Someone took it over or force-unlocked it while this step ran.",
-                        self.config.lock_key,
-                        narrate::release(&outcome)
-                    ),
-                );
-                self.state(state::LOCK_RELEASED, "true");
-            }
+            // loss in the last moments): the narrator says it loudly.
             Ok(outcome) => {
-                info!(
-                    "lock {:?}: {}",
-                    self.config.lock_key,
-                    narrate::release(&outcome)
-                );
+                let expected_ours = !self.ledger(|l| l.lock_lost_reported);
+                narrate::say(&narrate::released(
+                    &config.registry_table,
+                    &config.lock_key,
+                    &outcome,
+                    expected_ours,
+                ));
                 self.state(state::LOCK_RELEASED, "true");
             }
             // The post step tries again.

@@ -117,7 +117,7 @@ impl Step {
         let mut on_event = |event: MonitorEvent| {
             self.live.monitor_event(&event);
             self.track(&event);
-            narrate::monitor_event(&config.stack_name, event);
+            narrate::say(&narrate::monitor_event(&config.stack_name, &event));
         };
         let settings = MonitorSettings::default();
         let result = match config.mode {
@@ -274,7 +274,9 @@ impl Step {
                 self.output(key, value);
             }
         }
-        narrate::result_annotations(&self.config.stack_name, result);
+        for line in narrate::result_annotations(&self.config.stack_name, result) {
+            narrate::say(&line);
+        }
         let (done, total) = result.progress;
         let status = result.stack_status.as_deref().unwrap_or("unknown");
         info!(
