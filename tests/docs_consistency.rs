@@ -124,6 +124,26 @@ fn readme_vs_action(action_yml: &str, readme: &str) -> Vec<String> {
     problems
 }
 
+/// The README's Inputs table repeats each input's declaration (`config::INPUTS`): its
+/// description and its default, word for word.
+#[test]
+fn readme_input_rows_repeat_the_declared_description_and_default() {
+    let readme = read("README.md");
+    for input in deploy_coordinator::config::INPUTS {
+        let default = input
+            .default
+            .declared()
+            .map(|d| format!("`{d}`"))
+            .unwrap_or_default();
+        let row = format!("| `{}` | {} | {default} |", input.name, input.description);
+        assert!(
+            readme.lines().any(|l| l.trim_end() == row),
+            "the README's row for `{}` differs from config::INPUTS; expected:\n{row}",
+            input.name
+        );
+    }
+}
+
 #[test]
 fn readme_tables_list_exactly_the_inputs_and_outputs_of_action_yml() {
     let problems = readme_vs_action(&read("action.yml"), &read("README.md"));

@@ -240,3 +240,74 @@ fn a_post_step_without_state_does_nothing() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// One input as `action.yml` declares it: (name, required, default, description folded to one
+/// line). A reader for this file's own layout (two-space names, four-space keys, `>-` folds).
+fn action_yml_inputs(text: &str) -> Vec<(String, bool, Option<String>, String)> {
+    let mut inputs: Vec<(String, bool, Option<String>, String)> = Vec::new();
+    let mut in_inputs = false;
+    let mut in_description = false;
+    for line in text.lines() {
+        if !line.starts_with(' ') && !line.is_empty() {
+            in_inputs = line == "inputs:";
+            continue;
+        }
+        if !in_inputs {
+            continue;
+        }
+        if let Some(name) = line.strip_prefix("  ").and_then(|l| l.strip_suffix(':'))
+            && !name.starts_with(' ')
+        {
+            inputs.push((name.to_string(), false, None, String::new()));
+            in_description = false;
+            continue;
+        }
+        let Some(input) = inputs.last_mut() else {
+            continue;
+        };
+        if let Some(rest) = line.strip_prefix("    ")
+            && !rest.starts_with(' ')
+        {
+            in_description = false;
+            let (key, value) = rest.split_once(':').unwrap_or((rest, ""));
+            let value = value.trim();
+            match key {
+                "description" if value == ">-" => in_description = true,
+                "description" => input.3 = value.to_string(),
+                "required" => input.1 = value == "true",
+                "default" => input.2 = Some(value.trim_matches('"').to_string()),
+                _ => {}
+            }
+        } else if in_description && line.starts_with("      ") {
+            if !input.3.is_empty() {
+                input.3.push(' ');
+            }
+            input.3.push_str(line.trim());
+        }
+    }
+    inputs
+}
+
+/// Each input is declared once, in `config::INPUTS`; `action.yml` says the same, default and
+/// description included (a default typed twice drifts: the code would use another value than
+/// the marketplace page shows).
+#[test]
+fn action_yml_inputs_match_their_declaration_defaults_and_descriptions_included() {
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/action.yml")).unwrap();
+    let declared: Vec<(String, bool, Option<String>, String)> = deploy_coordinator::config::INPUTS
+        .iter()
+        .map(|i| {
+            (
+                i.name.to_string(),
+                i.required,
+                i.default.declared().map(str::to_string),
+                i.description.to_string(),
+            )
+        })
+        .collect();
+    let yml = action_yml_inputs(&text);
+    assert_eq!(yml.len(), declared.len(), "number of inputs");
+    for (yml, declared) in yml.iter().zip(&declared) {
+        assert_eq!(yml, declared, "action.yml vs config::INPUTS");
+    }
+}

@@ -13,6 +13,15 @@ use thiserror::Error;
 use crate::action::Inputs;
 use crate::{correlation, duration};
 
+mod declared;
+mod validate;
+
+use validate::{
+    parse_capabilities, parse_pairs, parse_slack, parse_template, validate_region,
+    validate_role_arn,
+};
+pub use validate::{validate_lock_key, validate_stack_name, validate_table_name};
+
 /// What the step does once it holds the lock.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
@@ -107,52 +116,7 @@ fn bad(input: &'static str, problem: impl Into<String>) -> InputError {
     }
 }
 
-/// One declared input: the list `action.yml` must match (a test checks it).
-pub struct InputSpec {
-    pub name: &'static str,
-    pub secret: bool,
-}
-
-const fn spec(name: &'static str) -> InputSpec {
-    InputSpec {
-        name,
-        secret: false,
-    }
-}
-const fn secret(name: &'static str) -> InputSpec {
-    InputSpec { name, secret: true }
-}
-
-/// Every input the action declares, in `action.yml` order.
-pub const INPUTS: &[InputSpec] = &[
-    spec("stack-name"),
-    spec("mode"),
-    spec("template"),
-    spec("parameters"),
-    spec("capabilities"),
-    spec("tags"),
-    spec("role-arn"),
-    spec("fail-on-empty-changeset"),
-    spec("environment"),
-    spec("lock-key"),
-    spec("registry-table"),
-    spec("lock-timeout"),
-    spec("lock-lease"),
-    spec("on-registry-unavailable"),
-    spec("on-freeze"),
-    spec("deploy-timeout"),
-    spec("start-timeout"),
-    secret("slack-bot-token"),
-    spec("slack-channel"),
-    secret("slack-webhook-url"),
-    spec("slack-mention-on-failure"),
-    spec("slack-api-url"),
-    secret("github-token"),
-    spec("github-deployment"),
-    spec("correlation-id"),
-    spec("aws-region"),
-    spec("preflight"),
-];
+pub use declared::{INPUTS, InputDefault, InputSpec};
 
 /// The lease when a heartbeat keeps the lock alive (modes deploy and monitor): a crashed
 /// holder blocks the queue for at most this long.
@@ -288,15 +252,14 @@ impl Config {
         };
         validate_lock_key(&lock_key)?;
 
-        let registry_table = inputs
-            .get("registry-table")
-            .unwrap_or("deployment-registry")
+        let registry_table = value(inputs, "registry-table")
+            .unwrap_or_default()
             .to_string();
         validate_table_name(&registry_table)?;
 
-        let lock_timeout = duration_input(inputs, "lock-timeout", "60m")?;
+        let lock_timeout = duration_input(inputs, "lock-timeout")?;
         let lock_lease = match inputs.get("lock-lease") {
-            Some(_) => duration_input(inputs, "lock-lease", "")?,
+            Some(_) => duration_input(inputs, "lock-lease")?,
             None if mode == Mode::Lock => DEFAULT_LEASE_LOCK_MODE,
             None => DEFAULT_LEASE_WITH_HEARTBEAT,
         };
@@ -307,7 +270,7 @@ impl Config {
             ));
         }
         let on_registry_unavailable =
-            match inputs.get("on-registry-unavailable").unwrap_or("fallback") {
+            match value(inputs, "on-registry-unavailable").unwrap_or_default() {
                 "fallback" => OnRegistryUnavailable::Fallback,
                 "fail" => OnRegistryUnavailable::Fail,
                 other => {
@@ -317,10 +280,11 @@ impl Config {
                     ));
                 }
             };
-        let on_freeze = crate::lock::OnFreeze::parse(inputs.get("on-freeze").unwrap_or("wait"))
-            .map_err(|e| bad("on-freeze", e))?;
-        let deploy_timeout = duration_input(inputs, "deploy-timeout", "120m")?;
-        let start_timeout = duration_input(inputs, "start-timeout", "15m")?;
+        let on_freeze =
+            crate::lock::OnFreeze::parse(value(inputs, "on-freeze").unwrap_or_default())
+                .map_err(|e| bad("on-freeze", e))?;
+        let deploy_timeout = duration_input(inputs, "deploy-timeout")?;
+        let start_timeout = duration_input(inputs, "start-timeout")?;
         for (name, value) in [
             ("deploy-timeout", deploy_timeout),
             ("start-timeout", start_timeout),
@@ -339,9 +303,8 @@ impl Config {
                 "needs Slack: set slack-bot-token and slack-channel, or slack-webhook-url",
             ));
         }
-        let slack_api_url = inputs
-            .get("slack-api-url")
-            .unwrap_or("https://slack.com/api")
+        let slack_api_url = value(inputs, "slack-api-url")
+            .unwrap_or_default()
             .trim_end_matches('/')
             .to_string();
         if !(slack_api_url.starts_with("https://") || slack_api_url.starts_with("http://")) {
@@ -352,8 +315,8 @@ impl Config {
         }
 
         let github_token = inputs.get("github-token").map(str::to_string);
-        let github_deployment = bool_input(inputs, "github-deployment", false)?;
-        let fail_on_empty_changeset = bool_input(inputs, "fail-on-empty-changeset", false)?;
+        let github_deployment = bool_input(inputs, "github-deployment")?;
+        let fail_on_empty_changeset = bool_input(inputs, "fail-on-empty-changeset")?;
 
         let correlation_id = inputs.get("correlation-id").map(str::to_string);
         if let Some(id) = &correlation_id {
@@ -363,7 +326,7 @@ impl Config {
         if let Some(region) = &aws_region {
             validate_region(region)?;
         }
-        let preflight = bool_input(inputs, "preflight", false)?;
+        let preflight = bool_input(inputs, "preflight")?;
 
         Ok(Config {
             stack_name: stack_name.to_string(),
@@ -395,273 +358,29 @@ impl Config {
     }
 }
 
-fn duration_input(
-    inputs: &Inputs,
-    input: &'static str,
-    default: &str,
-) -> Result<Duration, InputError> {
-    let text = inputs.get(input).unwrap_or(default);
+/// An input's value, or its declared default (`declared::INPUTS`, the one place defaults are
+/// written; `action.yml` and the README are checked against it).
+fn value<'a>(inputs: &'a Inputs, input: &'static str) -> Option<&'a str> {
+    inputs
+        .get(input)
+        .or_else(|| declared::spec(input).and_then(|s| s.default.value()))
+}
+
+fn duration_input(inputs: &Inputs, input: &'static str) -> Result<Duration, InputError> {
+    let text = value(inputs, input).ok_or_else(|| bad(input, "is required"))?;
     duration::parse(text).map_err(|e| bad(input, e.to_string()))
 }
 
 /// YAML 1.2 core schema booleans, as `@actions/core`'s getBooleanInput reads them.
-fn bool_input(inputs: &Inputs, input: &'static str, default: bool) -> Result<bool, InputError> {
-    match inputs.get(input) {
-        None => Ok(default),
+fn bool_input(inputs: &Inputs, input: &'static str) -> Result<bool, InputError> {
+    match value(inputs, input) {
+        None => Ok(false),
         Some("true" | "True" | "TRUE") => Ok(true),
         Some("false" | "False" | "FALSE") => Ok(false),
         Some(other) => Err(bad(
             input,
             format!("{other:?} is not a boolean: use true or false"),
         )),
-    }
-}
-
-/// CloudFormation stack names: a letter, then letters, digits and hyphens, 128 at most.
-pub fn validate_stack_name(name: &str) -> Result<(), InputError> {
-    let ok = name.len() <= 128
-        && name.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
-    if ok {
-        Ok(())
-    } else {
-        Err(bad(
-            "stack-name",
-            format!(
-                "{name:?} is not a valid stack name: start with a letter, then letters, digits and hyphens, 128 characters at most"
-            ),
-        ))
-    }
-}
-
-/// DynamoDB table names: 3 to 255 of letters, digits, `_`, `-`, `.`.
-pub fn validate_table_name(name: &str) -> Result<(), InputError> {
-    let ok = (3..=255).contains(&name.len())
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
-    if ok {
-        Ok(())
-    } else {
-        Err(bad(
-            "registry-table",
-            format!(
-                "{name:?} is not a valid DynamoDB table name: 3 to 255 letters, digits, '_', '-' or '.'"
-            ),
-        ))
-    }
-}
-
-/// Lock keys become a DynamoDB partition key and appear in logs and Slack: printable, short.
-pub fn validate_lock_key(key: &str) -> Result<(), InputError> {
-    if key.is_empty() || key.len() > 512 || key.chars().any(char::is_control) {
-        return Err(bad(
-            "lock-key",
-            format!("{key:?} is not usable: 1 to 512 printable characters"),
-        ));
-    }
-    Ok(())
-}
-
-fn validate_region(region: &str) -> Result<(), InputError> {
-    let parts: Vec<&str> = region.split('-').collect();
-    let ok = parts.len() >= 3
-        && parts.iter().all(|p| {
-            !p.is_empty()
-                && p.chars()
-                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
-        })
-        && parts
-            .last()
-            .is_some_and(|p| p.chars().all(|c| c.is_ascii_digit()));
-    if ok {
-        Ok(())
-    } else {
-        Err(bad(
-            "aws-region",
-            format!("{region:?} is not an AWS region name like us-east-1 or eu-central-2"),
-        ))
-    }
-}
-
-fn validate_role_arn(arn: &str) -> Result<(), InputError> {
-    let parts: Vec<&str> = arn.splitn(6, ':').collect();
-    let ok = parts.len() == 6
-        && parts[0] == "arn"
-        && parts[1].starts_with("aws")
-        && parts[2] == "iam"
-        && parts[4].len() == 12
-        && parts[4].chars().all(|c| c.is_ascii_digit())
-        && parts[5]
-            .strip_prefix("role/")
-            .is_some_and(|r| !r.is_empty());
-    if ok {
-        Ok(())
-    } else {
-        Err(bad(
-            "role-arn",
-            format!(
-                "{arn:?} is not an IAM role ARN like arn:aws:iam::123456789012:role/cloudformation-deployer"
-            ),
-        ))
-    }
-}
-
-fn parse_template(text: &str, workspace: &std::path::Path) -> Result<Template, InputError> {
-    if let Some(rest) = text.strip_prefix("https://") {
-        if rest.is_empty() || rest.contains(char::is_whitespace) {
-            return Err(bad("template", format!("{text:?} is not a valid URL")));
-        }
-        return Ok(Template::Url(text.to_string()));
-    }
-    if text.starts_with("http://") || text.starts_with("s3://") {
-        return Err(bad(
-            "template",
-            format!(
-                "{text:?}: CloudFormation reads templates from https:// URLs only (use the object's https URL)"
-            ),
-        ));
-    }
-    let path = workspace.join(text);
-    let meta = std::fs::metadata(&path).map_err(|e| {
-        bad(
-            "template",
-            format!(
-                "cannot read {:?} (relative to the workspace {}): {e}",
-                text,
-                workspace.display()
-            ),
-        )
-    })?;
-    if !meta.is_file() {
-        return Err(bad("template", format!("{text:?} is not a file")));
-    }
-    // CloudFormation's limit for TemplateBody; larger templates must go through S3.
-    if meta.len() > 51_200 {
-        return Err(bad(
-            "template",
-            format!(
-                "{text:?} is {} bytes, over CloudFormation's 51,200-byte limit for an inline template: upload it to S3 and pass its https:// URL",
-                meta.len()
-            ),
-        ));
-    }
-    Ok(Template::File(path))
-}
-
-/// `Key=Value` pairs separated by commas or new lines (new lines let values contain commas).
-fn parse_pairs(input: &'static str, text: &str) -> Result<Vec<(String, String)>, InputError> {
-    let separator = if text.contains('\n') { '\n' } else { ',' };
-    let mut pairs: Vec<(String, String)> = Vec::new();
-    for item in text
-        .split(separator)
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-    {
-        let (key, value) = item.split_once('=').ok_or_else(|| {
-            bad(
-                input,
-                format!(
-                    "{item:?} is not Key=Value: write e.g. Env=prod,Size=large (or one per line)"
-                ),
-            )
-        })?;
-        let key = key.trim();
-        if key.is_empty() {
-            return Err(bad(input, format!("{item:?} has an empty key")));
-        }
-        if pairs.iter().any(|(k, _)| k == key) {
-            return Err(bad(input, format!("{key:?} is given twice")));
-        }
-        pairs.push((key.to_string(), value.trim().to_string()));
-    }
-    Ok(pairs)
-}
-
-const CAPABILITIES: [&str; 3] = [
-    "CAPABILITY_IAM",
-    "CAPABILITY_NAMED_IAM",
-    "CAPABILITY_AUTO_EXPAND",
-];
-
-fn parse_capabilities(text: &str) -> Result<Vec<String>, InputError> {
-    let mut out = Vec::new();
-    for cap in text
-        .split([',', ' ', '\n'])
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-    {
-        if !CAPABILITIES.contains(&cap) {
-            return Err(bad(
-                "capabilities",
-                format!(
-                    "{cap:?} is not a capability: use {}",
-                    CAPABILITIES.join(", ")
-                ),
-            ));
-        }
-        if !out.iter().any(|c| c == cap) {
-            out.push(cap.to_string());
-        }
-    }
-    Ok(out)
-}
-
-fn parse_slack(inputs: &Inputs) -> Result<SlackTarget, InputError> {
-    let token = inputs.get("slack-bot-token");
-    let channel = inputs.get("slack-channel");
-    let webhook = inputs.get("slack-webhook-url");
-    if let Some(url) = webhook {
-        // A plain-http webhook would send the message (and the URL, a secret) in clear text;
-        // loopback is allowed for local proxies and tests.
-        let loopback = [
-            "http://127.0.0.1:",
-            "http://127.0.0.1/",
-            "http://localhost:",
-            "http://localhost/",
-            "http://[::1]:",
-        ];
-        if !url.starts_with("https://") && !loopback.iter().any(|p| url.starts_with(p)) {
-            // Never echo the value: a webhook URL is a secret.
-            return Err(bad(
-                "slack-webhook-url",
-                "must be an https:// URL (the value is not shown: it is a secret)",
-            ));
-        }
-    }
-    match (token, channel, webhook) {
-        (Some(_), _, Some(_)) => Err(bad(
-            "slack-webhook-url",
-            "give either slack-bot-token (with slack-channel) or slack-webhook-url, not both",
-        )),
-        (Some(token), Some(channel), None) => {
-            if !token.starts_with("xox") {
-                return Err(bad(
-                    "slack-bot-token",
-                    "does not look like a Slack bot token (xoxb-…); the value is not shown: it is a secret",
-                ));
-            }
-            Ok(SlackTarget::Bot {
-                token: token.to_string(),
-                channel: channel.to_string(),
-            })
-        }
-        (Some(_), None, None) => Err(bad(
-            "slack-channel",
-            "is required with slack-bot-token: a channel ID like C0123456789 or a name like #deploys",
-        )),
-        (None, Some(_), None) => Err(bad(
-            "slack-bot-token",
-            "is required with slack-channel (a webhook needs no channel: use slack-webhook-url alone)",
-        )),
-        (None, Some(_), Some(_)) => Err(bad(
-            "slack-channel",
-            "is not used with slack-webhook-url: a webhook posts to its own channel",
-        )),
-        (None, None, Some(url)) => Ok(SlackTarget::Webhook {
-            url: url.to_string(),
-        }),
-        (None, None, None) => Ok(SlackTarget::None),
     }
 }
 

@@ -1,0 +1,268 @@
+//! Every input the action declares, in `action.yml` order: name, whether it is required or
+//! secret, its default and its description, side by side and written only here. `action.yml`
+//! and the README's Inputs table are checked against this list, defaults and descriptions
+//! included (`tests/runner_contract.rs`, `tests/docs_consistency.rs`); `Config::from_inputs`
+//! reads defaults from it.
+
+/// One declared input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InputSpec {
+    pub name: &'static str,
+    pub required: bool,
+    /// Registered with the runner's masking before anything is printed.
+    pub secret: bool,
+    pub default: InputDefault,
+    /// As `action.yml` gives it (folded to one line) and the README repeats it.
+    pub description: &'static str,
+}
+
+/// An input's default.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InputDefault {
+    /// None: absent means "not given" (what that means is in the description).
+    None,
+    /// This text, when the input is absent.
+    Value(&'static str),
+    /// An expression the runner evaluates (`${{ github.token }}`): the step sees its value
+    /// as the input, never the expression.
+    Runner(&'static str),
+}
+
+impl InputDefault {
+    /// The text the step uses when the input is absent.
+    pub fn value(self) -> Option<&'static str> {
+        match self {
+            InputDefault::Value(v) => Some(v),
+            InputDefault::None | InputDefault::Runner(_) => None,
+        }
+    }
+
+    /// The text `action.yml` writes after `default:`.
+    pub fn declared(self) -> Option<&'static str> {
+        match self {
+            InputDefault::Value(v) | InputDefault::Runner(v) => Some(v),
+            InputDefault::None => None,
+        }
+    }
+}
+
+/// The declaration of one input, by name.
+pub(super) fn spec(name: &str) -> Option<&'static InputSpec> {
+    INPUTS.iter().find(|s| s.name == name)
+}
+
+pub const INPUTS: &[InputSpec] = &[
+    InputSpec {
+        name: "stack-name",
+        required: true,
+        secret: false,
+        default: InputDefault::None,
+        description: "Name of the CloudFormation stack to deploy, watch or lock.",
+    },
+    InputSpec {
+        name: "mode",
+        required: false,
+        secret: false,
+        default: InputDefault::None,
+        description: "deploy (create and execute a change set from `template`), monitor (follow the operation already running or the next one to start), or lock (hold the lock until the post step, for jobs that deploy with CDK, SAM or the AWS CLI). Default: deploy when `template` is set, otherwise monitor.",
+    },
+    InputSpec {
+        name: "template",
+        required: false,
+        secret: false,
+        default: InputDefault::None,
+        description: "Template file, relative to the workspace, or an https:// URL of a template in S3. Mode deploy only.",
+    },
+    InputSpec {
+        name: "parameters",
+        required: false,
+        secret: false,
+        default: InputDefault::None,
+        description: "Stack parameters as Key=Value pairs, separated by commas or one per line. Mode deploy only.",
+    },
+    InputSpec {
+        name: "capabilities",
+        required: false,
+        secret: false,
+        default: InputDefault::None,
+        description: "Comma-separated capabilities (CAPABILITY_IAM, CAPABILITY_NAMED_IAM, CAPABILITY_AUTO_EXPAND). Mode deploy only.",
+    },
+    InputSpec {
+        name: "tags",
+        required: false,
+        secret: false,
+        default: InputDefault::None,
+        description: "Stack tags as Key=Value pairs, separated by commas or one per line. Mode deploy only.",
+    },
+    InputSpec {
+        name: "role-arn",
+        required: false,
+        secret: false,
+        default: InputDefault::None,
+        description: "IAM role that CloudFormation assumes to deploy the stack (its service role).",
+    },
+    InputSpec {
+        name: "fail-on-empty-changeset",
+        required: false,
+        secret: false,
+        default: InputDefault::Value("false"),
+        description: "Fail when the change set contains no changes (outcome no-changes). Default false.",
+    },
+    InputSpec {
+        name: "environment",
+        required: false,
+        secret: false,
+        default: InputDefault::None,
+        description: "Name of the environment being deployed (for example prod). The default lock key, and the GitHub deployment's environment.",
+    },
+    InputSpec {
+        name: "lock-key",
+        required: false,
+        secret: false,
+        default: InputDefault::None,
+        description: "What the lock protects. Runs with the same key, in any repository, deploy one at a time. Default the environment, else the stack name.",
+    },
+    InputSpec {
+        name: "registry-table",
+        required: false,
+        secret: false,
+        default: InputDefault::Value("deployment-registry"),
+        description: "DynamoDB table holding locks, queue tickets, history and dead letters (create it with `deploy-coordinator registry create`).",
+    },
+    InputSpec {
+        name: "lock-timeout",
+        required: false,
+        secret: false,
+        default: InputDefault::Value("60m"),
+        description: "How long to wait in the queue for the lock before failing, for example 30m or 1h30m.",
+    },
+    InputSpec {
+        name: "lock-lease",
+        required: false,
+        secret: false,
+        default: InputDefault::None,
+        description: "How long a lock stays valid without a heartbeat; a crashed holder blocks others at most this long. Default 60s in modes deploy and monitor (renewed by a heartbeat), 6h in mode lock (nothing renews it; dead runs are detected through the GitHub API sooner).",
+    },
+    InputSpec {
+        name: "on-registry-unavailable",
+        required: false,
+        secret: false,
+        default: InputDefault::Value("fallback"),
+        description: "fallback (coordinate through CloudFormation alone, with a warning) or fail, when DynamoDB cannot be reached.",
+    },
+    InputSpec {
+        name: "on-freeze",
+        required: false,
+        secret: false,
+        default: InputDefault::Value("wait"),
+        description: "wait (in the queue, up to lock-timeout) or fail (at once, with who froze the lock, why and until when), when an operator has frozen deployments with `lock freeze`.",
+    },
+    InputSpec {
+        name: "deploy-timeout",
+        required: false,
+        secret: false,
+        default: InputDefault::Value("120m"),
+        description: "Longest time to follow the stack operation before giving up with outcome timed-out.",
+    },
+    InputSpec {
+        name: "start-timeout",
+        required: false,
+        secret: false,
+        default: InputDefault::Value("15m"),
+        description: "Mode monitor, how long to wait for an operation to start when none is running.",
+    },
+    InputSpec {
+        name: "slack-bot-token",
+        required: false,
+        secret: true,
+        default: InputDefault::None,
+        description: "Slack bot token (xoxb-…) to post one message per deployment and update it live. Needs slack-channel.",
+    },
+    InputSpec {
+        name: "slack-channel",
+        required: false,
+        secret: false,
+        default: InputDefault::None,
+        description: "Slack channel ID or name for the bot token.",
+    },
+    InputSpec {
+        name: "slack-webhook-url",
+        required: false,
+        secret: true,
+        default: InputDefault::None,
+        description: "Slack incoming webhook URL, https (plain http only to a loopback address, for proxies and tests). Posts state changes only, since webhooks cannot update messages. Alternative to the bot token.",
+    },
+    InputSpec {
+        name: "slack-mention-on-failure",
+        required: false,
+        secret: false,
+        default: InputDefault::None,
+        description: "Who to mention in Slack when the deployment fails, for example <!subteam^S0123> or <!here>.",
+    },
+    InputSpec {
+        name: "slack-api-url",
+        required: false,
+        secret: false,
+        default: InputDefault::Value("https://slack.com/api"),
+        description: "Base URL of the Slack Web API (for proxies and tests).",
+    },
+    InputSpec {
+        name: "github-token",
+        required: false,
+        secret: true,
+        default: InputDefault::Runner("${{ github.token }}"),
+        description: "Token to ask the GitHub API whether a lock holder's run is still alive, and to create deployments.",
+    },
+    InputSpec {
+        name: "github-deployment",
+        required: false,
+        secret: false,
+        default: InputDefault::Value("false"),
+        description: "Create a GitHub deployment for `environment` with statuses (needs `deployments write` permission).",
+    },
+    InputSpec {
+        name: "correlation-id",
+        required: false,
+        secret: false,
+        default: InputDefault::None,
+        description: "Use this ID for the deployment instead of the generated YYYYMMDD-HHMMSS-<sha7>.",
+    },
+    InputSpec {
+        name: "aws-region",
+        required: false,
+        secret: false,
+        default: InputDefault::None,
+        description: "AWS region of the stack and the registry table. Default the region from the environment (AWS_REGION).",
+    },
+    InputSpec {
+        name: "preflight",
+        required: false,
+        secret: false,
+        default: InputDefault::Value("false"),
+        description: "Run the `doctor` checks (credentials, registry table, permissions, stack, Slack, GitHub token) first, and fail before touching the lock if one fails.",
+    },
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_default_the_parser_reads_is_declared() {
+        for name in [
+            "registry-table",
+            "lock-timeout",
+            "on-registry-unavailable",
+            "on-freeze",
+            "deploy-timeout",
+            "start-timeout",
+            "slack-api-url",
+        ] {
+            assert!(
+                spec(name).and_then(|s| s.default.value()).is_some(),
+                "{name} has no declared default"
+            );
+        }
+        assert_eq!(spec("github-token").and_then(|s| s.default.value()), None);
+    }
+}
