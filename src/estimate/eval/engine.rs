@@ -494,6 +494,11 @@ fn finish(
                 resource_status_reason: reason,
                 operation_id: None,
                 client_request_token: None,
+                detailed_status: None,
+                hook_type: None,
+                hook_status: None,
+                hook_status_reason: None,
+                hook_failure_mode: None,
             },
         ));
     };
