@@ -23,7 +23,7 @@ use super::record::{HistoryRecord, Operation, Outcome, ResourceTiming, describe_
 pub const STACK_TYPE: &str = "AWS::CloudFormation::Stack";
 
 /// One stack event, in the AWS CLI's JSON shape (PascalCase keys).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct StackEvent {
     pub stack_id: String,

@@ -492,13 +492,7 @@ fn finish(
                 timestamp: at(t),
                 resource_status: status.to_string(),
                 resource_status_reason: reason,
-                operation_id: None,
-                client_request_token: None,
-                detailed_status: None,
-                hook_type: None,
-                hook_status: None,
-                hook_status_reason: None,
-                hook_failure_mode: None,
+                ..Default::default()
             },
         ));
     };

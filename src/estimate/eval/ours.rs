@@ -385,13 +385,7 @@ fn deployment_of(record: &HistoryRecord) -> Deployment {
             timestamp: at,
             resource_status: status,
             resource_status_reason: reason.map(str::to_string),
-            operation_id: None,
-            client_request_token: None,
-            detailed_status: None,
-            hook_type: None,
-            hook_status: None,
-            hook_status_reason: None,
-            hook_failure_mode: None,
+            ..Default::default()
         }
     };
     let mut events = vec![event(
