@@ -19,11 +19,6 @@ fn real_streams() -> Vec<String> {
     read_streams(&dir).expect("the real streams")
 }
 
-/// Estimator ÷ the baseline (the mean of the last 10 durations).
-fn ratio(r: &Row) -> f64 {
-    r.estimator_mae / r.baseline_mae.max(1e-9)
-}
-
 #[test]
 fn the_estimator_beats_the_baseline_in_every_family_and_its_ranges_hold() {
     let report = run(&EvalConfig {
@@ -44,7 +39,11 @@ fn the_estimator_beats_the_baseline_in_every_family_and_its_ranges_hold() {
             for r in rows.iter().filter(|r| r.at > 0.0) {
                 let what = format!("{} at {} (change set: {with_cs})", f.family.name(), r.at);
                 assert!(r.runs >= 90, "{what}: {r:?}");
-                assert!(ratio(r) <= 0.8, "{what}: ratio {:.2} {r:?}", ratio(r));
+                assert!(
+                    r.ratio_to_mean() <= 0.8,
+                    "{what}: ratio {:.2} {r:?}",
+                    r.ratio_to_mean()
+                );
                 assert!(
                     (0.66..=0.94).contains(&r.coverage),
                     "{what}: coverage {r:?}"
@@ -57,13 +56,22 @@ fn the_estimator_beats_the_baseline_in_every_family_and_its_ranges_hold() {
         (true, report.pooled_with_change_set()),
     ] {
         for r in rows.iter().filter(|r| r.at > 0.0) {
-            assert!(ratio(r) <= 0.55, "pooled at {} (cs {with_cs}): {r:?}", r.at);
+            assert!(
+                r.ratio_to_mean() <= 0.55,
+                "pooled at {} (cs {with_cs}): {r:?}",
+                r.at
+            );
             assert!((0.72..=0.90).contains(&r.coverage), "pooled coverage {r:?}");
         }
     }
     // The change set makes the first estimate, the one a deploy window is planned on, much
     // better than the baseline; without it the estimator knows no more than the baseline.
-    let first = |rows: &[Row]| rows.iter().find(|r| r.at == 0.0).map(ratio).unwrap();
+    let first = |rows: &[Row]| {
+        rows.iter()
+            .find(|r| r.at == 0.0)
+            .map(Row::ratio_to_mean)
+            .unwrap()
+    };
     let (plain, cs) = (
         first(&report.pooled()),
         first(&report.pooled_with_change_set()),

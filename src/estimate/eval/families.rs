@@ -139,7 +139,7 @@ pub(crate) fn waves(seed: u64, deployments: usize) -> (Template, Vec<Deployment>
 }
 
 /// [`waves`] with `n` resources; `all`: every deployment changes every resource (the
-/// calibration's worst case, `examples/estimate_eval --bench`).
+/// calibration's worst case, `examples/estimate_bench`).
 pub(crate) fn waves_of(
     rng: &mut Rng,
     seed: u64,
