@@ -187,7 +187,7 @@ pub fn monitor_event(root: &str, event: &MonitorEvent) -> Line {
                 "{stack_id} is in ROLLBACK_COMPLETE after a failed first create: deleting it and creating it again"
             ),
         ),
-        MonitorEvent::ChangeSetCreated { name, changes } => Line::info(format!(
+        MonitorEvent::ChangeSetCreated { name, changes, .. } => Line::info(format!(
             "change set {name} ready: {changes} resource change(s)"
         )),
         MonitorEvent::Started {

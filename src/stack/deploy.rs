@@ -11,7 +11,9 @@ use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 
-use super::client::{ChangeSetRequest, ClientError, ErrorKind, StackClient, StackInfo};
+use super::client::{
+    ChangeSetInfo, ChangeSetRequest, ClientError, ErrorKind, StackClient, StackInfo,
+};
 use super::cursor::Baseline;
 use super::monitor::{Follow, MonitorEvent, MonitorSettings, StackError, Start, follow};
 use super::poll::{Hint, PollResult, PollSchedule};
@@ -259,8 +261,8 @@ where
         cancel,
     )
     .await;
-    let changes = match ready {
-        Ok(changes) => changes,
+    let (changes, resource_changes) = match ready {
+        Ok(info) => (info.change_count, info.changes),
         Err(ChangeSetEnd::Empty) => {
             client.delete_change_set(stack, &name).await?;
             let info = client.describe_stack(stack).await?;
@@ -302,6 +304,7 @@ where
     on_event(MonitorEvent::ChangeSetCreated {
         name: name.clone(),
         changes,
+        resources: resource_changes,
     });
     // Where the history stands before execution: our operation is the first one after it.
     let baseline = match read_baseline(client, stack, settings, cancel).await {
@@ -361,7 +364,7 @@ enum ChangeSetEnd {
     Error(StackError),
 }
 
-/// Waits for the change set to be ready; returns its number of changes.
+/// Waits for the change set to be ready; returns what DescribeChangeSet says of it.
 async fn wait_change_set(
     client: &StackClient,
     stack: &str,
@@ -369,7 +372,7 @@ async fn wait_change_set(
     timeout: Duration,
     settings: &MonitorSettings,
     cancel: &CancellationToken,
-) -> Result<u32, ChangeSetEnd> {
+) -> Result<ChangeSetInfo, ChangeSetEnd> {
     let began = Instant::now();
     // Change sets take seconds: poll at 1 s growing slowly, never slower than 5 s.
     let mut poll = settings.poll;
@@ -379,7 +382,7 @@ async fn wait_change_set(
     loop {
         let result = match client.describe_change_set(stack, name).await {
             Ok(info) => match info.status.as_str() {
-                "CREATE_COMPLETE" => return Ok(info.change_count),
+                "CREATE_COMPLETE" => return Ok(info),
                 "FAILED" => {
                     let reason = info.status_reason.unwrap_or_default();
                     if is_empty_change_set(&reason) {

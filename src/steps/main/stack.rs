@@ -183,7 +183,9 @@ impl Step {
     fn track(&self, event: &MonitorEvent) {
         let mut timeline = self.timeline();
         match event {
-            MonitorEvent::ChangeSetCreated { changes, .. } => timeline.set_expected_total(*changes),
+            MonitorEvent::ChangeSetCreated { resources, .. } => {
+                timeline.set_change_set(resources.clone())
+            }
             MonitorEvent::Resource(e) => timeline.push(e),
             MonitorEvent::Progress { .. } => {
                 let Some(estimate) = timeline.estimate(self.clock.now()) else {
