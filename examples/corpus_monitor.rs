@@ -23,7 +23,6 @@ use deploy_coordinator::stack::PollSettings;
 use deploy_coordinator::stack::planner::Planner;
 use deploy_coordinator::stack::tracker::{Matcher, Tracker};
 use deploy_coordinator::stack::{Event, status};
-use deploy_coordinator::timeline::from_history_event;
 use serde::Deserialize;
 
 #[derive(Deserialize)]
@@ -180,7 +179,7 @@ fn main() -> Result<()> {
             }
             let events: Vec<Event> = chronological(&parsed)
                 .iter()
-                .map(from_history_event)
+                .map(deploy_coordinator::stack::Event::from)
                 .filter(|e| e.stack_id == op.stack_id)
                 .collect();
             let Some(start) = op

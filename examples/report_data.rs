@@ -12,8 +12,8 @@ use std::time::Instant;
 
 use anyhow::Context;
 use chrono::{DateTime, Utc};
-use deploy_coordinator::report::sample::{SampleConfig, generate};
-use deploy_coordinator::report::{ReportOptions, render};
+use deploy_coordinator::history::page::sample::{SampleConfig, generate};
+use deploy_coordinator::history::page::{PageOptions, render};
 
 fn main() -> anyhow::Result<()> {
     let mut config = SampleConfig::default();
@@ -46,7 +46,7 @@ fn main() -> anyhow::Result<()> {
         None => {}
     }
     if let Some(path) = &html {
-        let options = ReportOptions {
+        let options = PageOptions {
             source: format!(
                 "generated sample (seed {}, {} deployments per stack)",
                 config.seed, config.deployments

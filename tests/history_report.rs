@@ -10,7 +10,7 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use deploy_coordinator::history::HistoryRecord;
-use deploy_coordinator::report::sample::{SampleConfig, generate};
+use deploy_coordinator::history::page::sample::{SampleConfig, generate};
 use support::dynamo::{DynamoServer, Emulator};
 
 fn cli(env: &[(String, String)], args: &[&str]) -> Output {

@@ -19,7 +19,6 @@ use deploy_coordinator::history::parse_describe_stack_events;
 use deploy_coordinator::stack::result::result_of;
 use deploy_coordinator::stack::tracker::{Matcher, Tracker};
 use deploy_coordinator::stack::{Event, StackResult};
-use deploy_coordinator::timeline::from_history_event;
 use support::real_events::{Expected, Stream, corpus};
 
 /// Follows one operation of `stream` as the monitor would: from its first event when the
@@ -34,7 +33,7 @@ fn follow(stream: &Stream, op: &Expected) -> (StackResult, Tracker) {
     );
     let events: Vec<Event> = chronological(&events)
         .iter()
-        .map(from_history_event)
+        .map(deploy_coordinator::stack::Event::from)
         .filter(|e| e.stack_id == op.stack_id)
         .collect();
     let mut tracker = Tracker::new(&op.stack_name, Matcher::default(), None);

@@ -13,7 +13,7 @@ use deploy_coordinator::slack::client::{SlackApi, Webhook};
 use deploy_coordinator::slack::deadletter::{self, DeadTarget, LetterKind};
 use deploy_coordinator::slack::retry::{ItemResult, RetryOptions, RetryTarget, retry_all};
 use deploy_coordinator::slack::{
-    Card, CardRef, DeadLetterStore, Destination, FailedResource, FlushReport, Holder, Notifier,
+    Card, CardRef, DeadLetterStore, Delivery, Destination, FailedResource, Holder, Notifier,
     NotifierOptions, Outcome, Phase, RootCause, ThreadEvent,
 };
 use serde_json::{Value, json};
@@ -272,7 +272,7 @@ fn assert_well_formed(rec: &Recorded, bot: bool) {
     assert!(!raw.contains(TOKEN));
 }
 
-fn assert_balanced(report: &FlushReport) {
+fn assert_balanced(report: &Delivery) {
     assert!(
         report.balanced(),
         "accepted {} != delivered {} + superseded {} + dead-lettered {}",

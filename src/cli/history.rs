@@ -16,7 +16,6 @@ use crate::history::store;
 use crate::history::{HistoryRecord, StackEvent};
 use crate::registry::Registry;
 use crate::stack::ErrorKind;
-use crate::timeline::to_history_event;
 
 const EXIT_CODES: &str = "Exit codes:
   0    success
@@ -254,7 +253,7 @@ async fn execute(cmd: HistoryCommand) -> Result<(), Failure> {
                     Failure(code, anyhow::anyhow!("stack {stack}: {e}"))
                 })?
                 .iter()
-                .map(to_history_event)
+                .map(crate::history::StackEvent::from)
                 .collect();
             let records = records_from_history(&events, "cfn-");
             if print {
@@ -303,11 +302,11 @@ async fn execute(cmd: HistoryCommand) -> Result<(), Failure> {
                     &format!("no history records in {source} for the stack(s) asked"),
                 );
             }
-            let options = crate::report::ReportOptions {
+            let options = crate::history::page::PageOptions {
                 source,
                 generated_at: Utc::now(),
             };
-            let html = crate::report::render(&records, &options);
+            let html = crate::history::page::render(&records, &options);
             std::fs::write(&out, &html)
                 .with_context(|| format!("cannot write {}", out.display()))
                 .map_err(|e| Failure(73, e))?;

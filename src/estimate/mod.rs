@@ -38,6 +38,7 @@ pub mod changes;
 pub mod dist;
 pub mod eval;
 mod fallback;
+pub mod live;
 pub mod model;
 pub mod offline;
 mod prepared;

@@ -453,6 +453,57 @@ pub fn records_from_history(events: &[StackEvent], correlation_prefix: &str) -> 
         .collect()
 }
 
+/// A stack event in the history module's (AWS CLI) shape.
+impl From<&crate::stack::Event> for StackEvent {
+    fn from(e: &crate::stack::Event) -> StackEvent {
+        StackEvent {
+            stack_id: e.stack_id.clone(),
+            event_id: e.event_id.clone(),
+            stack_name: e.stack_name.clone(),
+            logical_resource_id: e.logical_id.clone(),
+            physical_resource_id: e.physical_id.clone(),
+            resource_type: e.resource_type.clone(),
+            timestamp: e.timestamp,
+            resource_status: e.status.clone(),
+            resource_status_reason: e.reason.clone(),
+            operation_id: e.operation_id.clone(),
+            client_request_token: e.client_request_token.clone(),
+            detailed_status: e.detailed_status.clone(),
+            hook_type: e.hook_type.clone(),
+            hook_status: e.hook_status.clone(),
+            hook_status_reason: e.hook_status_reason.clone(),
+            hook_failure_mode: e.hook_failure_mode.clone(),
+        }
+    }
+}
+
+/// An event of the AWS CLI's shape (a `describe-stack-events` file) as the monitor's.
+impl From<&StackEvent> for crate::stack::Event {
+    fn from(e: &StackEvent) -> crate::stack::Event {
+        crate::stack::Event {
+            event_id: e.event_id.clone(),
+            stack_id: e.stack_id.clone(),
+            stack_name: e.stack_name.clone(),
+            logical_id: e.logical_resource_id.clone(),
+            physical_id: e
+                .physical_resource_id
+                .clone()
+                .filter(|p| !p.trim().is_empty()),
+            resource_type: e.resource_type.clone(),
+            status: e.resource_status.clone(),
+            reason: e.resource_status_reason.clone(),
+            timestamp: e.timestamp,
+            operation_id: e.operation_id.clone().filter(|p| !p.is_empty()),
+            client_request_token: e.client_request_token.clone().filter(|p| !p.is_empty()),
+            detailed_status: e.detailed_status.clone(),
+            hook_type: e.hook_type.clone(),
+            hook_status: e.hook_status.clone(),
+            hook_status_reason: e.hook_status_reason.clone(),
+            hook_failure_mode: e.hook_failure_mode.clone(),
+        }
+    }
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;

@@ -7,6 +7,7 @@
 //! - [`store`]: records in the registry table.
 
 pub mod events;
+pub mod page;
 pub mod record;
 pub mod store;
 

@@ -37,8 +37,8 @@ use tokio_util::sync::CancellationToken;
 use super::freeze::{Freeze, OnFreeze};
 use super::liveness::{RunLiveness, RunState};
 use super::record::{HolderInfo, LockRecord, LockState, QueueTicket};
+use super::staleness::{QueueView, VersionWatch};
 use super::store::{self, Expect, Write};
-use super::watch::{QueueView, VersionWatch};
 use crate::registry::{Registry, RegistryError, keys};
 
 /// How to wait for a lock.

@@ -15,8 +15,8 @@ mod heartbeat;
 pub mod liveness;
 mod ops;
 pub mod record;
+pub mod staleness;
 mod store;
-pub mod watch;
 
 pub use acquire::{
     AcquireError, AcquireOptions, Acquired, LockEvent, StaleReason, acquire, leave_queue,

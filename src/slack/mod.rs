@@ -17,5 +17,5 @@ pub mod notifier;
 
 pub use card::{Card, FailedResource, Holder, Outcome, Phase, PhaseKind, RootCause, ThreadEvent};
 pub use live::LiveCard;
-pub use notifier::{CardRef, DeadLetterStore, Destination, FlushReport, Notifier, NotifierOptions};
+pub use notifier::{CardRef, DeadLetterStore, Delivery, Destination, Notifier, NotifierOptions};
 pub mod retry;

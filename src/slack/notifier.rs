@@ -16,7 +16,7 @@
 //!   anew once.
 //! - [`Notifier::flush`] at the end waits a bounded time; whatever is still undelivered, or
 //!   was given up, becomes a dead letter (registry table, else the job summary only), and the
-//!   [`FlushReport`] counts delivered + superseded + dead-lettered = accepted: nothing is lost
+//!   [`Delivery`] counts delivered + superseded + dead-lettered = accepted: nothing is lost
 //!   without being counted.
 
 use std::collections::VecDeque;
@@ -129,7 +129,7 @@ pub enum DeadLetterStore {
 
 /// What [`Notifier::flush`] found. `accepted == delivered + superseded + dead_lettered`.
 #[derive(Debug, Clone, PartialEq)]
-pub struct FlushReport {
+pub struct Delivery {
     /// False when Slack is not configured (everything else is zero).
     pub enabled: bool,
     /// Messages accepted by `card`/`thread` (webhook mode: state changes only).
@@ -138,7 +138,7 @@ pub struct FlushReport {
     pub delivered: u64,
     /// Card states replaced by a newer one before they were delivered.
     pub superseded: u64,
-    /// Undelivered: in [`FlushReport::letters`].
+    /// Undelivered: in [`Delivery::letters`].
     pub dead_lettered: u64,
     pub letters: Vec<Letter>,
     pub store: DeadLetterStore,
@@ -149,9 +149,9 @@ pub struct FlushReport {
     pub took: Duration,
 }
 
-impl FlushReport {
-    fn disabled() -> FlushReport {
-        FlushReport {
+impl Delivery {
+    fn disabled() -> Delivery {
+        Delivery {
             enabled: false,
             accepted: 0,
             delivered: 0,
@@ -474,9 +474,9 @@ impl Notifier {
     /// the write fails, only in the report. Writing the dead letter takes at most
     /// `dead_letter_timeout` more. Prints a warning annotation when something was not
     /// delivered. Later calls to `card`/`thread` are ignored.
-    pub async fn flush(&self, within: Duration, registry: Option<&Registry>) -> FlushReport {
+    pub async fn flush(&self, within: Duration, registry: Option<&Registry>) -> Delivery {
         let Some(shared) = &self.inner else {
-            return FlushReport::disabled();
+            return Delivery::disabled();
         };
         let started = Instant::now();
         let deadline = started + within;
@@ -572,7 +572,7 @@ fn pending(seq: u64, kind: LetterKind, message: Message, now: Instant) -> Pendin
 }
 
 /// Takes everything undelivered out of the state, in the order it should be resent.
-fn collect(shared: &Shared, st: &mut State) -> (Vec<Letter>, FlushReport) {
+fn collect(shared: &Shared, st: &mut State) -> (Vec<Letter>, Delivery) {
     let parent = st.posted.as_ref().map(|c| c.ts.clone());
     let mut letters = Vec::new();
     let undelivered = |p: Pending, ts: Option<String>| Letter {
@@ -600,7 +600,7 @@ fn collect(shared: &Shared, st: &mut State) -> (Vec<Letter>, FlushReport) {
         let ts = if shared.webhook { None } else { parent.clone() };
         letters.push(undelivered(p, ts));
     }
-    let report = FlushReport {
+    let report = Delivery {
         enabled: true,
         accepted: st.accepted,
         delivered: st.delivered,
@@ -950,7 +950,7 @@ mod tests {
 
     #[test]
     fn the_report_counts_and_explains() {
-        let mut r = FlushReport::disabled();
+        let mut r = Delivery::disabled();
         assert_eq!(r.summary_markdown(), "");
         r.enabled = true;
         r.accepted = 5;

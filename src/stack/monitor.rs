@@ -371,11 +371,11 @@ impl FollowState {
         let mut news = !events.is_empty();
         if self.root.take_missed_start() {
             let updates = self.tracker.join_running(&events);
-            self.report(updates, on_event);
+            self.emit(updates, on_event);
         } else {
             for event in &events {
                 let updates = self.tracker.apply_root(event);
-                self.report(updates, on_event);
+                self.emit(updates, on_event);
             }
         }
         for stack_id in planner.nested_due(&self.tracker, now) {
@@ -400,14 +400,15 @@ impl FollowState {
             news |= !events.is_empty();
             for event in &events {
                 let updates = self.tracker.apply_nested(&stack_id, event);
-                self.report(updates, on_event);
+                self.emit(updates, on_event);
             }
             self.tracker.nested_read(&stack_id);
         }
         Ok(news)
     }
 
-    fn report<F: FnMut(MonitorEvent) + Send>(&self, updates: Vec<Update>, on_event: &mut F) {
+    /// Hands each update to the caller as an event.
+    fn emit<F: FnMut(MonitorEvent) + Send>(&self, updates: Vec<Update>, on_event: &mut F) {
         for update in updates {
             match update {
                 Update::Started(e) => {

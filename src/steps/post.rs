@@ -30,7 +30,6 @@ use crate::outputs::state;
 use crate::registry::Registry;
 use crate::slack::{CardRef, LiveCard, Notifier};
 use crate::stack::{self, Baseline, StackClient, StackResult};
-use crate::timeline::to_history_event;
 use crate::{aws, duration, history, narrate, summary};
 
 use super::shared;
@@ -39,7 +38,7 @@ use super::shared;
 const SLACK_FLUSH: Duration = Duration::from_secs(10);
 /// How long the post step gives its report of the stack (events, history, GitHub) after the
 /// release.
-const REPORT_BUDGET: Duration = Duration::from_secs(60);
+const TELL_BUDGET: Duration = Duration::from_secs(60);
 
 fn state_value(key: &str) -> Option<String> {
     std::env::var(format!("STATE_{key}"))
@@ -81,10 +80,10 @@ pub async fn run(ctx: RunContext) -> ExitCode {
 
         // 4. What happened to the stack while we held the lock.
         if let Some(config) = &config {
-            let report = async {
+            let telling = async {
                 let stacks = StackClient::from_conf(&sdk);
                 if let Some(baseline) = state_value(state::STACK_BASELINE) {
-                    let outcome = report_lock_mode(&stacks, config, &correlation_id, &baseline, live.as_ref()).await;
+                    let outcome = tell_what_ran(&stacks, config, &correlation_id, &baseline, live.as_ref()).await;
                     finish_github_deployment(&ctx, config, &correlation_id, outcome).await;
                     record_lock_mode_history(&stacks, &registry, config, &correlation_id, &baseline).await;
                 } else {
@@ -101,20 +100,20 @@ pub async fn run(ctx: RunContext) -> ExitCode {
                     }
                 }
             };
-            if tokio::time::timeout(REPORT_BUDGET, report).await.is_err() {
+            if tokio::time::timeout(TELL_BUDGET, telling).await.is_err() {
                 warn!(
                     "reading what the job did to the stack took longer than {}: the lock is released, the report is incomplete",
-                    duration::human(REPORT_BUDGET)
+                    duration::human(TELL_BUDGET)
                 );
             }
         }
 
         // 5. Slack.
         if let Some(live) = &live {
-            let report = live.notifier().flush(SLACK_FLUSH, Some(&registry)).await;
-            if report.dead_lettered > 0 {
+            let delivery = live.notifier().flush(SLACK_FLUSH, Some(&registry)).await;
+            if delivery.dead_lettered > 0 {
                 let files = FileCommands::from_env(&|name| std::env::var(name).ok());
-                let _ = files.append_summary(&report.summary_markdown());
+                let _ = files.append_summary(&delivery.summary_markdown());
             }
         }
         ExitCode::SUCCESS
@@ -160,7 +159,7 @@ async fn release(registry: &Registry, table: &str, key: &str, owner: &str, acqui
 }
 
 /// Mode lock: what ran on the stack between the main step and now (CDK, SAM, the AWS CLI…).
-async fn report_lock_mode(
+async fn tell_what_ran(
     stacks: &StackClient,
     config: &Config,
     correlation_id: &str,
@@ -272,7 +271,7 @@ async fn record_lock_mode_history(
     let events: Vec<_> = events
         .iter()
         .filter(|e| e.stack_name == config.stack_name)
-        .map(to_history_event)
+        .map(history::StackEvent::from)
         .collect();
     for (i, operation) in history::split_operations(&events).iter().enumerate() {
         // One correlation ID per record: the second operation of a job gets a suffix.

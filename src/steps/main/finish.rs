@@ -41,13 +41,13 @@ impl Step {
                 SLACK_FLUSH
             };
             let registry = (!self.ledger(|l| l.registry_unreachable)).then_some(&self.registry);
-            let report = notifier.flush(within, registry).await;
-            if let Some(card) = report.card.clone().or_else(|| notifier.card_ref()) {
+            let delivery = notifier.flush(within, registry).await;
+            if let Some(card) = delivery.card.clone().or_else(|| notifier.card_ref()) {
                 self.output("slack-ts", &card.ts);
                 self.state(state::SLACK_CARD, &card.encode());
             }
-            if !report.balanced() || report.dead_lettered > 0 {
-                self.summary(&report.summary_markdown());
+            if !delivery.balanced() || delivery.dead_lettered > 0 {
+                self.summary(&delivery.summary_markdown());
             }
         }
         self.output("outcome", ending.outcome.as_str());

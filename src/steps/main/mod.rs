@@ -32,12 +32,12 @@ use tracing::{Instrument, info, info_span};
 use crate::action::{FileCommands, Inputs, log};
 use crate::config::{self, Config, Mode};
 use crate::context::RunContext;
+use crate::estimate::live::LiveEstimate;
 use crate::lock::{HolderInfo, WallClock};
 use crate::outputs::state;
 use crate::registry::Registry;
 use crate::slack::LiveCard;
 use crate::stack::{Outcome, StackClient};
-use crate::timeline::Timeline;
 use crate::{aws, correlation};
 
 use ledger::{Ending, Ledger};
@@ -112,7 +112,7 @@ pub async fn run(ctx: RunContext) -> ExitCode {
         let step = Step {
             files,
             ctx,
-            timeline: std::sync::Mutex::new(Timeline::new(&config.stack_name, history)),
+            timeline: std::sync::Mutex::new(LiveEstimate::new(&config.stack_name, history)),
             config,
             correlation_id,
             clock,
@@ -150,7 +150,7 @@ struct Step {
     /// The Slack card of this deployment (does nothing when Slack is not configured).
     live: LiveCard,
     /// The followed operation against its history (estimates, ETAs, the history record).
-    timeline: std::sync::Mutex<Timeline>,
+    timeline: std::sync::Mutex<LiveEstimate>,
     /// What happened on the way that a later part of the story needs to know.
     ledger: std::sync::Mutex<Ledger>,
 }
@@ -238,7 +238,7 @@ impl Step {
         f(&mut ledger)
     }
 
-    fn timeline(&self) -> std::sync::MutexGuard<'_, Timeline> {
+    fn timeline(&self) -> std::sync::MutexGuard<'_, LiveEstimate> {
         self.timeline.lock().unwrap_or_else(|p| p.into_inner())
     }
 }

@@ -11,7 +11,7 @@
 //!   request queued.
 //! - 6 % of deployments fail on a resource and roll back, 2 % are cancelled: resources still
 //!   running are cut short, the ones not started never run, and the completed ones are undone.
-//! - The estimate is the estimator's own first prediction (as `Timeline::record` keeps it):
+//! - The estimate is the estimator's own first prediction (as `LiveEstimate::record` keeps it):
 //!   the newest `ESTIMATE_WINDOW` records of the stack before it, the operation just started.
 //! - The first `adopted_after` deployments of each stack have neither an estimate nor a lock
 //!   wait, like records made by `history collect` before the action was adopted.

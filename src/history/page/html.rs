@@ -13,7 +13,7 @@ use crate::history::HistoryRecord;
 
 /// What the page says about where its records came from and when it was made.
 #[derive(Debug, Clone)]
-pub struct ReportOptions {
+pub struct PageOptions {
     /// E.g. `table deployment-registry (eu-west-1)` or `file history.json`.
     pub source: String,
     pub generated_at: DateTime<Utc>,
@@ -55,7 +55,7 @@ svg .trend.slower { fill: #cf222e; font-weight: 600; } svg .trend.faster { fill:
 "#;
 
 /// The whole report for `records` (any number of stacks).
-pub fn render(records: &[HistoryRecord], options: &ReportOptions) -> String {
+pub fn render(records: &[HistoryRecord], options: &PageOptions) -> String {
     let stacks = by_stack(records);
     let mut out = String::with_capacity(64 * 1024 + records.len() * 4 * 1024);
     out.push_str(HEAD);
@@ -309,8 +309,8 @@ mod tests {
     use crate::history::{Operation, Outcome, PredictedDuration, ResourceTiming};
     use chrono::TimeDelta;
 
-    fn options() -> ReportOptions {
-        ReportOptions {
+    fn options() -> PageOptions {
+        PageOptions {
             source: "file <h.json>".into(),
             generated_at: DateTime::<Utc>::from_timestamp(1_767_225_600, 0).unwrap(),
         }

@@ -15,7 +15,7 @@ use crate::lock::LockRecord;
 use crate::stack;
 use crate::stack::client::ResourceChange;
 
-pub struct Timeline {
+pub struct LiveEstimate {
     stack: String,
     history: Vec<HistoryRecord>,
     events: Vec<history::StackEvent>,
@@ -28,56 +28,9 @@ pub struct Timeline {
     first: Option<Estimate>,
 }
 
-/// A stack event in the history module's (AWS CLI) shape.
-pub fn to_history_event(e: &stack::Event) -> history::StackEvent {
-    history::StackEvent {
-        stack_id: e.stack_id.clone(),
-        event_id: e.event_id.clone(),
-        stack_name: e.stack_name.clone(),
-        logical_resource_id: e.logical_id.clone(),
-        physical_resource_id: e.physical_id.clone(),
-        resource_type: e.resource_type.clone(),
-        timestamp: e.timestamp,
-        resource_status: e.status.clone(),
-        resource_status_reason: e.reason.clone(),
-        operation_id: e.operation_id.clone(),
-        client_request_token: e.client_request_token.clone(),
-        detailed_status: e.detailed_status.clone(),
-        hook_type: e.hook_type.clone(),
-        hook_status: e.hook_status.clone(),
-        hook_status_reason: e.hook_status_reason.clone(),
-        hook_failure_mode: e.hook_failure_mode.clone(),
-    }
-}
-
-/// An event of the AWS CLI's shape (a `describe-stack-events` file) as the monitor's.
-pub fn from_history_event(e: &history::StackEvent) -> stack::Event {
-    stack::Event {
-        event_id: e.event_id.clone(),
-        stack_id: e.stack_id.clone(),
-        stack_name: e.stack_name.clone(),
-        logical_id: e.logical_resource_id.clone(),
-        physical_id: e
-            .physical_resource_id
-            .clone()
-            .filter(|p| !p.trim().is_empty()),
-        resource_type: e.resource_type.clone(),
-        status: e.resource_status.clone(),
-        reason: e.resource_status_reason.clone(),
-        timestamp: e.timestamp,
-        operation_id: e.operation_id.clone().filter(|p| !p.is_empty()),
-        client_request_token: e.client_request_token.clone().filter(|p| !p.is_empty()),
-        detailed_status: e.detailed_status.clone(),
-        hook_type: e.hook_type.clone(),
-        hook_status: e.hook_status.clone(),
-        hook_status_reason: e.hook_status_reason.clone(),
-        hook_failure_mode: e.hook_failure_mode.clone(),
-    }
-}
-
-impl Timeline {
-    pub fn new(stack: &str, history: Vec<HistoryRecord>) -> Timeline {
-        Timeline {
+impl LiveEstimate {
+    pub fn new(stack: &str, history: Vec<HistoryRecord>) -> LiveEstimate {
+        LiveEstimate {
             stack: stack.to_string(),
             history,
             events: Vec::new(),
@@ -96,7 +49,7 @@ impl Timeline {
     /// "User Initiated" start would read as a new operation.
     pub fn push(&mut self, event: &stack::Event) {
         if event.stack_name == self.stack {
-            self.events.push(to_history_event(event));
+            self.events.push(history::StackEvent::from(event));
         }
     }
 
@@ -210,7 +163,7 @@ mod tests {
         }
     }
 
-    fn run(timeline: &mut Timeline, offset: i64) {
+    fn run(timeline: &mut LiveEstimate, offset: i64) {
         for e in [
             event(
                 "app",
@@ -254,7 +207,7 @@ mod tests {
 
     #[test]
     fn a_finished_operation_becomes_a_history_record_and_feeds_the_next_estimate() {
-        let mut first = Timeline::new("app", Vec::new());
+        let mut first = LiveEstimate::new("app", Vec::new());
         run(&mut first, 0);
         let record = first
             .record("20260114-123456-abc1234", Some(Duration::from_millis(1234)))
@@ -276,7 +229,7 @@ mod tests {
             "nothing was estimated during the run"
         );
 
-        let mut second = Timeline::new("app", vec![record]);
+        let mut second = LiveEstimate::new("app", vec![record]);
         let usual = second
             .usual_duration()
             .expect("a usual duration from one record")
@@ -316,11 +269,11 @@ mod tests {
         // Twelve past creates of the queue, each recorded the way the action records them.
         let mut history = Vec::new();
         for i in 0..12 {
-            let mut t = Timeline::new("app", history.clone());
+            let mut t = LiveEstimate::new("app", history.clone());
             run(&mut t, i * 10_000);
             history.push(t.record(&format!("r{i}"), None).expect("a record"));
         }
-        let mut timeline = Timeline::new("app", history);
+        let mut timeline = LiveEstimate::new("app", history);
         timeline.set_change_set(vec![
             ResourceChange {
                 logical_id: "Queue".into(),
@@ -356,7 +309,7 @@ mod tests {
 
     #[test]
     fn without_events_there_is_no_estimate() {
-        let mut timeline = Timeline::new("app", Vec::new());
+        let mut timeline = LiveEstimate::new("app", Vec::new());
         assert!(timeline.estimate(Utc::now()).is_none());
         assert_eq!(timeline.predicted_seconds(), None);
         // A waiter with nobody ahead and no holder waits for nothing.

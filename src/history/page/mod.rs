@@ -12,9 +12,9 @@
 //! - [`sample`]: realistic generated records (demo, tests, performance figures).
 
 pub mod charts;
-pub mod page;
+pub mod html;
 pub mod sample;
 pub mod stats;
 pub mod svg;
 
-pub use page::{ReportOptions, render};
+pub use html::{PageOptions, render};
