@@ -8,7 +8,7 @@ use aws_config::{BehaviorVersion, Region, SdkConfig};
 
 /// Loads the SDK configuration; `region` (input `aws-region` or `--region`) wins over the
 /// environment.
-pub async fn load(region: Option<&str>) -> SdkConfig {
+pub(crate) async fn load(region: Option<&str>) -> SdkConfig {
     let mut loader = aws_config::defaults(BehaviorVersion::latest());
     if let Some(region) = region {
         loader = loader.region(Region::new(region.to_string()));
@@ -19,7 +19,7 @@ pub async fn load(region: Option<&str>) -> SdkConfig {
 /// An SDK error for people: each cause's message, outermost first, without the Debug dump
 /// that `DisplayErrorContext` appends (hundreds of characters of struct fields in every
 /// warning). Causes that repeat their inner cause's text are kept once.
-pub fn error_text(err: &(dyn std::error::Error + 'static)) -> String {
+pub(crate) fn error_text(err: &(dyn std::error::Error + 'static)) -> String {
     let mut parts: Vec<String> = Vec::new();
     let mut current = Some(err);
     while let Some(e) = current {

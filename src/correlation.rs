@@ -12,10 +12,10 @@ use thiserror::Error;
 #[error(
     "{0:?} is not a usable correlation ID: use 1 to 64 letters, digits, '-', '_' or '.', starting with a letter or digit"
 )]
-pub struct InvalidCorrelationId(pub String);
+pub(crate) struct InvalidCorrelationId(pub String);
 
 /// Generates the ID for a deployment started at `now` at commit `sha`.
-pub fn generate(now: DateTime<Utc>, sha: Option<&str>) -> String {
+pub(crate) fn generate(now: DateTime<Utc>, sha: Option<&str>) -> String {
     let short: String = sha
         .unwrap_or("")
         .chars()
@@ -33,7 +33,7 @@ pub fn generate(now: DateTime<Utc>, sha: Option<&str>) -> String {
 
 /// Checks a user-given ID: it becomes part of DynamoDB sort keys and CloudFormation client
 /// request tokens, so it must stay within a safe alphabet.
-pub fn validate(id: &str) -> Result<(), InvalidCorrelationId> {
+pub(crate) fn validate(id: &str) -> Result<(), InvalidCorrelationId> {
     let ok = (1..=64).contains(&id.len())
         && id.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
         && id

@@ -5,22 +5,24 @@
 //! of the action. The modules below hold the details, each behind one concern; `docs/architecture.md`
 //! is the map.
 
+#![warn(unreachable_pub)]
+
 pub mod action;
-pub mod aws;
+pub(crate) mod aws;
 pub mod cli;
 pub mod config;
 pub mod context;
-pub mod correlation;
-pub mod doctor;
+pub(crate) mod correlation;
+pub(crate) mod doctor;
 pub mod duration;
 pub mod estimate;
 pub mod github;
 pub mod history;
 pub mod lock;
-pub mod narrate;
+pub(crate) mod narrate;
 pub mod outputs;
 pub mod registry;
-pub mod shutdown;
+pub(crate) mod shutdown;
 pub mod slack;
 pub mod stack;
 pub mod steps;

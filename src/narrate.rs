@@ -21,7 +21,7 @@ use crate::stack::{MonitorEvent, StackResult};
 
 /// How loud a line is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Level {
+pub(crate) enum Level {
     /// A log line.
     Info,
     /// A log line at warning level, not an annotation: worth noticing in the log only.
@@ -34,7 +34,7 @@ pub enum Level {
 
 /// One thing said: its level, the annotation's title (annotations only) and the text.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Line {
+pub(crate) struct Line {
     pub level: Level,
     pub title: Option<String>,
     pub text: String,
@@ -67,7 +67,7 @@ impl Line {
 }
 
 /// Says a line: to the log, and for annotations to the run page.
-pub fn say(line: &Line) {
+pub(crate) fn say(line: &Line) {
     let title = line.title.as_deref().unwrap_or_default();
     match line.level {
         Level::Info => info!("{}", line.text),
@@ -79,7 +79,7 @@ pub fn say(line: &Line) {
 }
 
 /// The line of one lock event. `now_ms`: the wall clock, for how long a freeze still lasts.
-pub fn lock_event(key: &str, event: &LockEvent, now_ms: u64) -> Line {
+pub(crate) fn lock_event(key: &str, event: &LockEvent, now_ms: u64) -> Line {
     let eta = |eta: &Option<Duration>| eta.map(duration::human).unwrap_or_else(|| "unknown".into());
     match event {
         LockEvent::Queued {
@@ -174,7 +174,7 @@ pub fn lock_event(key: &str, event: &LockEvent, now_ms: u64) -> Line {
 
 /// The line of one event while the stack is deployed or followed. `root`: the followed stack
 /// (nested stacks' events name their stack, the root's go without).
-pub fn monitor_event(root: &str, event: &MonitorEvent) -> Line {
+pub(crate) fn monitor_event(root: &str, event: &MonitorEvent) -> Line {
     match event {
         MonitorEvent::Waiting { timeout } => Line::info(format!(
             "no operation is running: waiting up to {} for one to start",
@@ -251,7 +251,7 @@ pub fn monitor_event(root: &str, event: &MonitorEvent) -> Line {
 /// The line of a release. `expected_ours`: the lock should still have been ours (we took it
 /// and no loss was reported); then finding it free or held by another is a warning, because
 /// someone took it over or force-unlocked it while we ran.
-pub fn released(
+pub(crate) fn released(
     table: &str,
     key: &str,
     outcome: &lock::ReleaseOutcome,
@@ -277,7 +277,7 @@ pub fn released(
 }
 
 /// What a release found, in a few words.
-pub fn release(outcome: &lock::ReleaseOutcome) -> String {
+pub(crate) fn release(outcome: &lock::ReleaseOutcome) -> String {
     match outcome {
         lock::ReleaseOutcome::Released(_) => "released".into(),
         lock::ReleaseOutcome::AlreadyFree => "already free: nothing to release".into(),
@@ -293,7 +293,7 @@ pub fn release(outcome: &lock::ReleaseOutcome) -> String {
 /// The annotations of a finished stack operation: the root cause (an error when the operation
 /// failed), the next step out of a stuck state, and what was left behind. One place for both
 /// steps (mode lock reports from the post step).
-pub fn result_annotations(stack: &str, result: &StackResult) -> Vec<Line> {
+pub(crate) fn result_annotations(stack: &str, result: &StackResult) -> Vec<Line> {
     let mut lines = Vec::new();
     if !result.outcome.is_success() {
         match (&result.failed_resource, &result.failure_reason) {

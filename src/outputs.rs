@@ -4,28 +4,28 @@
 //! runner's files) cannot drift apart.
 
 /// Keys saved with `GITHUB_STATE`; the post step reads them back as `STATE_<key>`.
-pub mod state {
-    pub const CORRELATION_ID: &str = "correlation_id";
-    pub const STARTED_AT: &str = "started_at";
-    pub const MODE: &str = "mode";
-    pub const LOCK_TABLE: &str = "lock_table";
-    pub const LOCK_KEY: &str = "lock_key";
-    pub const LOCK_OWNER: &str = "lock_owner";
-    pub const LOCK_FENCE: &str = "lock_fence";
-    pub const LOCK_ACQUIRED_AT: &str = "lock_acquired_at";
+pub(crate) mod state {
+    pub(crate) const CORRELATION_ID: &str = "correlation_id";
+    pub(crate) const STARTED_AT: &str = "started_at";
+    pub(crate) const MODE: &str = "mode";
+    pub(crate) const LOCK_TABLE: &str = "lock_table";
+    pub(crate) const LOCK_KEY: &str = "lock_key";
+    pub(crate) const LOCK_OWNER: &str = "lock_owner";
+    pub(crate) const LOCK_FENCE: &str = "lock_fence";
+    pub(crate) const LOCK_ACQUIRED_AT: &str = "lock_acquired_at";
     /// Set when the main step reached its end (its final card is posted): the post step does
     /// not post another.
-    pub const ENDED: &str = "ended";
+    pub(crate) const ENDED: &str = "ended";
     /// Set once the main step has released the lock itself: the post step then has nothing to do.
-    pub const LOCK_RELEASED: &str = "lock_released";
-    pub const REGION: &str = "region";
+    pub(crate) const LOCK_RELEASED: &str = "lock_released";
+    pub(crate) const REGION: &str = "region";
     /// The GitHub deployment (`github-deployment: true`), for its final status in mode lock.
-    pub const DEPLOYMENT_ID: &str = "deployment_id";
+    pub(crate) const DEPLOYMENT_ID: &str = "deployment_id";
     /// The Slack card (`channel/ts`), so the post step updates the same message.
-    pub const SLACK_CARD: &str = "slack_card";
+    pub(crate) const SLACK_CARD: &str = "slack_card";
     /// Mode lock: where the stack's event history stood when the lock was taken, so the post
     /// step can tell what the job's later steps deployed.
-    pub const STACK_BASELINE: &str = "stack_baseline";
+    pub(crate) const STACK_BASELINE: &str = "stack_baseline";
 }
 
 /// Output names, as declared in `action.yml` (a test checks the two agree).

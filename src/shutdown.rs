@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 
 /// Returns a token that is cancelled on the first SIGINT or SIGTERM. A second signal is not
 /// needed: once cancelled, the step only runs its bounded clean-up.
-pub fn install() -> std::io::Result<CancellationToken> {
+pub(crate) fn install() -> std::io::Result<CancellationToken> {
     use tokio::signal::unix::{SignalKind, signal};
     let token = CancellationToken::new();
     let mut interrupt = signal(SignalKind::interrupt())?;

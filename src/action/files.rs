@@ -71,7 +71,7 @@ impl FileCommands {
 }
 
 /// Formats one record by the runner's rules (without writing it).
-pub fn format_record(
+pub(crate) fn format_record(
     kind: &'static str,
     name: &str,
     value: &str,

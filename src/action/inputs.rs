@@ -14,7 +14,7 @@ pub struct Inputs {
 }
 
 /// The environment variable the runner uses for an input id.
-pub fn env_name(input: &str) -> String {
+pub(crate) fn env_name(input: &str) -> String {
     format!("INPUT_{}", input.replace(' ', "_").to_uppercase())
 }
 

@@ -10,8 +10,8 @@
 //! plainly and write no files, so operator commands share the code path without printing
 //! `::warning::` noise.
 
-pub mod files;
-pub mod inputs;
+pub(crate) mod files;
+pub(crate) mod inputs;
 pub mod log;
 
 pub use files::{FileCommandError, FileCommands};

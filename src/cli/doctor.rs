@@ -155,7 +155,7 @@ fn missing_env(name: &str) -> ExitCode {
     invalid(&format!("environment variable {name} is not set or empty"))
 }
 
-pub async fn run(args: DoctorArgs) -> ExitCode {
+pub(crate) async fn run(args: DoctorArgs) -> ExitCode {
     let (settings, json) = match settings(args) {
         Ok(s) => s,
         Err(code) => return code,

@@ -98,7 +98,7 @@ fn load_events(path: &Path) -> Result<Vec<StackEvent>, Failure> {
     Ok(events)
 }
 
-pub async fn run(args: EstimateArgs) -> ExitCode {
+pub(crate) async fn run(args: EstimateArgs) -> ExitCode {
     match execute(&args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(Failure(code, e)) => {

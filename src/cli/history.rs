@@ -141,7 +141,7 @@ fn registry_failure(e: &crate::registry::RegistryError) -> Failure {
     Failure(registry_exit_code(e), anyhow::anyhow!("{e}"))
 }
 
-pub async fn run(cmd: HistoryCommand) -> ExitCode {
+pub(crate) async fn run(cmd: HistoryCommand) -> ExitCode {
     let title = match &cmd {
         HistoryCommand::List { .. } => "Cannot list history",
         HistoryCommand::Export { .. } => "Cannot export history",

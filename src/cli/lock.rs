@@ -202,7 +202,7 @@ fn parse_lease(text: &str) -> Result<Duration, String> {
     Ok(lease)
 }
 
-pub async fn run(cmd: LockCommand) -> ExitCode {
+pub(crate) async fn run(cmd: LockCommand) -> ExitCode {
     let env = |name: &str| std::env::var(name).ok();
     let clock = match WallClock::from_env(&env) {
         Ok(c) => c,

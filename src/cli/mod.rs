@@ -7,13 +7,13 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-pub mod doctor;
-pub mod estimate;
-pub mod history;
-pub mod lock;
-pub mod registry;
-pub mod slack;
-pub mod watch;
+pub(crate) mod doctor;
+pub(crate) mod estimate;
+pub(crate) mod history;
+pub(crate) mod lock;
+pub(crate) mod registry;
+pub(crate) mod slack;
+pub(crate) mod watch;
 
 /// Coordinates CloudFormation deployments across workflows: a DynamoDB lease lock with a fair
 /// queue, live monitoring, Slack and history.

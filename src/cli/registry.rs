@@ -25,7 +25,7 @@ pub enum RegistryCommand {
     },
 }
 
-pub async fn run(cmd: RegistryCommand) -> ExitCode {
+pub(crate) async fn run(cmd: RegistryCommand) -> ExitCode {
     match cmd {
         RegistryCommand::Create { table, region } => {
             let config = crate::aws::load(region.as_deref()).await;

@@ -78,7 +78,7 @@ pub(super) fn secret_from_env(name: &str) -> Option<String> {
     Some(value)
 }
 
-pub async fn run(cmd: SlackCommand) -> ExitCode {
+pub(crate) async fn run(cmd: SlackCommand) -> ExitCode {
     match cmd {
         SlackCommand::Status {
             table,

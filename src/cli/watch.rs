@@ -46,7 +46,7 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
     crate::duration::parse(text).map_err(|e| e.to_string())
 }
 
-pub async fn run(args: WatchArgs) -> ExitCode {
+pub(crate) async fn run(args: WatchArgs) -> ExitCode {
     let conf = crate::aws::load(args.region.as_deref()).await;
     let client = StackClient::from_conf(&conf);
     let cancel = CancellationToken::new();
@@ -179,7 +179,7 @@ struct Running {
 
 /// What the terminal shows, built from monitor events (pure apart from the clock passed in).
 #[derive(Debug)]
-pub struct View {
+pub(crate) struct View {
     stack: String,
     status: String,
     began: Instant,
@@ -194,7 +194,7 @@ pub struct View {
 }
 
 impl View {
-    pub fn new(stack: &str) -> Self {
+    pub(crate) fn new(stack: &str) -> Self {
         Self {
             stack: clean(stack),
             status: "looking".into(),
@@ -210,7 +210,7 @@ impl View {
         }
     }
 
-    pub fn apply(&mut self, event: MonitorEvent) {
+    pub(crate) fn apply(&mut self, event: MonitorEvent) {
         match event {
             MonitorEvent::Waiting { timeout } => {
                 self.status = format!("waiting up to {} for an operation to start", human(timeout));
@@ -282,7 +282,7 @@ impl View {
     }
 
     /// The block shown in a terminal.
-    pub fn render(&self, now: Instant) -> Vec<String> {
+    pub(crate) fn render(&self, now: Instant) -> Vec<String> {
         let elapsed = now.duration_since(self.started.unwrap_or(self.began));
         let progress = if self.total > 0 {
             format!("  {}/{}", self.done, self.total)
@@ -316,7 +316,7 @@ impl View {
 
     /// The plain line for one event (no terminal): the narrator's words with the time of day,
     /// cleaned of control characters.
-    pub fn line(&self, event: &MonitorEvent) -> String {
+    pub(crate) fn line(&self, event: &MonitorEvent) -> String {
         let at = chrono::Utc::now().format("%H:%M:%S");
         format!(
             "{at} {}",

@@ -11,12 +11,12 @@
 //! step with `preflight: true`, before the lock is touched.
 
 mod probes;
-pub mod report;
-pub mod verdicts;
+pub(crate) mod report;
+pub(crate) mod verdicts;
 
 use std::time::Duration;
 
-pub use report::{Check, Report, Verdict};
+pub(crate) use report::{Report, Verdict};
 
 use crate::action::log;
 use crate::config::{Config, Mode, SlackTarget};
@@ -24,11 +24,11 @@ use crate::context::RunContext;
 
 /// How long one probe may take. Short on purpose: a doctor that hangs on a dead endpoint for
 /// the SDK's default 3 attempts of 60 s is no help, and the main step pays it on every run.
-pub const PROBE_TIMEOUT: Duration = Duration::from_secs(4);
+pub(crate) const PROBE_TIMEOUT: Duration = Duration::from_secs(4);
 
 /// What the doctor checks: the same settings as the action.
 #[derive(Debug, Clone)]
-pub struct Settings {
+pub(crate) struct Settings {
     pub stack: String,
     pub mode: Mode,
     pub table: String,
@@ -43,7 +43,7 @@ pub struct Settings {
 
 /// The GitHub side: the token and the run it should be able to read.
 #[derive(Clone, Default)]
-pub struct GitHub {
+pub(crate) struct GitHub {
     pub api_url: String,
     pub token: Option<String>,
     pub repository: Option<String>,
@@ -65,7 +65,7 @@ impl std::fmt::Debug for GitHub {
 
 impl GitHub {
     /// The run this process belongs to, from the runner's variables.
-    pub fn from_env(
+    pub(crate) fn from_env(
         api_url: &str,
         token: Option<String>,
         env: &dyn Fn(&str) -> Option<String>,
@@ -87,7 +87,7 @@ impl GitHub {
 
 impl Settings {
     /// The action's inputs, for `preflight: true`.
-    pub fn from_config(config: &Config, github: GitHub) -> Settings {
+    pub(crate) fn from_config(config: &Config, github: GitHub) -> Settings {
         Settings {
             stack: config.stack_name.clone(),
             mode: config.mode,
@@ -103,14 +103,14 @@ impl Settings {
 }
 
 /// Runs every check and returns the report (never fails: a failure is a check).
-pub async fn run(settings: &Settings) -> Report {
+pub(crate) async fn run(settings: &Settings) -> Report {
     probes::run(settings).await
 }
 
 /// `preflight: true`: runs the checks with the step's inputs, prints the report in a log group,
 /// each failure as an error annotation and each warning as a warning annotation, both with
 /// their fix. Returns false when a check failed: the step must then stop before the lock.
-pub async fn preflight(config: &Config, ctx: &RunContext) -> bool {
+pub(crate) async fn preflight(config: &Config, ctx: &RunContext) -> bool {
     let github = GitHub::from_env(&ctx.api_url, config.github_token.clone(), &|name| {
         std::env::var(name).ok()
     });

@@ -16,7 +16,7 @@ use crate::action::log;
 /// What one check concluded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "lowercase")]
-pub enum Verdict {
+pub(crate) enum Verdict {
     /// Nothing to check (Slack not configured, no stack name, an earlier check failed).
     Skip,
     Pass,
@@ -27,7 +27,7 @@ pub enum Verdict {
 }
 
 impl Verdict {
-    pub fn label(self) -> &'static str {
+    pub(crate) fn label(self) -> &'static str {
         match self {
             Verdict::Pass => "PASS",
             Verdict::Warn => "WARN",
@@ -40,7 +40,7 @@ impl Verdict {
 /// One answered question: a stable name (scripts match on it), what was found, and for a
 /// warning or a failure the one thing to change.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Check {
+pub(crate) struct Check {
     pub name: &'static str,
     pub verdict: Verdict,
     pub detail: String,
@@ -52,19 +52,27 @@ pub struct Check {
 }
 
 impl Check {
-    pub fn pass(name: &'static str, detail: impl Into<String>) -> Check {
+    pub(crate) fn pass(name: &'static str, detail: impl Into<String>) -> Check {
         Check::new(name, Verdict::Pass, detail, None)
     }
 
-    pub fn skip(name: &'static str, detail: impl Into<String>) -> Check {
+    pub(crate) fn skip(name: &'static str, detail: impl Into<String>) -> Check {
         Check::new(name, Verdict::Skip, detail, None)
     }
 
-    pub fn warn(name: &'static str, detail: impl Into<String>, fix: impl Into<String>) -> Check {
+    pub(crate) fn warn(
+        name: &'static str,
+        detail: impl Into<String>,
+        fix: impl Into<String>,
+    ) -> Check {
         Check::new(name, Verdict::Warn, detail, Some(fix.into()))
     }
 
-    pub fn fail(name: &'static str, detail: impl Into<String>, fix: impl Into<String>) -> Check {
+    pub(crate) fn fail(
+        name: &'static str,
+        detail: impl Into<String>,
+        fix: impl Into<String>,
+    ) -> Check {
         Check::new(name, Verdict::Fail, detail, Some(fix.into()))
     }
 
@@ -84,7 +92,7 @@ impl Check {
     }
 
     /// Records how long the probe behind this check took.
-    pub fn took(mut self, elapsed: Duration) -> Check {
+    pub(crate) fn took(mut self, elapsed: Duration) -> Check {
         self.elapsed_ms = u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX);
         self
     }
@@ -92,14 +100,14 @@ impl Check {
 
 /// Every check of one doctor run, in the order they are reported.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Report {
+pub(crate) struct Report {
     pub checks: Vec<Check>,
     pub elapsed: Duration,
 }
 
 /// How many checks ended with each verdict.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
-pub struct Counts {
+pub(crate) struct Counts {
     pub pass: usize,
     pub warn: usize,
     pub fail: usize,
@@ -109,11 +117,11 @@ pub struct Counts {
 impl Report {
     /// True when no check failed: the only case in which `doctor` exits 0 and a preflight
     /// lets the step continue. Warnings do not block.
-    pub fn ok(&self) -> bool {
+    pub(crate) fn ok(&self) -> bool {
         self.checks.iter().all(|c| c.verdict != Verdict::Fail)
     }
 
-    pub fn counts(&self) -> Counts {
+    pub(crate) fn counts(&self) -> Counts {
         let mut counts = Counts::default();
         for check in &self.checks {
             match check.verdict {
@@ -127,13 +135,13 @@ impl Report {
     }
 
     /// The checks with a given verdict, in report order.
-    pub fn with(&self, verdict: Verdict) -> impl Iterator<Item = &Check> {
+    pub(crate) fn with(&self, verdict: Verdict) -> impl Iterator<Item = &Check> {
         self.checks.iter().filter(move |c| c.verdict == verdict)
     }
 
     /// One line per check, `PASS  <name>  <detail>`, names aligned, then `fix: …` under each
     /// warning and failure, and a last line with the counts and the time taken.
-    pub fn to_text(&self) -> String {
+    pub(crate) fn to_text(&self) -> String {
         let width = self.checks.iter().map(|c| c.name.len()).max().unwrap_or(0);
         let mut out = String::new();
         for check in &self.checks {
@@ -168,7 +176,7 @@ impl Report {
     }
 
     /// The whole report as one JSON document (secrets redacted).
-    pub fn to_json(&self) -> String {
+    pub(crate) fn to_json(&self) -> String {
         let value = json!({
             "ok": self.ok(),
             "counts": self.counts(),

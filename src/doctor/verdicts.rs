@@ -16,14 +16,14 @@ use super::report::Check;
 
 /// Credentials that expire sooner than this get a warning: a lock wait plus a deployment
 /// easily outlasts it, and the post step must still release the lock.
-pub const EXPIRY_WARNING: Duration = Duration::from_secs(15 * 60);
+pub(crate) const EXPIRY_WARNING: Duration = Duration::from_secs(15 * 60);
 
 /// Where the policy the fixes point at lives.
 const POLICY: &str = "docs/iam-policy.json";
 
 /// Why an AWS call failed, reduced to what decides the verdict and the fix.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Fault {
+pub(crate) enum Fault {
     /// No answer: connection refused, DNS, timeout, 5xx or throttling after retries.
     Unreachable(String),
     /// The session expired.
@@ -80,7 +80,7 @@ fn common(name: &'static str, what: &str, fault: &Fault) -> Option<Check> {
     })
 }
 
-pub fn region(region: Option<&str>) -> Check {
+pub(crate) fn region(region: Option<&str>) -> Check {
     match region {
         Some(r) => Check::pass("aws-region", r),
         None => Check::fail(
@@ -93,7 +93,7 @@ pub fn region(region: Option<&str>) -> Check {
 
 /// What resolving the credentials gave.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Credentials {
+pub(crate) enum Credentials {
     /// Resolved; `expires_in` is None for long-term keys, negative once expired.
     Resolved {
         expires_in: Option<i64>,
@@ -102,7 +102,7 @@ pub enum Credentials {
     TimedOut(Duration),
 }
 
-pub fn credentials(found: &Credentials) -> Check {
+pub(crate) fn credentials(found: &Credentials) -> Check {
     const NAME: &str = "aws-credentials";
     match found {
         Credentials::Resolved { expires_in: None } => {
@@ -151,7 +151,7 @@ pub fn credentials(found: &Credentials) -> Check {
 
 /// One element of a table's key schema: attribute, HASH or RANGE, and its type (S, N, B).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct KeyElement {
+pub(crate) struct KeyElement {
     pub name: String,
     pub key_type: String,
     pub attr_type: Option<String>,
@@ -165,7 +165,7 @@ fn create_fix(table: &str, region: Option<&str>) -> String {
 }
 
 /// DescribeTable's answer: status and key schema, or the fault.
-pub fn table(
+pub(crate) fn table(
     table: &str,
     region: Option<&str>,
     found: &Result<(String, Vec<KeyElement>), Fault>,
@@ -258,7 +258,7 @@ pub fn table(
 }
 
 /// DescribeTimeToLive's answer: status and attribute.
-pub fn ttl(table: &str, found: &Result<(String, Option<String>), Fault>) -> Check {
+pub(crate) fn ttl(table: &str, found: &Result<(String, Option<String>), Fault>) -> Check {
     const NAME: &str = "registry-ttl";
     let enable = format!(
         "turn it on: `deploy-coordinator registry create --table {table}` (it completes an existing table's TTL), \
@@ -314,7 +314,7 @@ pub fn ttl(table: &str, found: &Result<(String, Option<String>), Fault>) -> Chec
 
 /// The permission probes on the table: each action with Ok when the answer proves the caller
 /// may call it (a designed-to-fail conditional write fails on its condition, after IAM).
-pub fn registry_permissions(
+pub(crate) fn registry_permissions(
     table: &str,
     region: Option<&str>,
     probes: &[(&'static str, Result<(), Fault>)],
@@ -364,7 +364,7 @@ pub fn registry_permissions(
 }
 
 /// The lock as it stands (informative: a held lock is what the lock is for).
-pub fn lock(key: &str, status: &LockStatus) -> Check {
+pub(crate) fn lock(key: &str, status: &LockStatus) -> Check {
     const NAME: &str = "lock";
     let queued = status.queue.len();
     let queue = match queued {
@@ -390,7 +390,7 @@ pub fn lock(key: &str, status: &LockStatus) -> Check {
 }
 
 /// The stack as it stands, judged for the mode the action runs in.
-pub fn stack(name: &str, mode: Mode, found: &Result<Option<StackInfo>, Fault>) -> Check {
+pub(crate) fn stack(name: &str, mode: Mode, found: &Result<Option<StackInfo>, Fault>) -> Check {
     const NAME: &str = "stack";
     let info = match found {
         Ok(info) => info,
@@ -482,7 +482,7 @@ pub fn stack(name: &str, mode: Mode, found: &Result<Option<StackInfo>, Fault>) -
 
 /// The read-only probes on CloudFormation; `NotFound` answers prove the permission (IAM
 /// decides before CloudFormation looks the stack or change set up).
-pub fn stack_permissions(mode: Mode, probes: &[(&'static str, Result<(), Fault>)]) -> Check {
+pub(crate) fn stack_permissions(mode: Mode, probes: &[(&'static str, Result<(), Fault>)]) -> Check {
     const NAME: &str = "stack-permissions";
     let denied: Vec<String> = probes
         .iter()
@@ -550,7 +550,7 @@ fn slack_transport(name: &'static str, api_url: &str, e: &SendError) -> Option<C
 }
 
 /// `auth.test`'s answer for the bot token.
-pub fn slack_auth(api_url: &str, found: &Result<Identity, SendError>) -> Check {
+pub(crate) fn slack_auth(api_url: &str, found: &Result<Identity, SendError>) -> Check {
     const NAME: &str = "slack-auth";
     match found {
         Ok(id) => Check::pass(
@@ -573,7 +573,7 @@ pub fn slack_auth(api_url: &str, found: &Result<Identity, SendError>) -> Check {
 
 /// Whether `channel` looks like a conversation ID (C…, G…, D…) rather than a name: only IDs
 /// can be looked up without listing every channel of the workspace.
-pub fn is_channel_id(channel: &str) -> bool {
+pub(crate) fn is_channel_id(channel: &str) -> bool {
     channel.len() >= 9
         && channel.starts_with(['C', 'G', 'D'])
         && channel
@@ -582,7 +582,7 @@ pub fn is_channel_id(channel: &str) -> bool {
 }
 
 /// `conversations.info`'s answer for the configured channel.
-pub fn slack_channel(
+pub(crate) fn slack_channel(
     channel: &str,
     api_url: &str,
     identity: Option<&Identity>,
@@ -653,7 +653,7 @@ pub fn slack_channel(
 }
 
 /// The channel is a name: membership cannot be checked without listing the workspace.
-pub fn slack_channel_name(channel: &str) -> Check {
+pub(crate) fn slack_channel_name(channel: &str) -> Check {
     Check::warn(
         "slack-channel",
         format!("{channel} is a channel name: only a channel ID can be checked for membership"),
@@ -662,7 +662,7 @@ pub fn slack_channel_name(channel: &str) -> Check {
 }
 
 /// A webhook probe (an empty payload): HTTP status and body.
-pub fn slack_webhook(found: &Result<(u16, String), SendError>) -> Check {
+pub(crate) fn slack_webhook(found: &Result<(u16, String), SendError>) -> Check {
     const NAME: &str = "slack-webhook";
     let renew = "create a new incoming webhook for the channel and store its URL in the secret given as slack-webhook-url";
     match found {
@@ -697,7 +697,7 @@ pub fn slack_webhook(found: &Result<(u16, String), SendError>) -> Check {
 
 /// What asking GitHub for the run gave.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum GitHubAnswer {
+pub(crate) enum GitHubAnswer {
     /// 200 with the run's status.
     Read {
         what: String,
@@ -712,7 +712,7 @@ pub enum GitHubAnswer {
 const CROSS_REPO: &str = "a lock shared with other repositories also needs a token that reads \
     their runs (GitHub App or fine-grained token with actions: read on each)";
 
-pub fn github(token_given: bool, answer: Option<&GitHubAnswer>) -> Check {
+pub(crate) fn github(token_given: bool, answer: Option<&GitHubAnswer>) -> Check {
     const NAME: &str = "github";
     if !token_given {
         return Check::warn(

@@ -3,14 +3,14 @@
 
 /// SplitMix64: tiny, fast, and seeded, so an estimate is a pure function of its inputs.
 #[derive(Debug, Clone)]
-pub struct Rng(u64);
+pub(crate) struct Rng(u64);
 
 impl Rng {
-    pub fn new(seed: u64) -> Self {
+    pub(crate) fn new(seed: u64) -> Self {
         Rng(seed)
     }
 
-    pub fn next_u64(&mut self) -> u64 {
+    pub(crate) fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
@@ -19,16 +19,16 @@ impl Rng {
     }
 
     /// Uniform in the open interval (0, 1).
-    pub fn uniform(&mut self) -> f64 {
+    pub(crate) fn uniform(&mut self) -> f64 {
         ((self.next_u64() >> 11) as f64 + 0.5) / (1u64 << 53) as f64
     }
 
-    pub fn normal(&mut self) -> f64 {
+    pub(crate) fn normal(&mut self) -> f64 {
         inv_normal_cdf(self.uniform())
     }
 
     /// Picks an index with probability proportional to `weights` (all zero: the first).
-    pub fn pick(&mut self, weights: &[f64]) -> usize {
+    pub(crate) fn pick(&mut self, weights: &[f64]) -> usize {
         let total: f64 = weights.iter().sum();
         if total <= 0.0 {
             return 0;
@@ -45,7 +45,7 @@ impl Rng {
 }
 
 /// Standard normal CDF (Abramowitz–Stegun 7.1.26 through erf; error below 1.5e-7).
-pub fn normal_cdf(z: f64) -> f64 {
+pub(crate) fn normal_cdf(z: f64) -> f64 {
     let x = z / std::f64::consts::SQRT_2;
     let t = 1.0 / (1.0 + 0.327_591_1 * x.abs());
     let poly = t
@@ -58,7 +58,7 @@ pub fn normal_cdf(z: f64) -> f64 {
 }
 
 /// Inverse standard normal CDF (Acklam's rational approximation; relative error 1.2e-9).
-pub fn inv_normal_cdf(p: f64) -> f64 {
+pub(crate) fn inv_normal_cdf(p: f64) -> f64 {
     const A: [f64; 6] = [
         -3.969_683_028_665_376e1,
         2.209_460_984_245_205e2,
@@ -116,14 +116,14 @@ const SLOW_SIGMA: f64 = 0.5;
 /// The outlier component is what lets an estimate grow sensibly when a resource has already
 /// run far past its usual time, instead of saying "almost done" forever.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct DurationModel {
+pub(crate) struct DurationModel {
     pub mu: f64,
     pub sigma: f64,
     pub slow: f64,
 }
 
 impl DurationModel {
-    pub fn from_median(median_seconds: f64, sigma: f64, slow: f64) -> Self {
+    pub(crate) fn from_median(median_seconds: f64, sigma: f64, slow: f64) -> Self {
         DurationModel {
             mu: median_seconds.max(0.5).ln(),
             sigma: sigma.max(0.05),
@@ -131,7 +131,7 @@ impl DurationModel {
         }
     }
 
-    pub fn median(&self) -> f64 {
+    pub(crate) fn median(&self) -> f64 {
         self.mu.exp()
     }
 
@@ -147,7 +147,7 @@ impl DurationModel {
     }
 
     /// P(duration > t).
-    pub fn survival(&self, t: f64) -> f64 {
+    pub(crate) fn survival(&self, t: f64) -> f64 {
         if t <= 0.0 {
             return 1.0;
         }
@@ -158,7 +158,7 @@ impl DurationModel {
     }
 
     /// The q-quantile (bisection on the mixture's CDF; 60 steps are exact enough).
-    pub fn quantile(&self, q: f64) -> f64 {
+    pub(crate) fn quantile(&self, q: f64) -> f64 {
         let (mut lo, mut hi) = (
             -10.0f64,
             self.mu + SLOW_FACTOR_LN + 12.0 * SLOW_SIGMA.max(self.sigma),
@@ -175,7 +175,7 @@ impl DurationModel {
     }
 
     /// The q-quantile of the duration given that it has already lasted `t` seconds.
-    pub fn quantile_beyond(&self, t: f64, q: f64) -> f64 {
+    pub(crate) fn quantile_beyond(&self, t: f64, q: f64) -> f64 {
         let s_t = self.survival(t);
         if t <= 0.0 || s_t >= 1.0 {
             return self.quantile(q);
@@ -202,12 +202,12 @@ impl DurationModel {
     }
 
     /// A whole duration.
-    pub fn sample(&self, rng: &mut Rng) -> f64 {
+    pub(crate) fn sample(&self, rng: &mut Rng) -> f64 {
         self.sample_flagged(rng).0
     }
 
     /// A whole duration, and whether it was drawn as a slow outlier.
-    pub fn sample_flagged(&self, rng: &mut Rng) -> (f64, bool) {
+    pub(crate) fn sample_flagged(&self, rng: &mut Rng) -> (f64, bool) {
         let [(_, mu, s), (w_slow, mu_slow, s_slow)] = self.components();
         if rng.uniform() < w_slow {
             ((mu_slow + s_slow * rng.normal()).exp(), true)
@@ -217,14 +217,14 @@ impl DurationModel {
     }
 
     /// A whole duration, given that it has already lasted `t` seconds (so at least `t`).
-    pub fn sample_beyond(&self, t: f64, rng: &mut Rng) -> f64 {
+    pub(crate) fn sample_beyond(&self, t: f64, rng: &mut Rng) -> f64 {
         self.sample_beyond_flagged(t, rng).0
     }
 
     /// [`Self::sample_beyond`], and whether the draw came from the less likely component
     /// given `t` (a slow outlier while a usual run still explains the elapsed time, or a
     /// usual run once only an outlier does).
-    pub fn sample_beyond_flagged(&self, t: f64, rng: &mut Rng) -> (f64, bool) {
+    pub(crate) fn sample_beyond_flagged(&self, t: f64, rng: &mut Rng) -> (f64, bool) {
         if t <= 0.0 {
             return self.sample_flagged(rng);
         }
@@ -255,7 +255,7 @@ impl DurationModel {
 
 /// Robust centre and spread of log-durations: median and 1.4826·MAD (a slow outlier in the
 /// history neither drags the centre nor blows up the spread).
-pub fn robust_log_stats(durations: &[f64]) -> Option<(f64, f64)> {
+pub(crate) fn robust_log_stats(durations: &[f64]) -> Option<(f64, f64)> {
     let mut logs: Vec<f64> = durations.iter().map(|d| d.max(0.5).ln()).collect();
     if logs.is_empty() {
         return None;
@@ -271,7 +271,7 @@ fn median(values: &mut [f64]) -> f64 {
 }
 
 /// The q-quantile of weighted values (sorts `values`; weights must be positive). Empty: NaN.
-pub fn weighted_quantile(values: &mut [(f64, f64)], q: f64) -> f64 {
+pub(crate) fn weighted_quantile(values: &mut [(f64, f64)], q: f64) -> f64 {
     if values.is_empty() {
         return f64::NAN;
     }
@@ -297,7 +297,7 @@ pub fn weighted_quantile(values: &mut [(f64, f64)], q: f64) -> f64 {
 
 /// Empirical q-quantile with linear interpolation (sorts `values`, unless they already are:
 /// several quantiles of the same samples sort once). Empty: NaN.
-pub fn quantile(values: &mut [f64], q: f64) -> f64 {
+pub(crate) fn quantile(values: &mut [f64], q: f64) -> f64 {
     if values.is_empty() {
         return f64::NAN;
     }

@@ -15,7 +15,7 @@ use crate::lock::LockRecord;
 use crate::stack;
 use crate::stack::client::ResourceChange;
 
-pub struct LiveEstimate {
+pub(crate) struct LiveEstimate {
     stack: String,
     history: Vec<HistoryRecord>,
     events: Vec<history::StackEvent>,
@@ -29,7 +29,7 @@ pub struct LiveEstimate {
 }
 
 impl LiveEstimate {
-    pub fn new(stack: &str, history: Vec<HistoryRecord>) -> LiveEstimate {
+    pub(crate) fn new(stack: &str, history: Vec<HistoryRecord>) -> LiveEstimate {
         LiveEstimate {
             stack: stack.to_string(),
             history,
@@ -41,20 +41,20 @@ impl LiveEstimate {
     }
 
     /// What the change set will change (mode deploy): the estimates' plan and progress total.
-    pub fn set_change_set(&mut self, changes: Vec<ResourceChange>) {
+    pub(crate) fn set_change_set(&mut self, changes: Vec<ResourceChange>) {
         self.change_set = Some(changes);
     }
 
     /// Takes an event of the followed operation. Only the root stack's: a nested stack's own
     /// "User Initiated" start would read as a new operation.
-    pub fn push(&mut self, event: &stack::Event) {
+    pub(crate) fn push(&mut self, event: &stack::Event) {
         if event.stack_name == self.stack {
             self.events.push(history::StackEvent::from(event));
         }
     }
 
     /// The estimate now; the first one is kept as the prediction.
-    pub fn estimate(&mut self, now: DateTime<Utc>) -> Option<Estimate> {
+    pub(crate) fn estimate(&mut self, now: DateTime<Utc>) -> Option<Estimate> {
         let current = history::trace(&history::events::current_operation(&self.events)?)?;
         let with_change_set = self.change_set.is_some();
         let calibrated = self
@@ -84,7 +84,7 @@ impl LiveEstimate {
 
     /// What history predicted for the whole operation, in seconds (output
     /// `estimated-duration-seconds`).
-    pub fn predicted_seconds(&self) -> Option<u64> {
+    pub(crate) fn predicted_seconds(&self) -> Option<u64> {
         self.first
             .as_ref()
             .map(|e| e.elapsed_seconds + e.remaining_seconds)
@@ -92,7 +92,7 @@ impl LiveEstimate {
 
     /// The operation's history record, once it has ended, with what history predicted for it
     /// and how long the run queued for the lock first.
-    pub fn record(
+    pub(crate) fn record(
         &self,
         correlation_id: &str,
         lock_wait: Option<Duration>,
@@ -104,7 +104,7 @@ impl LiveEstimate {
     }
 
     /// How long an operation on this stack usually takes (polls faster near the end).
-    pub fn usual_duration(&self) -> Option<Duration> {
+    pub(crate) fn usual_duration(&self) -> Option<Duration> {
         estimate::typical_duration(&self.history, &self.stack, None)
             .map(|r| Duration::from_secs_f64(r.median_seconds.max(0.0)))
     }
@@ -112,7 +112,7 @@ impl LiveEstimate {
     /// A waiter's ETA: the holder's remaining time (from its stack's history and how long it
     /// has held the lock) plus a usual operation for each ticket ahead. The holder's elapsed
     /// time comes from its own clock: an ETA is for people, never for decisions.
-    pub fn queue_eta(
+    pub(crate) fn queue_eta(
         &self,
         holder: Option<&LockRecord>,
         ahead: usize,

@@ -33,17 +33,17 @@
 //! depended on it). With no comparable run, in-progress resources use their type's model and
 //! the rest falls back to a generic prior, with low confidence.
 
-pub mod calibrate;
-pub mod changes;
-pub mod dist;
+pub(crate) mod calibrate;
+pub(crate) mod changes;
+pub(crate) mod dist;
 pub mod eval;
 mod fallback;
-pub mod live;
-pub mod model;
-pub mod offline;
+pub(crate) mod live;
+pub(crate) mod model;
+pub(crate) mod offline;
 mod prepared;
 pub mod priors;
-pub mod queue;
+pub(crate) mod queue;
 mod rollback;
 mod sim;
 mod whole;
@@ -250,15 +250,6 @@ impl Estimate {
                 Confidence::Low => "low",
             },
         )
-    }
-
-    /// The remaining time as a range, for the queue ETA of waiters behind this operation.
-    pub fn remaining_range(&self) -> DurationRange {
-        DurationRange {
-            low_seconds: self.remaining_low_seconds as f64,
-            median_seconds: self.remaining_seconds as f64,
-            high_seconds: self.remaining_high_seconds as f64,
-        }
     }
 }
 

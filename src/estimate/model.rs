@@ -10,7 +10,7 @@ use super::priors;
 use crate::history::record::{HistoryRecord, Operation, Outcome, ResourceTiming, seconds_between};
 
 /// Prior probability that a resource run is a slow outlier (about 1 in 25).
-pub const SLOW_OUTLIER: f64 = 0.04;
+pub(crate) const SLOW_OUTLIER: f64 = 0.04;
 
 /// Prior weight (in runs) of the type-level centre against a resource's own durations: the
 /// own history takes over after one run, since one stack's database is not the average one.
@@ -23,7 +23,7 @@ const MIN_TYPE_SIGMA: f64 = 0.25;
 
 /// Where a duration model came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Source {
+pub(crate) enum Source {
     /// This resource's own past runs (how many).
     Resource(usize),
     /// Resources of the same type, in any stack (how many).
@@ -55,7 +55,7 @@ type Fitted = (String, bool, DurationModel, Source);
 
 /// Durations seen in history, by resource and by type.
 #[derive(Debug, Default)]
-pub struct Knowledge {
+pub(crate) struct Knowledge {
     own: ByName,
     undo: ByName,
     types: ByName,
@@ -74,7 +74,7 @@ impl Knowledge {
     /// `history` may hold any stacks: resources of `stack` give per-resource durations, all of
     /// them give per-type durations. Cancelled runs are left out (their resources were cut
     /// short); failed and rolled-back runs still tell how long their COMPLETE resources took.
-    pub fn new(history: &[HistoryRecord], stack: &str) -> Self {
+    pub(crate) fn new(history: &[HistoryRecord], stack: &str) -> Self {
         let mut k = Knowledge::default();
         for record in history {
             k.add(record, stack);
@@ -83,7 +83,7 @@ impl Knowledge {
     }
 
     /// Learns one more record (replaying history in order adds them one by one).
-    pub fn add(&mut self, record: &HistoryRecord, stack: &str) {
+    pub(crate) fn add(&mut self, record: &HistoryRecord, stack: &str) {
         if record.outcome == Outcome::Cancelled {
             return;
         }
@@ -104,12 +104,12 @@ impl Knowledge {
         }
     }
 
-    pub fn has_own(&self, logical_id: &str, action: &str) -> bool {
+    pub(crate) fn has_own(&self, logical_id: &str, action: &str) -> bool {
         lookup(&self.own, logical_id, action).is_some()
     }
 
     /// The duration model of one resource doing `action` (`undo`: during a rollback).
-    pub fn model(
+    pub(crate) fn model(
         &self,
         logical_id: &str,
         resource_type: &str,
@@ -197,7 +197,7 @@ impl Knowledge {
 
 /// One resource of a past run, and what it waited for.
 #[derive(Debug, Clone)]
-pub struct Node {
+pub(crate) struct Node {
     pub logical_id: String,
     pub resource_type: String,
     pub action: String,
@@ -212,13 +212,12 @@ pub struct Node {
 
 /// The shape of one past run: its resources in start order with their triggers.
 #[derive(Debug, Clone)]
-pub struct Plan {
+pub(crate) struct Plan {
     pub nodes: Vec<Node>,
     /// Node indices by logical id (see [`Plan::find`]).
     ids: HashMap<String, Vec<usize>>,
     /// From the last resource's completion to the stack's.
     pub tail: f64,
-    pub total: f64,
 }
 
 /// A resource may start this long before its trigger's recorded completion (timestamps from
@@ -229,7 +228,7 @@ const TRIGGER_TOLERANCE: f64 = 2.0;
 /// dependencies completes, so the resource that completed last before it started is the one
 /// it waited for. The true dependency graph may have more edges, but only the last one to
 /// finish decides when a resource starts, which is what an estimate needs.
-pub fn infer_parents(
+pub(crate) fn infer_parents(
     items: &[(f64, Option<f64>)], // (start, finish) seconds from the operation start
 ) -> Vec<(Option<usize>, f64)> {
     let mut order: Vec<usize> = (0..items.len()).collect();
@@ -261,7 +260,7 @@ pub fn infer_parents(
 
 impl Plan {
     /// The node of `logical_id` doing `action`, if the run had it.
-    pub fn find(&self, logical_id: &str, action: &str) -> Option<usize> {
+    pub(crate) fn find(&self, logical_id: &str, action: &str) -> Option<usize> {
         self.ids
             .get(logical_id)?
             .iter()
@@ -270,11 +269,11 @@ impl Plan {
     }
 
     /// Whether the run worked on `logical_id` doing `action`.
-    pub fn has(&self, logical_id: &str, action: &str) -> bool {
+    pub(crate) fn has(&self, logical_id: &str, action: &str) -> bool {
         self.find(logical_id, action).is_some()
     }
 
-    pub fn from_record(record: &HistoryRecord) -> Plan {
+    pub(crate) fn from_record(record: &HistoryRecord) -> Plan {
         let mut resources: Vec<&ResourceTiming> = record.forward_resources().collect();
         resources.sort_by_key(|r| r.started_at);
         let at = |t| seconds_between(record.started_at, t);
@@ -306,18 +305,17 @@ impl Plan {
             nodes,
             ids,
             tail: (record.seconds() - last).max(0.0),
-            total: record.seconds(),
         }
     }
 }
 
 /// At most this many past runs serve as plans (the newest): enough variety, and a stack's
 /// template drifts over time.
-pub const MAX_PLANS: usize = 20;
+pub(crate) const MAX_PLANS: usize = 20;
 
 /// Successful runs of the same operation on the same stack, newest first: the runs that show
 /// what this one will do. Failed and cancelled runs end early and would mislead.
-pub fn comparable_runs<'a>(
+pub(crate) fn comparable_runs<'a>(
     history: &'a [HistoryRecord],
     stack: &str,
     operation: Operation,

@@ -16,7 +16,7 @@ use crate::history::events::{StackEvent, Trace, records_from_history, split_oper
 use crate::history::record::{HistoryRecord, Operation, Outcome};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Offline {
+pub(crate) enum Offline {
     /// Events were given but none starts an operation.
     NoOperation { events: usize },
     /// Only a change set, and it does not say which stack (nor does the history).
@@ -25,7 +25,7 @@ pub enum Offline {
 
 /// `history`: exported records; `events`: describe-stack-events output (empty when only a
 /// change set is given).
-pub fn estimate_offline(
+pub(crate) fn estimate_offline(
     mut history: Vec<HistoryRecord>,
     events: &[StackEvent],
     change_set: Option<&ChangeSetFile>,

@@ -31,7 +31,7 @@ pub(crate) struct Prepared<'a> {
 }
 
 impl<'a> Prepared<'a> {
-    pub fn new(
+    pub(super) fn new(
         history: &[&'a HistoryRecord],
         knowledge: &'a Knowledge,
         stack: &str,
@@ -43,7 +43,7 @@ impl<'a> Prepared<'a> {
     }
 
     /// `plan_of` gives a record's plan (the calibration caches them).
-    pub fn with_plans(
+    pub(super) fn with_plans(
         history: &[&'a HistoryRecord],
         knowledge: &'a Knowledge,
         stack: &str,
@@ -91,7 +91,7 @@ impl<'a> Prepared<'a> {
 
     /// The estimate, with `samples` simulated futures; calibrated when `options` carries a
     /// calibration and the run is one the calibration has seen the like of.
-    pub fn estimate(
+    pub(super) fn estimate(
         &self,
         current: &Trace,
         now: DateTime<Utc>,
@@ -106,7 +106,7 @@ impl<'a> Prepared<'a> {
     }
 
     /// The per-resource model's estimate and what the duration-level models say.
-    pub fn parts(
+    pub(super) fn parts(
         &self,
         current: &Trace,
         now: DateTime<Utc>,

@@ -75,7 +75,7 @@ impl Futures {
     /// resources carries a few per cent of that risk, which belongs in the high bound, but
     /// counted in the median it makes every ordinary run look late. Too few typical futures:
     /// all of them.
-    pub fn quantiles(&mut self) -> (f64, f64, f64) {
+    pub(super) fn quantiles(&mut self) -> (f64, f64, f64) {
         let p10 = quantile(&mut self.samples, 0.1);
         let p90 = quantile(&mut self.samples, 0.9);
         let p50 = if self.typical.len() * 4 >= self.samples.len() {
@@ -130,7 +130,7 @@ pub(crate) struct Sim<'a> {
 }
 
 impl<'a> Sim<'a> {
-    pub fn new(knowledge: &'a Knowledge, now: f64, seed: u64, samples: usize) -> Self {
+    pub(super) fn new(knowledge: &'a Knowledge, now: f64, seed: u64, samples: usize) -> Self {
         Sim {
             knowledge,
             now,
@@ -164,7 +164,7 @@ impl<'a> Sim<'a> {
     /// spread of whole runs ([`RUN_SPREAD`]). Each deviation is capped at two spreads from the
     /// median deviation, so one slow outlier does not make the whole run "slow", while a run
     /// where everything is slow is recognised as such.
-    pub fn learn_speed(&mut self, forward: &[Seen]) {
+    pub(super) fn learn_speed(&mut self, forward: &[Seen]) {
         let deviations: Vec<(f64, f64)> = forward
             .iter()
             .filter_map(|s| {
@@ -194,7 +194,7 @@ impl<'a> Sim<'a> {
     }
 
     /// Without a change set: each past run's plan, weighted by how well it explains this run.
-    pub fn with_plans(&mut self, plans: &[Rc<Plan>], forward: &[Seen]) -> Futures {
+    pub(super) fn with_plans(&mut self, plans: &[Rc<Plan>], forward: &[Seen]) -> Futures {
         let seen = index(forward);
         let started = forward.len() as f64;
         let mut scenarios = Vec::with_capacity(plans.len());
@@ -236,7 +236,7 @@ impl<'a> Sim<'a> {
 
     /// With a change set: exactly its work, in the shape past runs (`donors`, any operation of
     /// the stack) lend it.
-    pub fn with_change_set(
+    pub(super) fn with_change_set(
         &mut self,
         donors: &[Rc<Plan>],
         work: &[Work],

@@ -517,7 +517,7 @@ pub(crate) mod tests {
     }
 
     impl Stack {
-        pub fn new(name: &str) -> Self {
+        pub(crate) fn new(name: &str) -> Self {
             Stack {
                 name: name.into(),
                 t0: "2026-01-14T12:00:00Z".parse().unwrap(),
@@ -552,21 +552,28 @@ pub(crate) mod tests {
             });
         }
 
-        pub fn stack(&mut self, at: i64, status: &str, reason: &str) {
+        pub(crate) fn stack(&mut self, at: i64, status: &str, reason: &str) {
             let name = self.name.clone();
             self.push(at, &name, STACK_TYPE, status, reason);
         }
 
-        pub fn res(&mut self, at: i64, logical: &str, rtype: &str, status: &str) {
+        pub(crate) fn res(&mut self, at: i64, logical: &str, rtype: &str, status: &str) {
             self.push(at, logical, rtype, status, "");
         }
 
-        pub fn res_reason(&mut self, at: i64, logical: &str, rtype: &str, status: &str, why: &str) {
+        pub(crate) fn res_reason(
+            &mut self,
+            at: i64,
+            logical: &str,
+            rtype: &str,
+            status: &str,
+            why: &str,
+        ) {
             self.push(at, logical, rtype, status, why);
         }
 
         /// Newest first, as describe-stack-events prints them.
-        pub fn cli_order(&self) -> Vec<StackEvent> {
+        pub(crate) fn cli_order(&self) -> Vec<StackEvent> {
             self.events.iter().rev().cloned().collect()
         }
     }

@@ -7,7 +7,7 @@
 
 use chrono::{DateTime, SecondsFormat, TimeDelta, Utc};
 
-pub const SKEW_ENV: &str = "DEPLOY_COORDINATOR_CLOCK_SKEW";
+pub(crate) const SKEW_ENV: &str = "DEPLOY_COORDINATOR_CLOCK_SKEW";
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct WallClock {

@@ -23,13 +23,13 @@ use crate::registry::item::{Item, get_n, get_s, n, s};
 
 /// The longest freeze accepted: long enough for a holiday freeze, short enough that a typo
 /// (`--for 3000h`) does not stop deployments for months.
-pub const MAX_FREEZE: Duration = Duration::from_secs(90 * 86_400);
+pub(crate) const MAX_FREEZE: Duration = Duration::from_secs(90 * 86_400);
 
 /// Longest reason kept: it is shown in logs, annotations and Slack cards.
-pub const MAX_REASON_CHARS: usize = 500;
+pub(crate) const MAX_REASON_CHARS: usize = 500;
 
 /// The owner-like label of a freeze in logs and status: `freeze:<who>`.
-pub fn label(by: &str) -> String {
+pub(crate) fn label(by: &str) -> String {
     format!("freeze:{by}")
 }
 
@@ -183,7 +183,7 @@ impl Freeze {
 
 /// Who is freezing: `--by`, else GITHUB_ACTOR inside Actions, else USER@host, as a lock
 /// holder is described.
-pub fn freezer(by: Option<&str>, env: &dyn Fn(&str) -> Option<String>) -> String {
+pub(crate) fn freezer(by: Option<&str>, env: &dyn Fn(&str) -> Option<String>) -> String {
     if let Some(by) = by.map(str::trim).filter(|b| !b.is_empty()) {
         return by.to_string();
     }

@@ -9,13 +9,13 @@
 //! keeps growing.
 
 mod acquire;
-pub mod clock;
-pub mod freeze;
+pub(crate) mod clock;
+pub(crate) mod freeze;
 mod heartbeat;
 pub mod liveness;
 mod ops;
-pub mod record;
-pub mod staleness;
+pub(crate) mod record;
+pub(crate) mod staleness;
 mod store;
 
 pub use acquire::{

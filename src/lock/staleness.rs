@@ -14,13 +14,13 @@ use super::record::QueueTicket;
 
 /// Remembers, per item, the version last seen and since when (on our clock) it has not changed.
 #[derive(Debug, Default)]
-pub struct VersionWatch {
+pub(crate) struct VersionWatch {
     seen: HashMap<String, (String, Instant)>,
 }
 
 impl VersionWatch {
     /// Records an observation and returns how long this version has been seen unchanged.
-    pub fn observe(&mut self, id: &str, version: &str, now: Instant) -> Duration {
+    pub(crate) fn observe(&mut self, id: &str, version: &str, now: Instant) -> Duration {
         match self.seen.get_mut(id) {
             Some((v, since)) if v == version => now.saturating_duration_since(*since),
             Some(entry) => {
@@ -35,14 +35,14 @@ impl VersionWatch {
     }
 
     /// Forgets items that are gone, so the map does not grow with the queue's history.
-    pub fn retain(&mut self, keep: impl Fn(&str) -> bool) {
+    pub(crate) fn retain(&mut self, keep: impl Fn(&str) -> bool) {
         self.seen.retain(|id, _| keep(id));
     }
 }
 
 /// The queue from one waiter's point of view.
 #[derive(Debug, Default)]
-pub struct QueueView {
+pub(crate) struct QueueView {
     /// Live tickets, oldest first (ours included).
     pub live: Vec<QueueTicket>,
     /// Tickets unchanged for a whole ticket lease: their waiters are gone. Skipped, and deleted
@@ -60,7 +60,7 @@ impl QueueView {
     /// Sorts tickets into live, stale and leftover. Our own ticket (`mine`) is always live (we
     /// are evidently alive); a ticket of an owner in `had_lock` (the holder, the last holder of
     /// a free lock) is a leftover: it must not block the queue.
-    pub fn build(
+    pub(crate) fn build(
         tickets: Vec<QueueTicket>,
         mine: Option<&str>,
         had_lock: &[&str],
@@ -89,7 +89,7 @@ impl QueueView {
     }
 
     /// 0-based number of live tickets ahead of ours; `None` if ours is not in the queue.
-    pub fn ahead_of(&self, mine: &str) -> Option<usize> {
+    pub(crate) fn ahead_of(&self, mine: &str) -> Option<usize> {
         self.live.iter().position(|t| t.sk == mine)
     }
 }

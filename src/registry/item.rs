@@ -4,19 +4,19 @@ use std::collections::HashMap;
 
 use aws_sdk_dynamodb::types::AttributeValue;
 
-pub type Item = HashMap<String, AttributeValue>;
+pub(crate) type Item = HashMap<String, AttributeValue>;
 
-pub fn s(value: impl Into<String>) -> AttributeValue {
+pub(crate) fn s(value: impl Into<String>) -> AttributeValue {
     AttributeValue::S(value.into())
 }
 
-pub fn n(value: impl ToString) -> AttributeValue {
+pub(crate) fn n(value: impl ToString) -> AttributeValue {
     AttributeValue::N(value.to_string())
 }
 
 /// The primary key of an item (partition `pk`, sort `sk`): what GetItem and DeleteItem take,
 /// and the start of every item written.
-pub fn key(pk: &str, sk: &str) -> Item {
+pub(crate) fn key(pk: &str, sk: &str) -> Item {
     let mut item = Item::new();
     item.insert(super::keys::PARTITION_KEY.into(), s(pk));
     item.insert(super::keys::SORT_KEY.into(), s(sk));
@@ -24,14 +24,14 @@ pub fn key(pk: &str, sk: &str) -> Item {
 }
 
 /// A string attribute, if present and a string.
-pub fn get_s<'a>(item: &'a Item, name: &str) -> Option<&'a str> {
+pub(crate) fn get_s<'a>(item: &'a Item, name: &str) -> Option<&'a str> {
     item.get(name)
         .and_then(|v| v.as_s().ok())
         .map(String::as_str)
 }
 
 /// A number attribute parsed as `T`, if present and well-formed.
-pub fn get_n<T: std::str::FromStr>(item: &Item, name: &str) -> Option<T> {
+pub(crate) fn get_n<T: std::str::FromStr>(item: &Item, name: &str) -> Option<T> {
     item.get(name)
         .and_then(|v| v.as_n().ok())
         .and_then(|v| v.parse().ok())
@@ -39,13 +39,13 @@ pub fn get_n<T: std::str::FromStr>(item: &Item, name: &str) -> Option<T> {
 
 /// Inserts a string attribute when the value is present (DynamoDB refuses empty keys, and an
 /// absent attribute reads better than an empty one).
-pub fn put_opt_s(item: &mut Item, name: &str, value: Option<&str>) {
+pub(crate) fn put_opt_s(item: &mut Item, name: &str, value: Option<&str>) {
     if let Some(v) = value.filter(|v| !v.is_empty()) {
         item.insert(name.to_string(), s(v));
     }
 }
 
-pub fn put_opt_n<T: ToString>(item: &mut Item, name: &str, value: Option<T>) {
+pub(crate) fn put_opt_n<T: ToString>(item: &mut Item, name: &str, value: Option<T>) {
     if let Some(v) = value {
         item.insert(name.to_string(), n(v));
     }

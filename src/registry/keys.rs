@@ -3,32 +3,32 @@
 //! whole queue.
 
 /// The table's partition key attribute (a string): the lock key, or the stack for history.
-pub const PARTITION_KEY: &str = "pk";
+pub(crate) const PARTITION_KEY: &str = "pk";
 /// The table's sort key attribute (a string): what the item is (`LOCK`, `QUEUE#…`, `HIST#…`).
-pub const SORT_KEY: &str = "sk";
+pub(crate) const SORT_KEY: &str = "sk";
 
 /// Sort key of the lock item. It is never deleted (release leaves a "free" tombstone), because
 /// it carries the fence counter, which must never go back.
-pub const LOCK: &str = "LOCK";
+pub(crate) const LOCK: &str = "LOCK";
 /// Prefix of queue tickets: `QUEUE#<enqueued ms, 13 digits>#<correlation ID>`.
-pub const QUEUE_PREFIX: &str = "QUEUE#";
+pub(crate) const QUEUE_PREFIX: &str = "QUEUE#";
 /// Prefix of audit records (force-unlock, takeover): `AUDIT#<ms>#<what>`.
-pub const AUDIT_PREFIX: &str = "AUDIT#";
+pub(crate) const AUDIT_PREFIX: &str = "AUDIT#";
 
 /// Sort key of a queue ticket. Zero-padded so that the table's string order is FIFO order.
-pub fn queue_ticket(enqueued_ms: u64, correlation_id: &str) -> String {
+pub(crate) fn queue_ticket(enqueued_ms: u64, correlation_id: &str) -> String {
     format!("{QUEUE_PREFIX}{enqueued_ms:013}#{correlation_id}")
 }
 
 /// Reads the enqueue time back from a ticket's sort key.
-pub fn parse_queue_ticket(sk: &str) -> Option<(u64, &str)> {
+pub(crate) fn parse_queue_ticket(sk: &str) -> Option<(u64, &str)> {
     let rest = sk.strip_prefix(QUEUE_PREFIX)?;
     let (ms, id) = rest.split_once('#')?;
     Some((ms.parse().ok()?, id))
 }
 
 /// Sort key of an audit record.
-pub fn audit(at_ms: u64, what: &str) -> String {
+pub(crate) fn audit(at_ms: u64, what: &str) -> String {
     format!("{AUDIT_PREFIX}{at_ms:013}#{what}")
 }
 

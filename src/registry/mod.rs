@@ -4,8 +4,8 @@
 //! the items mean belongs to the modules that write them (`crate::lock`, history, Slack).
 
 mod error;
-pub mod item;
-pub mod keys;
+pub(crate) mod item;
+pub(crate) mod keys;
 
 use std::time::Duration;
 

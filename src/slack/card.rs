@@ -203,7 +203,7 @@ pub struct Card {
 }
 
 /// The AWS console page of a stack, in the right partition (aws, aws-cn, aws-us-gov).
-pub fn console_url(region: &str, stack: &str) -> String {
+pub(crate) fn console_url(region: &str, stack: &str) -> String {
     let host = if region.starts_with("cn-") {
         format!("{region}.console.amazonaws.cn")
     } else if region.starts_with("us-gov-") {
@@ -218,7 +218,7 @@ pub fn console_url(region: &str, stack: &str) -> String {
 }
 
 /// A text progress bar: `▰▰▰▱▱▱▱▱▱▱ 30%`. Clamped: a count past the total shows 100%.
-pub fn progress_bar(done: u32, total: u32, width: usize) -> String {
+pub(crate) fn progress_bar(done: u32, total: u32, width: usize) -> String {
     if total == 0 {
         return format!("{} 0%", "▱".repeat(width));
     }

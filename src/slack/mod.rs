@@ -8,12 +8,12 @@
 //! - [`deadletter`]: what could not be delivered, kept in the registry table for `slack retry`.
 
 pub mod blocks;
-pub mod card;
+pub(crate) mod card;
 pub mod client;
 pub mod deadletter;
-pub mod live;
-pub mod mrkdwn;
-pub mod notifier;
+pub(crate) mod live;
+pub(crate) mod mrkdwn;
+pub(crate) mod notifier;
 
 pub use card::{Card, FailedResource, Holder, Outcome, Phase, PhaseKind, RootCause, ThreadEvent};
 pub use live::LiveCard;

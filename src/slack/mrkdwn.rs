@@ -8,7 +8,7 @@
 
 /// Escapes the three characters Slack's mrkdwn gives a meaning to (and only those, as Slack's
 /// documentation says: escaping more would show up literally).
-pub fn escape(text: &str) -> String {
+pub(crate) fn escape(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
         match c {
@@ -24,7 +24,7 @@ pub fn escape(text: &str) -> String {
 /// Text for a `plain_text` object (headers): Slack does not parse links or mentions there, but
 /// it does not decode entities either, so the three special characters are dropped instead of
 /// escaped (headers only carry names, where they have no business anyway).
-pub fn plain(text: &str) -> String {
+pub(crate) fn plain(text: &str) -> String {
     text.chars()
         .filter(|c| !matches!(c, '&' | '<' | '>'))
         .map(|c| if c.is_control() { ' ' } else { c })
@@ -34,7 +34,7 @@ pub fn plain(text: &str) -> String {
 /// A link we build: `<url|label>`. The label is escaped; characters that would end the link
 /// early (`|`, `>`, `<`, spaces) are percent-encoded in the URL and `&` becomes `&amp;` as
 /// Slack requires.
-pub fn link(url: &str, label: &str) -> String {
+pub(crate) fn link(url: &str, label: &str) -> String {
     let mut safe_url = String::with_capacity(url.len());
     for c in url.chars() {
         match c {
@@ -53,7 +53,7 @@ pub fn link(url: &str, label: &str) -> String {
 }
 
 /// Percent-encodes a URL query/fragment component (RFC 3986 unreserved characters stay).
-pub fn url_encode(text: &str) -> String {
+pub(crate) fn url_encode(text: &str) -> String {
     let mut out = String::with_capacity(text.len() * 3);
     for b in text.bytes() {
         if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
@@ -69,7 +69,7 @@ pub fn url_encode(text: &str) -> String {
 /// `here`, `@channel`, a user ID (`U…`/`W…`), a user group ID (`S…`), or Slack's own syntax
 /// (`<@U123>`, `<!subteam^S123>`). Anything else is shown as escaped text: a name Slack
 /// cannot resolve would not notify anyone, and raw `<...>` from elsewhere must stay inert.
-pub fn mention(input: &str) -> String {
+pub(crate) fn mention(input: &str) -> String {
     let t = input.trim();
     let bare = t.trim_start_matches('@');
     let is_id = |s: &str, first: &[char]| {
@@ -112,7 +112,7 @@ pub fn mention(input: &str) -> String {
 /// Cuts `text` (already mrkdwn) to at most `max` characters, ending with `…` when cut. Never
 /// leaves half an entity (`&am`) or half a link (`<https://x|lab`) behind: an unfinished one is
 /// dropped whole, so a cut can neither break the message nor revive escaped text.
-pub fn truncate(text: &str, max: usize) -> String {
+pub(crate) fn truncate(text: &str, max: usize) -> String {
     if text.chars().count() <= max {
         return text.to_string();
     }
@@ -138,7 +138,7 @@ pub fn truncate(text: &str, max: usize) -> String {
 }
 
 /// Cuts plain text to `max` characters (for `plain_text` objects).
-pub fn truncate_plain(text: &str, max: usize) -> String {
+pub(crate) fn truncate_plain(text: &str, max: usize) -> String {
     if text.chars().count() <= max {
         return text.to_string();
     }
@@ -151,7 +151,7 @@ pub fn truncate_plain(text: &str, max: usize) -> String {
 }
 
 /// The first line of a commit message, for one-line display.
-pub fn first_line(text: &str) -> &str {
+pub(crate) fn first_line(text: &str) -> &str {
     text.lines().next().unwrap_or("").trim()
 }
 

@@ -93,25 +93,31 @@ impl Stage {
 
 /// The candidates seen so far; [`Causes::best`] is the cause.
 #[derive(Debug, Clone, Default)]
-pub struct Causes {
+pub(crate) struct Causes {
     best: Option<(CauseSource, DateTime<Utc>, Cause)>,
     leftovers: Vec<Leftover>,
 }
 
 impl Causes {
     /// The cause, if anything failed or the stack said why it rolled back.
-    pub fn best(&self) -> Option<&Cause> {
+    pub(crate) fn best(&self) -> Option<&Cause> {
         self.best.as_ref().map(|(_, _, c)| c)
     }
 
-    pub fn leftovers(&self) -> &[Leftover] {
+    pub(crate) fn leftovers(&self) -> &[Leftover] {
         &self.leftovers
     }
 
     /// Considers one event of the operation. `prefix`: the nested stack's path ("" for the
     /// root); `stage`: the stage its stack was in when the event was written; `root`: the
     /// event is on the root stack. True when the cause changed.
-    pub fn consider(&mut self, event: &Event, prefix: &str, stage: Stage, root: bool) -> bool {
+    pub(crate) fn consider(
+        &mut self,
+        event: &Event,
+        prefix: &str,
+        stage: Stage,
+        root: bool,
+    ) -> bool {
         let path = path_of(event, prefix);
         if event.is_stack_level() {
             return self.consider_stack_event(event, (!root).then_some(path), root);

@@ -32,7 +32,7 @@ use super::status;
 
 /// What the chain says about one event.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Verdict {
+pub(crate) enum Verdict {
     /// Part of the chain. `released`: events held back earlier that this one brought in,
     /// to be applied right after it, in their order.
     Ours { released: Vec<Event> },
@@ -50,7 +50,7 @@ const MAX_HELD: usize = 1_000;
 
 /// One stack's operation chain. See the module docs for the rules.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct Chain {
+pub(crate) struct Chain {
     /// The chain's ClientRequestToken: ours when we started the operation, else learned from
     /// its first event.
     token: Option<String>,
@@ -63,7 +63,7 @@ pub struct Chain {
 impl Chain {
     /// A chain that starts with `first`, the operation's first stack-level event. `token`: our
     /// ClientRequestToken when we started the operation.
-    pub fn starting_with(first: &Event, token: Option<&str>) -> Chain {
+    pub(crate) fn starting_with(first: &Event, token: Option<&str>) -> Chain {
         let mut chain = Chain {
             token: token
                 .map(str::to_string)
@@ -75,12 +75,12 @@ impl Chain {
     }
 
     /// The chain's OperationIds, in the order they joined (forward operation first).
-    pub fn operations(&self) -> &[String] {
+    pub(crate) fn operations(&self) -> &[String] {
         &self.operations
     }
 
     /// Classifies an event of this chain's stack (see the module docs).
-    pub fn classify(&mut self, event: &Event) -> Verdict {
+    pub(crate) fn classify(&mut self, event: &Event) -> Verdict {
         let ours = Verdict::Ours {
             released: Vec::new(),
         };

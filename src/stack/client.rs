@@ -97,7 +97,7 @@ impl fmt::Display for ClientError {
 }
 
 /// Classifies an SDK error (pure: also used by tests on hand-built codes).
-pub fn classify(code: Option<&str>, message: &str, http_status: Option<u16>) -> ErrorKind {
+pub(crate) fn classify(code: Option<&str>, message: &str, http_status: Option<u16>) -> ErrorKind {
     match code {
         Some(
             "Throttling"
@@ -179,7 +179,7 @@ fn is_unsupported(e: &ClientError) -> bool {
 }
 
 /// The HTTP status of a raw response, whatever its type.
-pub trait HttpStatus {
+pub(crate) trait HttpStatus {
     fn status_code(&self) -> u16;
 }
 
@@ -297,7 +297,7 @@ fn time(t: Option<&aws_smithy_types::DateTime>) -> Option<DateTime<Utc>> {
 }
 
 /// Converts an SDK event; None for an event without the fields every event has.
-pub fn convert_event(e: &aws_sdk_cloudformation::types::StackEvent) -> Option<Event> {
+pub(crate) fn convert_event(e: &aws_sdk_cloudformation::types::StackEvent) -> Option<Event> {
     Some(Event {
         event_id: e.event_id()?.to_string(),
         stack_id: e.stack_id().unwrap_or_default().to_string(),

@@ -23,7 +23,7 @@ use super::tracker::Matcher;
 use crate::config::{Config, Template};
 
 /// CloudFormation's limit for an inline template body.
-pub const MAX_TEMPLATE_BODY: usize = 51_200;
+pub(crate) const MAX_TEMPLATE_BODY: usize = 51_200;
 
 /// The longest a token or change set name may be.
 const MAX_NAME: usize = 128;
@@ -82,13 +82,13 @@ fn restricted(correlation_id: &str, max: usize) -> String {
 }
 
 /// The change set's name: readable in the console, one per run.
-pub fn change_set_name(correlation_id: &str) -> String {
+pub(crate) fn change_set_name(correlation_id: &str) -> String {
     restricted(correlation_id, MAX_NAME)
 }
 
 /// Our ClientRequestToken: the correlation ID plus a random part, so a correlation ID reused
 /// by hand can never make CloudFormation take a new execution for a retry of an old one.
-pub fn client_request_token(correlation_id: &str) -> String {
+pub(crate) fn client_request_token(correlation_id: &str) -> String {
     let random = uuid::Uuid::new_v4().simple().to_string();
     format!(
         "{}-{}",
@@ -98,7 +98,7 @@ pub fn client_request_token(correlation_id: &str) -> String {
 }
 
 /// Whether a failed change set only says there was nothing to change.
-pub fn is_empty_change_set(reason: &str) -> bool {
+pub(crate) fn is_empty_change_set(reason: &str) -> bool {
     reason.contains("didn't contain changes")
         || reason.contains("did not contain changes")
         || reason.contains("No updates are to be performed")
@@ -106,7 +106,7 @@ pub fn is_empty_change_set(reason: &str) -> bool {
 
 /// What to do with the stack as it is.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Plan {
+pub(crate) enum Plan {
     Create,
     Update,
     /// A first create failed and rolled back: it can only be deleted, then created again.
@@ -116,7 +116,7 @@ pub enum Plan {
 }
 
 /// Decides between CREATE and UPDATE from the stack's status (pure).
-pub fn plan(stack: &str, info: Option<&StackInfo>) -> Result<Plan, StackError> {
+pub(crate) fn plan(stack: &str, info: Option<&StackInfo>) -> Result<Plan, StackError> {
     let Some(info) = info else {
         return Ok(Plan::Create);
     };
@@ -146,12 +146,12 @@ pub fn plan(stack: &str, info: Option<&StackInfo>) -> Result<Plan, StackError> {
 /// Asked just before ExecuteChangeSet, the one step of a deployment that cannot be taken
 /// back: `Err(why)` and nothing is executed (the change set is deleted, the result says why).
 /// The main step proves there that it still holds the deployment lock.
-pub trait BeforeExecute: Send + Sync {
+pub(crate) trait BeforeExecute: Send + Sync {
     fn check(&self) -> std::pin::Pin<Box<dyn Future<Output = Result<(), String>> + Send + '_>>;
 }
 
 /// No check: execute when the change set is ready.
-pub struct ExecuteFreely;
+pub(crate) struct ExecuteFreely;
 
 impl BeforeExecute for ExecuteFreely {
     fn check(&self) -> std::pin::Pin<Box<dyn Future<Output = Result<(), String>> + Send + '_>> {
@@ -174,7 +174,7 @@ where
 }
 
 /// [`deploy`], asking `before_execute` just before ExecuteChangeSet.
-pub async fn deploy_checked<F>(
+pub(crate) async fn deploy_checked<F>(
     client: &StackClient,
     req: &DeployRequest,
     settings: &MonitorSettings,

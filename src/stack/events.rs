@@ -13,14 +13,14 @@ use serde::{Deserialize, Serialize};
 use super::status;
 
 /// The resource type of a nested stack, and of a stack's own events.
-pub const STACK_TYPE: &str = "AWS::CloudFormation::Stack";
+pub(crate) const STACK_TYPE: &str = "AWS::CloudFormation::Stack";
 
 /// A nested stack's events start after its parent's resource event; the tolerance covers
 /// timestamps written by different CloudFormation workers.
 pub(crate) const NESTED_TOLERANCE: TimeDelta = TimeDelta::seconds(1);
 
 /// See [`Event::identity`]; also for events in the AWS CLI's shape (`history::StackEvent`).
-pub fn identity(
+pub(crate) fn identity(
     event_id: &str,
     timestamp: DateTime<Utc>,
     status: &str,
@@ -126,21 +126,22 @@ pub(crate) mod tests {
     use crate::stack::cursor::{Cursor, Scan};
     use crate::stack::tracker::{Tracker, Update};
 
-    pub const ROOT: &str = "arn:aws:cloudformation:us-east-1:123456789012:stack/app/1";
-    pub const CHILD: &str = "arn:aws:cloudformation:us-east-1:123456789012:stack/app-Net-X/2";
+    pub(crate) const ROOT: &str = "arn:aws:cloudformation:us-east-1:123456789012:stack/app/1";
+    pub(crate) const CHILD: &str =
+        "arn:aws:cloudformation:us-east-1:123456789012:stack/app-Net-X/2";
 
     /// Builds events the way CloudFormation writes them; `t` is seconds after a fixed moment.
-    pub struct Ev {
+    pub(crate) struct Ev {
         pub n: u32,
     }
 
-    pub fn at(t: f64) -> DateTime<Utc> {
+    pub(crate) fn at(t: f64) -> DateTime<Utc> {
         DateTime::<Utc>::from_timestamp_millis(1_767_225_600_000 + (t * 1000.0) as i64)
             .unwrap_or_default()
     }
 
     impl Ev {
-        pub fn new() -> Self {
+        pub(crate) fn new() -> Self {
             Self { n: 0 }
         }
 
@@ -149,7 +150,7 @@ pub(crate) mod tests {
             format!("ev-{:04}", self.n)
         }
 
-        pub fn stack(&mut self, t: f64, status: &str, reason: Option<&str>) -> Event {
+        pub(crate) fn stack(&mut self, t: f64, status: &str, reason: Option<&str>) -> Event {
             Event {
                 event_id: self.next_id(),
                 stack_id: ROOT.into(),
@@ -166,7 +167,13 @@ pub(crate) mod tests {
             }
         }
 
-        pub fn res(&mut self, t: f64, logical: &str, status: &str, reason: Option<&str>) -> Event {
+        pub(crate) fn res(
+            &mut self,
+            t: f64,
+            logical: &str,
+            status: &str,
+            reason: Option<&str>,
+        ) -> Event {
             Event {
                 event_id: self.next_id(),
                 stack_id: ROOT.into(),
@@ -184,7 +191,7 @@ pub(crate) mod tests {
         }
 
         /// The parent's resource for the nested stack `Net`.
-        pub fn nested_res(
+        pub(crate) fn nested_res(
             &mut self,
             t: f64,
             status: &str,
@@ -198,7 +205,7 @@ pub(crate) mod tests {
         }
 
         /// An event inside the nested stack.
-        pub fn child(
+        pub(crate) fn child(
             &mut self,
             t: f64,
             logical: &str,
@@ -216,13 +223,13 @@ pub(crate) mod tests {
         }
     }
 
-    pub fn newest_first(events: &[Event]) -> Vec<Event> {
+    pub(crate) fn newest_first(events: &[Event]) -> Vec<Event> {
         let mut v = events.to_vec();
         v.reverse();
         v
     }
 
-    pub fn read(cursor: &mut Cursor, pages: &[Vec<Event>]) -> Vec<Event> {
+    pub(crate) fn read(cursor: &mut Cursor, pages: &[Vec<Event>]) -> Vec<Event> {
         let mut batch = Vec::new();
         for page in pages {
             if cursor.scan_page(page, &mut batch) == Scan::Done {
@@ -232,11 +239,11 @@ pub(crate) mod tests {
         cursor.finish(batch)
     }
 
-    pub fn ids(events: &[Event]) -> Vec<String> {
+    pub(crate) fn ids(events: &[Event]) -> Vec<String> {
         events.iter().map(|e| e.event_id.clone()).collect()
     }
 
-    pub fn feed(tracker: &mut Tracker, events: &[Event]) -> Vec<Update> {
+    pub(crate) fn feed(tracker: &mut Tracker, events: &[Event]) -> Vec<Update> {
         events
             .iter()
             .flat_map(|e| {
@@ -249,7 +256,7 @@ pub(crate) mod tests {
             .collect()
     }
 
-    pub fn finished(updates: &[Update]) -> Option<String> {
+    pub(crate) fn finished(updates: &[Update]) -> Option<String> {
         updates.iter().find_map(|u| match u {
             Update::Finished(e) => Some(e.status.clone()),
             _ => None,

@@ -6,14 +6,14 @@
 //! AWS: [`client`]. On top of them: [`guard`] (wait while someone else deploys), [`deploy`]
 //! (mode `deploy`) and [`monitor`] (follow an operation; modes `monitor` and `lock`).
 
-pub mod cause;
-pub mod chain;
-pub mod client;
-pub mod cursor;
-pub mod deploy;
-pub mod events;
-pub mod guard;
-pub mod monitor;
+pub(crate) mod cause;
+pub(crate) mod chain;
+pub(crate) mod client;
+pub(crate) mod cursor;
+pub(crate) mod deploy;
+pub(crate) mod events;
+pub(crate) mod guard;
+pub(crate) mod monitor;
 pub mod planner;
 pub mod poll;
 pub mod result;

@@ -146,7 +146,7 @@ pub enum StackError {
 
 /// Where the followed operation is found.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Start {
+pub(crate) enum Start {
     /// The operation running now (read back to its first event).
     Current,
     /// The first operation after this point.
@@ -155,7 +155,7 @@ pub enum Start {
 
 /// What to follow and for how long.
 #[derive(Debug, Clone)]
-pub struct Follow {
+pub(crate) struct Follow {
     pub stack: String,
     pub start: Start,
     pub matcher: Matcher,
@@ -204,7 +204,7 @@ impl Supervisor {
 
 /// Follows one operation to its end. Errors: credentials, permissions and an exhausted
 /// restart budget; every other end is a [`StackResult`].
-pub async fn follow<F>(
+pub(crate) async fn follow<F>(
     client: &StackClient,
     follow: Follow,
     settings: &MonitorSettings,

@@ -15,14 +15,14 @@ use crate::stack::StackResult;
 use crate::stack::status::{ResourceClass, classify_resource};
 
 /// Most tasks drawn: the chart stays readable and far below mermaid's 50,000 characters.
-pub const MAX_TASKS: usize = 100;
+pub(crate) const MAX_TASKS: usize = 100;
 
 /// Longest task or section name, in characters.
 const MAX_NAME: usize = 60;
 
 /// A chart and what it left out.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Chart {
+pub(crate) struct Chart {
     /// The mermaid text, without the ``` fences.
     pub text: String,
     pub shown: usize,
@@ -47,7 +47,7 @@ struct Bar<'a> {
 }
 
 /// The chart of `result`'s resources, or None when no resource has a start time.
-pub fn chart(stack_name: &str, result: &StackResult, max_tasks: usize) -> Option<Chart> {
+pub(crate) fn chart(stack_name: &str, result: &StackResult, max_tasks: usize) -> Option<Chart> {
     let operation_end = result
         .finished_at
         .or_else(|| latest(&result.resources))
@@ -184,7 +184,7 @@ const KEYWORDS_ALONE: &[&str] = &["gantt", "inclusiveenddates", "topaxis"];
 /// Makes untrusted text a safe mermaid task, section or title name: only characters that no
 /// lexer rule treats specially, one line, at most [`MAX_NAME`] characters, never empty, never
 /// starting like a keyword or a date.
-pub fn name(raw: &str) -> String {
+pub(crate) fn name(raw: &str) -> String {
     let mut out = String::new();
     let mut last_space = true;
     for c in raw.chars() {

@@ -5,11 +5,11 @@
 //! cell. Everything untrusted goes through [`text`] (or [`url_or_text`]).
 
 /// Longest untrusted text in one place: a CloudFormation reason can be 4 KB, outputs too.
-pub const MAX_CELL_CHARS: usize = 500;
+pub(crate) const MAX_CELL_CHARS: usize = 500;
 
 /// Escapes `raw` for inline Markdown (a table cell or a paragraph), on one line, at most
 /// `max` characters (then `…`).
-pub fn text(raw: &str, max: usize) -> String {
+pub(crate) fn text(raw: &str, max: usize) -> String {
     let mut out = String::with_capacity(raw.len().min(max) + 16);
     let mut last_space = false;
     for (count, c) in raw.chars().enumerate() {
@@ -44,7 +44,7 @@ pub fn text(raw: &str, max: usize) -> String {
 
 /// An http(s) URL as a Markdown autolink when it is plain enough to be one safely; anything
 /// else as escaped text.
-pub fn url_or_text(raw: &str, max: usize) -> String {
+pub(crate) fn url_or_text(raw: &str, max: usize) -> String {
     let value = raw.trim();
     let plain = (value.starts_with("https://") || value.starts_with("http://"))
         && value.len() <= 2048

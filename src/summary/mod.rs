@@ -7,8 +7,8 @@
 //! for Markdown and HTML ([`markdown`]) or for mermaid ([`gantt::name`]), and the whole stays far
 //! below the runner's 1 MiB limit, also for a 500-resource nested stack.
 
-pub mod gantt;
-pub mod markdown;
+pub(crate) mod gantt;
+pub(crate) mod markdown;
 pub mod mermaid;
 
 use std::time::Duration;

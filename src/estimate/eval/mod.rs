@@ -12,8 +12,8 @@
 //! Used by `examples/estimate_eval.rs` (the full run in docs/performance.md) and
 //! `tests/estimate_eval.rs` (a smaller run that guards the goals). Deterministic for a seed.
 
-pub mod engine;
-pub mod families;
+pub(crate) mod engine;
+pub(crate) mod families;
 mod ours;
 pub mod real;
 mod report;

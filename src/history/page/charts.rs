@@ -15,8 +15,8 @@ use crate::estimate::fmt_secs;
 use crate::history::HistoryRecord;
 
 /// The page's layout width for full-width charts, and for the two side by side.
-pub const WIDE: f64 = 940.0;
-pub const HALF: f64 = 462.0;
+pub(crate) const WIDE: f64 = 940.0;
+pub(crate) const HALF: f64 = 462.0;
 
 /// What a point's tooltip says about its deployment, first line.
 fn describe(r: &HistoryRecord) -> String {
@@ -31,7 +31,7 @@ fn describe(r: &HistoryRecord) -> String {
 
 /// Deployments over time: duration, outcome colour, the estimate's P10–P90 band where the
 /// action recorded one, and the median of successful runs.
-pub fn durations(out: &mut String, s: &StackStats) {
+pub(crate) fn durations(out: &mut String, s: &StackStats) {
     let frame = Frame::new(WIDE, 300.0);
     let times: Vec<_> = s.records.iter().map(|r| r.started_at).collect();
     let (t0, t1) = time_domain(&times);
@@ -146,7 +146,7 @@ pub fn durations(out: &mut String, s: &StackStats) {
 }
 
 /// Trend in words and as a CSS class: `+25 %` slower lately, `−10 %` faster.
-pub fn trend_text(trend: Option<f64>) -> (String, &'static str) {
+pub(crate) fn trend_text(trend: Option<f64>) -> (String, &'static str) {
     let Some(t) = trend else {
         return ("too few runs".into(), "flat");
     };
@@ -162,7 +162,7 @@ pub fn trend_text(trend: Option<f64>) -> (String, &'static str) {
 
 /// The slowest resources: median bar with a P90 tick on a shared axis, the trend (newer half
 /// of its runs against the older half) and a sparkline of every run.
-pub fn resources(out: &mut String, s: &StackStats) {
+pub(crate) fn resources(out: &mut String, s: &StackStats) {
     let rows = &s.resources;
     let row_h = 30.0;
     let frame = Frame {
@@ -288,7 +288,7 @@ fn resource_row(
 
 /// Estimated against actual: one point per judged deployment, its [low, high] range as a
 /// horizontal whisker, and the diagonal where the estimate was exact.
-pub fn accuracy(out: &mut String, s: &StackStats, a: &Accuracy) {
+pub(crate) fn accuracy(out: &mut String, s: &StackStats, a: &Accuracy) {
     let frame = Frame::new(HALF, 380.0);
     let top = a
         .judged
@@ -352,7 +352,7 @@ pub fn accuracy(out: &mut String, s: &StackStats, a: &Accuracy) {
 }
 
 /// Lock waits over time, as stems from zero, with the median and 90th percentile marked.
-pub fn waits(out: &mut String, s: &StackStats, w: &Waits, spread: &Spread) {
+pub(crate) fn waits(out: &mut String, s: &StackStats, w: &Waits, spread: &Spread) {
     let frame = Frame::new(HALF, 380.0);
     let times: Vec<_> = w.recorded.iter().map(|(r, _)| r.started_at).collect();
     let (t0, t1) = time_domain(&times);

@@ -11,10 +11,10 @@
 //! - [`page`]: the page around them;
 //! - [`sample`]: realistic generated records (demo, tests, performance figures).
 
-pub mod charts;
-pub mod html;
+pub(crate) mod charts;
+pub(crate) mod html;
 pub mod sample;
-pub mod stats;
-pub mod svg;
+pub(crate) mod stats;
+pub(crate) mod svg;
 
 pub use html::{PageOptions, render};

@@ -8,11 +8,11 @@ use crate::estimate::dist::quantile;
 use crate::history::{HistoryRecord, Outcome, PredictedDuration, ResourceTiming};
 
 /// How many of the slowest resources a stack's section shows.
-pub const TOP_RESOURCES: usize = 8;
+pub(crate) const TOP_RESOURCES: usize = 8;
 
 /// Median, 90th percentile and maximum of some values (none when there are none).
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Spread {
+pub(crate) struct Spread {
     pub count: usize,
     pub median: f64,
     pub p90: f64,
@@ -20,7 +20,7 @@ pub struct Spread {
 }
 
 impl Spread {
-    pub fn of(values: &[f64]) -> Option<Spread> {
+    pub(crate) fn of(values: &[f64]) -> Option<Spread> {
         if values.is_empty() {
             return None;
         }
@@ -36,14 +36,14 @@ impl Spread {
 
 /// One completed run of a resource, in the order of the stack's deployments.
 #[derive(Debug, Clone, PartialEq)]
-pub struct ResourceRun<'a> {
+pub(crate) struct ResourceRun<'a> {
     pub record: &'a HistoryRecord,
     pub seconds: f64,
 }
 
 /// A resource among the slowest of its stack.
 #[derive(Debug, Clone)]
-pub struct ResourceStats<'a> {
+pub(crate) struct ResourceStats<'a> {
     pub logical_id: &'a str,
     pub resource_type: &'a str,
     pub runs: Vec<ResourceRun<'a>>,
@@ -55,7 +55,7 @@ pub struct ResourceStats<'a> {
 
 /// Estimated against actual, for one successful deployment with a recorded estimate.
 #[derive(Debug, Clone, Copy)]
-pub struct Judged<'a> {
+pub(crate) struct Judged<'a> {
     pub record: &'a HistoryRecord,
     pub estimate: PredictedDuration,
     pub actual: f64,
@@ -64,7 +64,7 @@ pub struct Judged<'a> {
 
 /// How the estimates recorded by the action compare with what happened.
 #[derive(Debug, Clone)]
-pub struct Accuracy<'a> {
+pub(crate) struct Accuracy<'a> {
     /// Successful deployments with an estimate. Others are not judged: a rollback or a
     /// cancellation does not take the time the deployment was estimated to take.
     pub judged: Vec<Judged<'a>>,
@@ -81,7 +81,7 @@ pub struct Accuracy<'a> {
 
 /// Lock waits recorded by the action.
 #[derive(Debug, Clone)]
-pub struct Waits<'a> {
+pub(crate) struct Waits<'a> {
     pub recorded: Vec<(&'a HistoryRecord, f64)>,
     pub missing: usize,
     pub spread: Option<Spread>,
@@ -91,7 +91,7 @@ pub struct Waits<'a> {
 
 /// Everything the report shows for one stack.
 #[derive(Debug, Clone)]
-pub struct StackStats<'a> {
+pub(crate) struct StackStats<'a> {
     pub stack: &'a str,
     /// Oldest first (by start).
     pub records: Vec<&'a HistoryRecord>,
@@ -107,7 +107,7 @@ pub struct StackStats<'a> {
 }
 
 /// Groups records by stack (sorted by name), each oldest first.
-pub fn by_stack(records: &[HistoryRecord]) -> Vec<StackStats<'_>> {
+pub(crate) fn by_stack(records: &[HistoryRecord]) -> Vec<StackStats<'_>> {
     let mut groups: BTreeMap<&str, Vec<&HistoryRecord>> = BTreeMap::new();
     for r in records {
         groups.entry(r.stack.as_str()).or_default().push(r);
@@ -156,7 +156,10 @@ fn stack_stats<'a>(stack: &'a str, records: Vec<&'a HistoryRecord>) -> StackStat
 /// The resources with the longest median duration, over their completed runs in the
 /// deployment itself (a rollback's undoing and a failed or cancelled run are not how long the
 /// resource takes).
-pub fn slowest_resources<'a>(records: &[&'a HistoryRecord], top: usize) -> Vec<ResourceStats<'a>> {
+pub(crate) fn slowest_resources<'a>(
+    records: &[&'a HistoryRecord],
+    top: usize,
+) -> Vec<ResourceStats<'a>> {
     let mut runs: BTreeMap<&str, (&str, Vec<ResourceRun<'a>>)> = BTreeMap::new();
     for record in records {
         for r in record.forward_resources().filter(|r| r.completed()) {
@@ -201,14 +204,14 @@ pub fn slowest_resources<'a>(records: &[&'a HistoryRecord], top: usize) -> Vec<R
 
 /// The root cause: the deployment's first resource to fail (resources cancelled because of it
 /// fail later).
-pub fn first_failure(record: &HistoryRecord) -> Option<&ResourceTiming> {
+pub(crate) fn first_failure(record: &HistoryRecord) -> Option<&ResourceTiming> {
     record
         .forward_resources()
         .filter(|r| r.status.ends_with("_FAILED"))
         .min_by_key(|r| r.finished_at)
 }
 
-pub fn accuracy<'a>(records: &[&'a HistoryRecord]) -> Accuracy<'a> {
+pub(crate) fn accuracy<'a>(records: &[&'a HistoryRecord]) -> Accuracy<'a> {
     let judged: Vec<Judged<'a>> = records
         .iter()
         .filter(|r| r.outcome == Outcome::Succeeded)
@@ -244,7 +247,7 @@ pub fn accuracy<'a>(records: &[&'a HistoryRecord]) -> Accuracy<'a> {
     }
 }
 
-pub fn waits<'a>(records: &[&'a HistoryRecord]) -> Waits<'a> {
+pub(crate) fn waits<'a>(records: &[&'a HistoryRecord]) -> Waits<'a> {
     let recorded: Vec<(&'a HistoryRecord, f64)> = records
         .iter()
         .filter_map(|r| {

@@ -9,7 +9,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 
 /// Escapes text for HTML and SVG, in element content and in attribute values alike (both
 /// quotes too): stack names, logical IDs and correlation IDs come from users.
-pub fn esc(text: &str) -> String {
+pub(crate) fn esc(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
         match c {
@@ -28,7 +28,7 @@ pub fn esc(text: &str) -> String {
 
 /// A linear map from data values to pixels.
 #[derive(Debug, Clone, Copy)]
-pub struct Scale {
+pub(crate) struct Scale {
     d0: f64,
     d1: f64,
     r0: f64,
@@ -37,7 +37,7 @@ pub struct Scale {
 
 impl Scale {
     /// A zero-width domain (one value) is widened so it maps to the middle, never to NaN.
-    pub fn new(domain: (f64, f64), range: (f64, f64)) -> Scale {
+    pub(crate) fn new(domain: (f64, f64), range: (f64, f64)) -> Scale {
         let (mut d0, mut d1) = domain;
         if (d1 - d0).abs() < 1e-9 {
             d0 -= 1.0;
@@ -51,14 +51,14 @@ impl Scale {
         }
     }
 
-    pub fn at(&self, v: f64) -> f64 {
+    pub(crate) fn at(&self, v: f64) -> f64 {
         self.r0 + (v - self.d0) / (self.d1 - self.d0) * (self.r1 - self.r0)
     }
 }
 
 /// The plot area of a chart inside its margins.
 #[derive(Debug, Clone, Copy)]
-pub struct Frame {
+pub(crate) struct Frame {
     pub width: f64,
     pub height: f64,
     pub left: f64,
@@ -71,7 +71,7 @@ impl Frame {
     /// A chart of the given size with room for a y axis' labels on the left, an x axis'
     /// labels and title below, and half of the last x label ("10 min", centred on its tick)
     /// on the right.
-    pub fn new(width: f64, height: f64) -> Frame {
+    pub(crate) fn new(width: f64, height: f64) -> Frame {
         Frame {
             width,
             height,
@@ -82,18 +82,18 @@ impl Frame {
         }
     }
 
-    pub fn x_scale(&self, domain: (f64, f64)) -> Scale {
+    pub(crate) fn x_scale(&self, domain: (f64, f64)) -> Scale {
         Scale::new(domain, (self.left, self.right))
     }
 
-    pub fn y_scale(&self, domain: (f64, f64)) -> Scale {
+    pub(crate) fn y_scale(&self, domain: (f64, f64)) -> Scale {
         Scale::new(domain, (self.bottom, self.top))
     }
 }
 
 /// Opens an `<svg>` element with its accessible title (shown as a tooltip too) and a
 /// description of what it shows; the caller closes it with `</svg>`.
-pub fn open(out: &mut String, chart: &str, frame: &Frame, title: &str, desc: &str) {
+pub(crate) fn open(out: &mut String, chart: &str, frame: &Frame, title: &str, desc: &str) {
     let _ = write!(
         out,
         "<svg class=\"chart\" data-chart=\"{chart}\" xmlns=\"http://www.w3.org/2000/svg\" \
@@ -113,7 +113,7 @@ const DURATION_STEPS: [f64; 17] = [
 ];
 
 /// Ticks from 0 to at least `max` seconds, about `target` of them, on a readable step.
-pub fn duration_ticks(max: f64, target: usize) -> Vec<f64> {
+pub(crate) fn duration_ticks(max: f64, target: usize) -> Vec<f64> {
     let max = if max.is_finite() && max > 0.0 {
         max
     } else {
@@ -130,7 +130,7 @@ pub fn duration_ticks(max: f64, target: usize) -> Vec<f64> {
 }
 
 /// A tick label for a duration: `0`, `45 s`, `5 min`, `1 h`, `1 h 30`.
-pub fn duration_label(seconds: f64) -> String {
+pub(crate) fn duration_label(seconds: f64) -> String {
     let s = seconds.round() as i64;
     match s {
         0 => "0".into(),
@@ -146,7 +146,7 @@ pub fn duration_label(seconds: f64) -> String {
 const TIME_STEPS_HOURS: [i64; 11] = [1, 3, 6, 12, 24, 48, 72, 168, 336, 720, 2160];
 
 /// About `target` ticks between two instants, on whole hours or days (UTC), with labels.
-pub fn time_ticks(
+pub(crate) fn time_ticks(
     from: DateTime<Utc>,
     to: DateTime<Utc>,
     target: usize,
@@ -181,7 +181,7 @@ pub fn time_ticks(
 
 /// The horizontal extent of a time axis: the records' span, padded so the first and last
 /// points are not drawn on the axes.
-pub fn time_domain(times: &[DateTime<Utc>]) -> (DateTime<Utc>, DateTime<Utc>) {
+pub(crate) fn time_domain(times: &[DateTime<Utc>]) -> (DateTime<Utc>, DateTime<Utc>) {
     let (Some(lo), Some(hi)) = (times.iter().min(), times.iter().max()) else {
         let now = DateTime::<Utc>::UNIX_EPOCH;
         return (now, now + TimeDelta::hours(1));
@@ -191,12 +191,12 @@ pub fn time_domain(times: &[DateTime<Utc>]) -> (DateTime<Utc>, DateTime<Utc>) {
 }
 
 /// Seconds since the epoch, as an x coordinate's domain value.
-pub fn ts(t: DateTime<Utc>) -> f64 {
+pub(crate) fn ts(t: DateTime<Utc>) -> f64 {
     t.timestamp_millis() as f64 / 1000.0
 }
 
 /// A y axis: grid lines, labelled ticks and the axis title (rotated).
-pub fn y_axis(
+pub(crate) fn y_axis(
     out: &mut String,
     frame: &Frame,
     y: &Scale,
@@ -232,7 +232,13 @@ pub fn y_axis(
 }
 
 /// An x axis: tick marks with labels at the given positions (data values) and the title.
-pub fn x_axis(out: &mut String, frame: &Frame, x: &Scale, ticks: &[(f64, String)], title: &str) {
+pub(crate) fn x_axis(
+    out: &mut String,
+    frame: &Frame,
+    x: &Scale,
+    ticks: &[(f64, String)],
+    title: &str,
+) {
     out.push_str("<g class=\"axis x\">");
     for (v, text) in ticks {
         let px = x.at(*v);
