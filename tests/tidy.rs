@@ -16,7 +16,10 @@ fn sources(dir: &Path, out: &mut Vec<PathBuf>) {
 
 fn all_sources() -> Vec<PathBuf> {
     let mut files = Vec::new();
-    sources(&Path::new(env!("CARGO_MANIFEST_DIR")).join("src"), &mut files);
+    sources(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("src"),
+        &mut files,
+    );
     files.sort();
     files
 }
@@ -32,7 +35,10 @@ fn every_module_starts_with_a_doc_comment() {
                 .starts_with("//!")
         })
         .collect();
-    assert!(missing.is_empty(), "modules without a `//!` first line: {missing:?}");
+    assert!(
+        missing.is_empty(),
+        "modules without a `//!` first line: {missing:?}"
+    );
 }
 
 #[test]
@@ -41,5 +47,8 @@ fn no_module_file_stands_beside_its_folder() {
         .into_iter()
         .filter(|f| f.with_extension("").is_dir())
         .collect();
-    assert!(beside.is_empty(), "use x/mod.rs instead of x.rs beside x/: {beside:?}");
+    assert!(
+        beside.is_empty(),
+        "use x/mod.rs instead of x.rs beside x/: {beside:?}"
+    );
 }
