@@ -163,7 +163,109 @@ impl Config {
             )
         })?;
         validate_stack_name(stack_name)?;
+        let deploy = DeployInputs::parse(inputs, workspace)?;
+        let mode = deploy.mode;
+        let role_arn = inputs
+            .get("role-arn")
+            .map(|r| validate_role_arn(r).map(|()| r.to_string()))
+            .transpose()?;
 
+        let environment = inputs.get("environment").map(str::to_string);
+        if let Some(env) = &environment
+            && (env.len() > 255 || env.chars().any(char::is_control))
+        {
+            return Err(bad(
+                "environment",
+                "must be at most 255 characters without control characters",
+            ));
+        }
+        let lock = LockInputs::parse(inputs, mode, stack_name, environment.as_deref())?;
+        let deploy_timeout = duration_input(inputs, "deploy-timeout")?;
+        let start_timeout = duration_input(inputs, "start-timeout")?;
+        for (name, value) in [
+            ("deploy-timeout", deploy_timeout),
+            ("start-timeout", start_timeout),
+        ] {
+            if value.is_zero() {
+                let name: &'static str = name;
+                return Err(bad(name, "must be longer than 0s"));
+            }
+        }
+
+        let slack = parse_slack(inputs)?;
+        let slack_mention_on_failure = inputs.get("slack-mention-on-failure").map(str::to_string);
+        if slack_mention_on_failure.is_some() && slack == SlackTarget::None {
+            return Err(bad(
+                "slack-mention-on-failure",
+                "needs Slack: set slack-bot-token and slack-channel, or slack-webhook-url",
+            ));
+        }
+        let slack_api_url = value(inputs, "slack-api-url")
+            .unwrap_or_default()
+            .trim_end_matches('/')
+            .to_string();
+        if !(slack_api_url.starts_with("https://") || slack_api_url.starts_with("http://")) {
+            return Err(bad(
+                "slack-api-url",
+                format!("{slack_api_url:?} is not an http(s) URL"),
+            ));
+        }
+
+        let github_token = inputs.get("github-token").map(str::to_string);
+        let github_deployment = bool_input(inputs, "github-deployment")?;
+        let fail_on_empty_changeset = bool_input(inputs, "fail-on-empty-changeset")?;
+
+        let correlation_id = inputs.get("correlation-id").map(str::to_string);
+        if let Some(id) = &correlation_id {
+            correlation::validate(id).map_err(|e| bad("correlation-id", e.to_string()))?;
+        }
+        let aws_region = inputs.get("aws-region").map(str::to_string);
+        if let Some(region) = &aws_region {
+            validate_region(region)?;
+        }
+        let preflight = bool_input(inputs, "preflight")?;
+
+        Ok(Config {
+            stack_name: stack_name.to_string(),
+            mode,
+            template: deploy.template,
+            parameters: deploy.parameters,
+            capabilities: deploy.capabilities,
+            tags: deploy.tags,
+            role_arn,
+            fail_on_empty_changeset,
+            environment,
+            lock_key: lock.lock_key,
+            registry_table: lock.registry_table,
+            lock_timeout: lock.lock_timeout,
+            lock_lease: lock.lock_lease,
+            on_registry_unavailable: lock.on_registry_unavailable,
+            on_freeze: lock.on_freeze,
+            deploy_timeout,
+            start_timeout,
+            slack,
+            slack_mention_on_failure,
+            slack_api_url,
+            github_token,
+            github_deployment,
+            correlation_id,
+            aws_region,
+            preflight,
+        })
+    }
+}
+
+/// The mode and what only mode deploy uses: which inputs make sense depends on the mode.
+struct DeployInputs {
+    mode: Mode,
+    template: Option<Template>,
+    parameters: Vec<(String, String)>,
+    tags: Vec<(String, String)>,
+    capabilities: Vec<String>,
+}
+
+impl DeployInputs {
+    fn parse(inputs: &Inputs, workspace: &std::path::Path) -> Result<DeployInputs, InputError> {
         let template = inputs
             .get("template")
             .map(|t| parse_template(t, workspace))
@@ -230,25 +332,37 @@ impl Config {
                 }
             }
         }
-        let role_arn = inputs
-            .get("role-arn")
-            .map(|r| validate_role_arn(r).map(|()| r.to_string()))
-            .transpose()?;
+        Ok(DeployInputs {
+            mode,
+            template,
+            parameters,
+            tags,
+            capabilities,
+        })
+    }
+}
 
-        let environment = inputs.get("environment").map(str::to_string);
-        if let Some(env) = &environment
-            && (env.len() > 255 || env.chars().any(char::is_control))
-        {
-            return Err(bad(
-                "environment",
-                "must be at most 255 characters without control characters",
-            ));
-        }
+/// The lock's inputs: its key (default the environment, else the stack), the registry, the
+/// wait, the lease (default per mode) and what to do when the registry is down or frozen.
+struct LockInputs {
+    lock_key: String,
+    registry_table: String,
+    lock_timeout: Duration,
+    lock_lease: Duration,
+    on_registry_unavailable: OnRegistryUnavailable,
+    on_freeze: crate::lock::OnFreeze,
+}
+
+impl LockInputs {
+    fn parse(
+        inputs: &Inputs,
+        mode: Mode,
+        stack_name: &str,
+        environment: Option<&str>,
+    ) -> Result<LockInputs, InputError> {
         let lock_key = match inputs.get("lock-key") {
             Some(key) => key.to_string(),
-            None => environment
-                .clone()
-                .unwrap_or_else(|| stack_name.to_string()),
+            None => environment.unwrap_or(stack_name).to_string(),
         };
         validate_lock_key(&lock_key)?;
 
@@ -283,77 +397,13 @@ impl Config {
         let on_freeze =
             crate::lock::OnFreeze::parse(value(inputs, "on-freeze").unwrap_or_default())
                 .map_err(|e| bad("on-freeze", e))?;
-        let deploy_timeout = duration_input(inputs, "deploy-timeout")?;
-        let start_timeout = duration_input(inputs, "start-timeout")?;
-        for (name, value) in [
-            ("deploy-timeout", deploy_timeout),
-            ("start-timeout", start_timeout),
-        ] {
-            if value.is_zero() {
-                let name: &'static str = name;
-                return Err(bad(name, "must be longer than 0s"));
-            }
-        }
-
-        let slack = parse_slack(inputs)?;
-        let slack_mention_on_failure = inputs.get("slack-mention-on-failure").map(str::to_string);
-        if slack_mention_on_failure.is_some() && slack == SlackTarget::None {
-            return Err(bad(
-                "slack-mention-on-failure",
-                "needs Slack: set slack-bot-token and slack-channel, or slack-webhook-url",
-            ));
-        }
-        let slack_api_url = value(inputs, "slack-api-url")
-            .unwrap_or_default()
-            .trim_end_matches('/')
-            .to_string();
-        if !(slack_api_url.starts_with("https://") || slack_api_url.starts_with("http://")) {
-            return Err(bad(
-                "slack-api-url",
-                format!("{slack_api_url:?} is not an http(s) URL"),
-            ));
-        }
-
-        let github_token = inputs.get("github-token").map(str::to_string);
-        let github_deployment = bool_input(inputs, "github-deployment")?;
-        let fail_on_empty_changeset = bool_input(inputs, "fail-on-empty-changeset")?;
-
-        let correlation_id = inputs.get("correlation-id").map(str::to_string);
-        if let Some(id) = &correlation_id {
-            correlation::validate(id).map_err(|e| bad("correlation-id", e.to_string()))?;
-        }
-        let aws_region = inputs.get("aws-region").map(str::to_string);
-        if let Some(region) = &aws_region {
-            validate_region(region)?;
-        }
-        let preflight = bool_input(inputs, "preflight")?;
-
-        Ok(Config {
-            stack_name: stack_name.to_string(),
-            mode,
-            template,
-            parameters,
-            capabilities,
-            tags,
-            role_arn,
-            fail_on_empty_changeset,
-            environment,
+        Ok(LockInputs {
             lock_key,
             registry_table,
             lock_timeout,
             lock_lease,
             on_registry_unavailable,
             on_freeze,
-            deploy_timeout,
-            start_timeout,
-            slack,
-            slack_mention_on_failure,
-            slack_api_url,
-            github_token,
-            github_deployment,
-            correlation_id,
-            aws_region,
-            preflight,
         })
     }
 }

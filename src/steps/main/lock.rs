@@ -105,60 +105,12 @@ impl Step {
         )
         .await
         {
-            Ok(acquired) => {
-                self.set_lock_summary(LockSummary {
-                    wait: Some(acquired.waited),
-                    coordination: LockCoordination::Acquired {
-                        fence: acquired.record.fence,
-                        reentrant: acquired.reentrant,
-                        took_over_from: acquired.took_over.as_ref().map(|h| h.info.describe()),
-                    },
-                });
-                let record = acquired.record;
-                self.state(state::LOCK_FENCE, &record.fence.to_string());
-                self.state(state::LOCK_ACQUIRED_AT, &record.acquired_at);
-                self.output("lock-acquired", "true");
-                self.output("lock-fence", &record.fence.to_string());
-                self.output("lock-wait-seconds", &acquired.waited.as_secs().to_string());
-                if acquired.reentrant {
-                    info!(
-                        "lock {:?} was already ours (a retry of this step): continuing with fence {}",
-                        config.lock_key, record.fence
-                    );
-                }
-                Ok(Coordination::Locked {
-                    registry,
-                    record: Box::new(record),
-                    written_at: acquired.written_at,
-                })
-            }
+            Ok(acquired) => Ok(self.acquired(registry, acquired)),
             Err(AcquireError::Registry(e))
                 if e.is_unavailable()
                     && config.on_registry_unavailable == OnRegistryUnavailable::Fallback =>
             {
-                log::warning(
-                    "Registry unavailable: CloudFormation-only coordination",
-                    &format!(
-                        "{e}. Continuing WITHOUT the DynamoDB lock: this run only waits while the stack is busy, so \
-                         another run may start at the same time. Set on-registry-unavailable: fail to stop instead."
-                    ),
-                );
-                self.summary(&format!(
-                    "> [!WARNING]\n> Registry table `{}` unavailable: lock `{}` not taken, CloudFormation-only coordination.\n",
-                    config.registry_table, config.lock_key
-                ));
-                self.ledger(|l| l.registry_unreachable = true);
-                self.live.registry_fallback(&e.to_string());
-                self.output("lock-acquired", "false");
-                self.output(
-                    "lock-wait-seconds",
-                    &started.elapsed().as_secs().to_string(),
-                );
-                self.set_lock_summary(LockSummary {
-                    wait: Some(started.elapsed()),
-                    coordination: LockCoordination::Fallback,
-                });
-                Ok(Coordination::Fallback)
+                Ok(self.fall_back(&e, started.elapsed()))
             }
             Err(AcquireError::Registry(e)) => {
                 self.error("Cannot take the deployment lock", &e.to_string());
@@ -208,6 +160,62 @@ impl Step {
                 Err(Ending::of(Outcome::Cancelled))
             }
         }
+    }
+
+    /// The lock is ours: the summary, the post step's state and the outputs say so.
+    fn acquired(&self, registry: Registry, acquired: lock::Acquired) -> Coordination {
+        let config = &self.config;
+        self.set_lock_summary(LockSummary {
+            wait: Some(acquired.waited),
+            coordination: LockCoordination::Acquired {
+                fence: acquired.record.fence,
+                reentrant: acquired.reentrant,
+                took_over_from: acquired.took_over.as_ref().map(|h| h.info.describe()),
+            },
+        });
+        let record = acquired.record;
+        self.state(state::LOCK_FENCE, &record.fence.to_string());
+        self.state(state::LOCK_ACQUIRED_AT, &record.acquired_at);
+        self.output("lock-acquired", "true");
+        self.output("lock-fence", &record.fence.to_string());
+        self.output("lock-wait-seconds", &acquired.waited.as_secs().to_string());
+        if acquired.reentrant {
+            info!(
+                "lock {:?} was already ours (a retry of this step): continuing with fence {}",
+                config.lock_key, record.fence
+            );
+        }
+        Coordination::Locked {
+            registry,
+            record: Box::new(record),
+            written_at: acquired.written_at,
+        }
+    }
+
+    /// The registry is unreachable and the user allows it: CloudFormation-only coordination,
+    /// loudly (log, summary, card).
+    fn fall_back(&self, e: &crate::registry::RegistryError, waited: Duration) -> Coordination {
+        let config = &self.config;
+        log::warning(
+            "Registry unavailable: CloudFormation-only coordination",
+            &format!(
+                "{e}. Continuing WITHOUT the DynamoDB lock: this run only waits while the stack is busy, so \
+                 another run may start at the same time. Set on-registry-unavailable: fail to stop instead."
+            ),
+        );
+        self.summary(&format!(
+            "> [!WARNING]\n> Registry table `{}` unavailable: lock `{}` not taken, CloudFormation-only coordination.\n",
+            config.registry_table, config.lock_key
+        ));
+        self.ledger(|l| l.registry_unreachable = true);
+        self.live.registry_fallback(&e.to_string());
+        self.output("lock-acquired", "false");
+        self.output("lock-wait-seconds", &waited.as_secs().to_string());
+        self.set_lock_summary(LockSummary {
+            wait: Some(waited),
+            coordination: LockCoordination::Fallback,
+        });
+        Coordination::Fallback
     }
 
     /// The lock is frozen: an error that says who froze it, why and until when, on the log,
