@@ -604,3 +604,77 @@ async fn the_change_set_tells_the_estimate_what_this_deployment_changes() {
         small.log()
     );
 }
+
+const PARAMETER_FILE_TEMPLATE: &str = r#"
+Parameters:
+  Env:
+    Type: String
+  Size:
+    Type: String
+    Default: small
+Resources:
+  Queue:
+    Type: AWS::SQS::Queue
+    Properties:
+      Tags: [{Key: env, Value: !Ref Env}, {Key: size, Value: !Ref Size}]
+Outputs:
+  EnvOut:
+    Value: !Ref Env
+  SizeOut:
+    Value: !Ref Size
+"#;
+
+#[tokio::test]
+async fn parameters_from_files_reach_the_change_set_and_use_previous_value_keeps_the_stacks() {
+    let world = World::start(json!({"seed": 18, "change_set_seconds": 1}), 120.0).await;
+    let deploy = |run_id: &str, file: &str, body: &str| {
+        let mut runner = world.runner(run_id, "params-app", Some(PARAMETER_FILE_TEMPLATE));
+        std::fs::create_dir_all(runner.workspace().join("infra")).unwrap();
+        std::fs::write(runner.workspace().join("infra").join(file), body).unwrap();
+        runner.input("parameters", &format!("file://infra/{file}"));
+        runner.main()
+    };
+    // CodePipeline's format creates the stack.
+    let first = deploy(
+        "1701",
+        "pipeline.json",
+        r#"{"Parameters": {"Env": "prod", "Size": "large"}}"#,
+    );
+    assert_code(&first, 0, "create from a CodePipeline file");
+    assert_eq!(first.output("EnvOut"), Some("prod"));
+    assert_eq!(first.output("SizeOut"), Some("large"));
+
+    // The AWS CLI's format: Env is kept by UsePreviousValue, not reset or refused as missing.
+    let second = deploy(
+        "1702",
+        "cli.json",
+        r#"[{"ParameterKey": "Env", "UsePreviousValue": true},
+            {"ParameterKey": "Size", "ParameterValue": "medium"}]"#,
+    );
+    assert_code(&second, 0, "update from an AWS CLI file");
+    assert_eq!(second.output("EnvOut"), Some("prod"), "{}", second.log());
+    assert_eq!(second.output("SizeOut"), Some("medium"), "{}", second.log());
+
+    // A malformed file fails the step before anything is taken, naming file, line and column.
+    let requests = world.sim.requests("CreateChangeSet");
+    let broken = deploy(
+        "1703",
+        "broken.json",
+        "[\n  {\"ParameterKey\": \"Env\", \"ParameterValue\": \"prod\"}\n  {\"ParameterKey\": \"Size\"}\n]",
+    );
+    assert_code(&broken, 1, "malformed parameters file");
+    assert!(
+        broken
+            .log()
+            .contains("file://infra/broken.json, line 3, column 3: expected `,` or `]`"),
+        "{}",
+        broken.log()
+    );
+    assert!(
+        broken.log().contains("Invalid input 'parameters'"),
+        "{}",
+        broken.log()
+    );
+    assert!(broken.state.is_empty(), "nothing taken: {:?}", broken.state);
+    assert_eq!(world.sim.requests("CreateChangeSet"), requests);
+}

@@ -10,7 +10,7 @@ use anyhow::{Context, Result, bail};
 use aws_config::retry::RetryConfig;
 use aws_config::{BehaviorVersion, Region};
 use aws_credential_types::Credentials;
-use deploy_coordinator::config::Template;
+use deploy_coordinator::config::{StackParameter, Template};
 use deploy_coordinator::stack::Baseline;
 use deploy_coordinator::stack::{
     DeployRequest, ErrorKind, GuardError, MonitorEvent, MonitorSettings, Outcome, PollSettings,
@@ -174,7 +174,7 @@ impl Fixture {
             template: Template::File(path),
             // Only templates that declare it take the parameter (CloudFormation refuses others).
             parameters: if template.contains("Env:") {
-                vec![("Env".into(), "test".into())]
+                vec![StackParameter::value("Env", "test")]
             } else {
                 Vec::new()
             },

@@ -78,7 +78,7 @@ pub const INPUTS: &[InputSpec] = &[
         required: false,
         secret: false,
         default: InputDefault::None,
-        description: "Stack parameters as Key=Value pairs, separated by commas or one per line. Mode deploy only.",
+        description: "Stack parameters as Key=Value pairs (separated by commas or one per line), or file://params.json for a JSON file in the workspace in the AWS CLI's format (with UsePreviousValue) or CodePipeline's. Mode deploy only.",
     },
     InputSpec {
         name: "capabilities",

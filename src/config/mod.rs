@@ -14,8 +14,10 @@ use crate::action::Inputs;
 use crate::{correlation, duration};
 
 mod declared;
+mod parameters;
 mod validate;
 
+pub use parameters::{ParameterValue, StackParameter};
 use validate::{
     parse_capabilities, parse_pairs, parse_slack, parse_template, validate_region,
     validate_role_arn,
@@ -75,7 +77,7 @@ pub struct Config {
     pub stack_name: String,
     pub mode: Mode,
     pub template: Option<Template>,
-    pub parameters: Vec<(String, String)>,
+    pub parameters: Vec<StackParameter>,
     pub capabilities: Vec<String>,
     pub tags: Vec<(String, String)>,
     pub role_arn: Option<String>,
@@ -259,7 +261,7 @@ impl Config {
 struct DeployInputs {
     mode: Mode,
     template: Option<Template>,
-    parameters: Vec<(String, String)>,
+    parameters: Vec<StackParameter>,
     tags: Vec<(String, String)>,
     capabilities: Vec<String>,
 }
@@ -304,7 +306,7 @@ impl DeployInputs {
 
         let parameters = inputs
             .get("parameters")
-            .map(|p| parse_pairs("parameters", p))
+            .map(|p| parameters::parse_parameters(p, workspace))
             .transpose()?
             .unwrap_or_default();
         let tags = inputs
@@ -497,8 +499,8 @@ mod tests {
         assert_eq!(
             config.parameters,
             vec![
-                ("Env".into(), "prod".into()),
-                ("Size".into(), "large".into())
+                StackParameter::value("Env", "prod"),
+                StackParameter::value("Size", "large")
             ]
         );
         assert_eq!(

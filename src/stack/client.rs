@@ -9,6 +9,7 @@
 
 use std::fmt;
 
+use crate::config::{ParameterValue, StackParameter};
 use aws_sdk_cloudformation::Client;
 use aws_sdk_cloudformation::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_cloudformation::types::{Capability, ChangeSetType, Parameter, Tag};
@@ -283,7 +284,7 @@ pub struct ChangeSetRequest {
     pub create: bool,
     pub template_body: Option<String>,
     pub template_url: Option<String>,
-    pub parameters: Vec<(String, String)>,
+    pub parameters: Vec<StackParameter>,
     pub capabilities: Vec<String>,
     pub tags: Vec<(String, String)>,
     pub role_arn: Option<String>,
@@ -502,13 +503,13 @@ impl StackClient {
             .set_template_url(req.template_url.clone())
             .set_role_arn(req.role_arn.clone())
             .set_description(req.description.clone());
-        for (key, value) in &req.parameters {
-            call = call.parameters(
-                Parameter::builder()
-                    .parameter_key(key)
-                    .parameter_value(value)
-                    .build(),
-            );
+        for parameter in &req.parameters {
+            let built = Parameter::builder().parameter_key(&parameter.key);
+            let built = match &parameter.value {
+                ParameterValue::Value(value) => built.parameter_value(value),
+                ParameterValue::UsePrevious => built.use_previous_value(true),
+            };
+            call = call.parameters(built.build());
         }
         for capability in &req.capabilities {
             call = call.capabilities(Capability::from(capability.as_str()));

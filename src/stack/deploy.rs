@@ -20,7 +20,7 @@ use super::poll::{Hint, PollResult, PollSchedule};
 use super::result::{StackResult, change_set_failed};
 use super::status::{self, Outcome};
 use super::tracker::Matcher;
-use crate::config::{Config, Template};
+use crate::config::{Config, StackParameter, Template};
 
 /// CloudFormation's limit for an inline template body.
 pub(crate) const MAX_TEMPLATE_BODY: usize = 51_200;
@@ -33,7 +33,7 @@ const MAX_NAME: usize = 128;
 pub struct DeployRequest {
     pub stack_name: String,
     pub template: Template,
-    pub parameters: Vec<(String, String)>,
+    pub parameters: Vec<StackParameter>,
     pub capabilities: Vec<String>,
     pub tags: Vec<(String, String)>,
     pub role_arn: Option<String>,
