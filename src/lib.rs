@@ -21,6 +21,7 @@ pub mod history;
 pub mod lock;
 pub(crate) mod narrate;
 pub mod outputs;
+pub(crate) mod plan;
 pub mod registry;
 pub(crate) mod shutdown;
 pub mod slack;
