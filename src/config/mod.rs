@@ -304,11 +304,12 @@ impl DeployInputs {
             _ => {}
         }
 
-        let parameters = inputs
-            .get("parameters")
-            .map(|p| parameters::parse_parameters(p, workspace))
-            .transpose()?
-            .unwrap_or_default();
+        // Only mode deploy reads a parameters file: elsewhere the mode is the mistake to report.
+        let parameters = match inputs.get("parameters") {
+            Some(_) if mode != Mode::Deploy => Vec::new(),
+            Some(p) => parameters::parse_parameters(p, workspace)?,
+            None => Vec::new(),
+        };
         let tags = inputs
             .get("tags")
             .map(|p| parse_pairs("tags", p))
@@ -321,7 +322,7 @@ impl DeployInputs {
             .unwrap_or_default();
         if mode != Mode::Deploy {
             for (name, given) in [
-                ("parameters", !parameters.is_empty()),
+                ("parameters", inputs.get("parameters").is_some()),
                 ("tags", !tags.is_empty()),
                 ("capabilities", !capabilities.is_empty()),
             ] {
@@ -481,6 +482,22 @@ mod tests {
 
         let config = parse(&[("stack-name", "app"), ("mode", "lock")]).unwrap();
         assert_eq!(config.lock_lease, DEFAULT_LEASE_LOCK_MODE);
+    }
+
+    #[test]
+    fn a_parameters_file_is_not_read_outside_mode_deploy() {
+        // The mode is the mistake to report, not a file that only mode deploy would read.
+        let err = parse(&[
+            ("stack-name", "app"),
+            ("mode", "monitor"),
+            ("parameters", "file://missing.json"),
+        ])
+        .unwrap_err();
+        assert_eq!(err.input, "parameters");
+        assert_eq!(
+            err.problem,
+            "is only used in mode deploy, but mode is monitor"
+        );
     }
 
     #[test]
