@@ -161,8 +161,8 @@ impl Job {
         self.dir.path().join(sub)
     }
 
-    /// Runs one step's container to its end: `entrypoint` None is the main step (the image's
-    /// ENTRYPOINT). `env` holds the step's own variables (inputs, AWS settings, `STATE_*`).
+    /// Runs one step's container to its end: `entrypoint` None is the main step
+    /// (action.yml's `runs.entrypoint`). `env` holds the step's own variables (inputs, AWS settings, `STATE_*`).
     fn run_step(
         &self,
         entrypoint: Option<&str>,
@@ -208,13 +208,16 @@ impl Job {
             // `-e NAME` without a value: the CLI copies it from its own environment.
             cmd.arg("-e").arg(key).env(key, value);
         }
+        // action.yml sets `runs.entrypoint` (the image's ENTRYPOINT), so the runner passes
+        // --entrypoint for the main step too.
+        let entrypoint = entrypoint.unwrap_or(MAIN_ENTRYPOINT);
         let mut args: Vec<&str> = args.to_vec();
         if let Some(emulator) = emulator() {
             cmd.arg("-v")
                 .arg(format!("{}:{EMULATOR_IN_CONTAINER}:ro", emulator.display()))
                 .args(["--entrypoint", EMULATOR_IN_CONTAINER]);
-            args.insert(0, entrypoint.unwrap_or(MAIN_ENTRYPOINT));
-        } else if let Some(entrypoint) = entrypoint {
+            args.insert(0, entrypoint);
+        } else {
             cmd.arg("--entrypoint").arg(entrypoint);
         }
         for (host, inside) in [
@@ -443,6 +446,30 @@ async fn create_stack(cfn: &aws_sdk_cloudformation::Client, stack: &str) {
 }
 
 // --- the tests ------------------------------------------------------------------------------
+
+/// The paths these tests start the steps through are the ones action.yml gives the runner, and
+/// action.yml never lets the runner fall back to the `entrypoint` and `args` inputs.
+#[test]
+fn action_yml_names_the_images_entrypoints_and_no_args() {
+    let text = std::fs::read_to_string(repo().join("action.yml")).expect("action.yml");
+    let runs: Vec<&str> = text
+        .lines()
+        .skip_while(|l| *l != "runs:")
+        .skip(1)
+        .take_while(|l| l.is_empty() || l.starts_with(' '))
+        .map(str::trim)
+        .collect();
+    for expected in [
+        format!("entrypoint: {MAIN_ENTRYPOINT}"),
+        format!("post-entrypoint: {POST_ENTRYPOINT}"),
+        "args: []".to_string(),
+    ] {
+        assert!(
+            runs.contains(&expected.as_str()),
+            "action.yml's runs block must have `{expected}`: {runs:?}"
+        );
+    }
+}
 
 #[test]
 #[ignore = "needs the image: scripts/test builds it"]
