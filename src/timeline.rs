@@ -37,6 +37,36 @@ pub fn to_history_event(e: &stack::Event) -> history::StackEvent {
         resource_status_reason: e.reason.clone(),
         operation_id: e.operation_id.clone(),
         client_request_token: e.client_request_token.clone(),
+        detailed_status: e.detailed_status.clone(),
+        hook_type: e.hook_type.clone(),
+        hook_status: e.hook_status.clone(),
+        hook_status_reason: e.hook_status_reason.clone(),
+        hook_failure_mode: e.hook_failure_mode.clone(),
+    }
+}
+
+/// An event of the AWS CLI's shape (a `describe-stack-events` file) as the monitor's.
+pub fn from_history_event(e: &history::StackEvent) -> stack::Event {
+    stack::Event {
+        event_id: e.event_id.clone(),
+        stack_id: e.stack_id.clone(),
+        stack_name: e.stack_name.clone(),
+        logical_id: e.logical_resource_id.clone(),
+        physical_id: e
+            .physical_resource_id
+            .clone()
+            .filter(|p| !p.trim().is_empty()),
+        resource_type: e.resource_type.clone(),
+        status: e.resource_status.clone(),
+        reason: e.resource_status_reason.clone(),
+        timestamp: e.timestamp,
+        operation_id: e.operation_id.clone().filter(|p| !p.is_empty()),
+        client_request_token: e.client_request_token.clone().filter(|p| !p.is_empty()),
+        detailed_status: e.detailed_status.clone(),
+        hook_type: e.hook_type.clone(),
+        hook_status: e.hook_status.clone(),
+        hook_status_reason: e.hook_status_reason.clone(),
+        hook_failure_mode: e.hook_failure_mode.clone(),
     }
 }
 

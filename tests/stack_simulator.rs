@@ -560,7 +560,10 @@ async fn events_sharing_timestamps_across_pages_are_neither_lost_nor_repeated() 
 async fn a_throttling_storm_slows_polling_but_the_deploy_completes() -> Result<()> {
     let sim = Sim::start(
         &scenario(
-            json!({"throttle": {"rate": 0.6, "seed": 5, "actions": ["DescribeStackEvents", "DescribeStacks"]}}),
+            // A monitor that reads only when the end can come makes few calls: the burst
+            // makes sure the storm meets it.
+            json!({"throttle": {"rate": 0.6, "seed": 5, "actions": ["DescribeStackEvents", "DescribeStacks"],
+                "bursts": [{"after": 1, "count": 3, "actions": ["DescribeStackEvents"]}]}}),
         ),
         10.0,
     )?;

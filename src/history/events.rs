@@ -41,6 +41,16 @@ pub struct StackEvent {
     pub operation_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_request_token: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detailed_status: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hook_type: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hook_status: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hook_status_reason: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hook_failure_mode: Option<String>,
 }
 
 impl StackEvent {
@@ -133,7 +143,14 @@ pub fn chronological(events: &[StackEvent]) -> Vec<StackEvent> {
     let mut out: Vec<StackEvent> = events
         .iter()
         .rev()
-        .filter(|e| seen.insert(e.event_id.clone()))
+        .filter(|e| {
+            seen.insert(crate::stack::events::identity(
+                &e.event_id,
+                e.timestamp,
+                &e.resource_status,
+                e.hook_status.as_deref(),
+            ))
+        })
         .cloned()
         .collect();
     out.sort_by_key(|e| e.timestamp);
@@ -427,6 +444,11 @@ pub(crate) mod tests {
                 resource_status_reason: (!reason.is_empty()).then(|| reason.to_string()),
                 operation_id: None,
                 client_request_token: None,
+                detailed_status: None,
+                hook_type: None,
+                hook_status: None,
+                hook_status_reason: None,
+                hook_failure_mode: None,
             });
         }
 
@@ -602,5 +624,26 @@ pub(crate) mod tests {
             Some(s.t0 + TimeDelta::seconds(61))
         );
         assert!(!t.resources[0].rollback);
+    }
+
+    #[test]
+    fn timestamps_of_every_real_format_are_instants_not_text() {
+        // FINDINGS §3: with and without fraction, `+00:00` and `Z`; as text, the first sorts
+        // after the second, in time it is before.
+        let json = r#"{"StackEvents": [
+            {"StackId": "s", "EventId": "b", "StackName": "app", "LogicalResourceId": "B",
+             "ResourceType": "T", "Timestamp": "2025-04-09T17:44:28.001Z", "ResourceStatus": "CREATE_COMPLETE"},
+            {"StackId": "s", "EventId": "a", "StackName": "app", "LogicalResourceId": "A",
+             "ResourceType": "T", "Timestamp": "2025-04-09T17:44:28+00:00", "ResourceStatus": "CREATE_COMPLETE"},
+            {"StackId": "s", "EventId": "c", "StackName": "app", "LogicalResourceId": "C",
+             "ResourceType": "T", "Timestamp": "2025-04-09T17:44:27.999000+00:00", "ResourceStatus": "CREATE_COMPLETE"}
+        ]}"#;
+        let (events, skipped) = parse_describe_stack_events(json).unwrap();
+        assert!(skipped.is_empty());
+        let order: Vec<String> = chronological(&events)
+            .into_iter()
+            .map(|e| e.event_id)
+            .collect();
+        assert_eq!(order, ["c", "a", "b"]);
     }
 }

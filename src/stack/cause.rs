@@ -47,15 +47,27 @@ pub struct Cause {
     pub event: Event,
 }
 
-/// A resource that failed while the stack rolled back or cleaned up: left behind, or the
-/// reason the rollback itself failed.
+/// A resource the operation left behind: it failed to delete while the stack rolled back or
+/// cleaned up (the reason a rollback failed, or something a clean-up gave up on), or it was
+/// retained (`DELETE_SKIPPED`, DeletionPolicy Retain), which leaves it in the account where a
+/// later create of the same name fails with "already exists" (real-events/18, 19).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Leftover {
     pub path: String,
+    pub resource_type: String,
+    /// Its last status (`DELETE_FAILED`, `DELETE_SKIPPED`, `UPDATE_FAILED`, ...).
     pub status: String,
     pub reason: Option<String>,
-    /// During a clean-up phase (after the update, or after its rollback), not the rollback.
-    pub cleanup: bool,
+    /// Where its stack was: rolling back, or cleaning up (after the update or its rollback).
+    pub stage: Stage,
+    /// How many failed attempts (CloudFormation retries a clean-up's delete: real-events/23).
+    pub attempts: u32,
+}
+
+impl Leftover {
+    pub fn retained(&self) -> bool {
+        self.status.ends_with("_SKIPPED")
+    }
 }
 
 /// Which part of an operation an event belongs to, for the stack it is on.
@@ -107,18 +119,17 @@ impl Causes {
         if let Some(cause) = hook_failure(event, &path) {
             return self.offer(CauseSource::Resource, cause);
         }
+        if status::classify_resource(&event.status) == ResourceClass::Skipped {
+            self.leave(event, path, stage);
+            return false;
+        }
         if status::classify_resource(&event.status) != ResourceClass::Failed
             || event.is_cancellation()
         {
             return false;
         }
         if stage != Stage::Forward {
-            self.leftovers.push(Leftover {
-                path: path.clone(),
-                status: event.status.clone(),
-                reason: event.reason.clone(),
-                cleanup: stage == Stage::Cleanup,
-            });
+            self.leave(event, path.clone(), stage);
             return self.offer(
                 CauseSource::DuringRollback,
                 cause(event, Some(path), CauseSource::DuringRollback),
@@ -160,6 +171,27 @@ impl Causes {
             );
         }
         false
+    }
+
+    /// Records (or updates: one entry per resource) what `event` left behind.
+    fn leave(&mut self, event: &Event, path: String, stage: Stage) {
+        let failed = u32::from(!event.status.ends_with("_SKIPPED"));
+        match self.leftovers.iter_mut().find(|l| l.path == path) {
+            Some(l) => {
+                l.status = event.status.clone();
+                l.reason = event.reason.clone().or(l.reason.take());
+                l.stage = stage;
+                l.attempts += failed;
+            }
+            None => self.leftovers.push(Leftover {
+                path,
+                resource_type: event.resource_type.clone(),
+                status: event.status.clone(),
+                reason: event.reason.clone(),
+                stage,
+                attempts: failed,
+            }),
+        }
     }
 
     /// Keeps `candidate` if it ranks before the current cause: by source, then by time (a

@@ -27,6 +27,7 @@ const LOOKBACK: TimeDelta = TimeDelta::seconds(10);
 pub struct Baseline {
     /// None when the stack did not exist: every event is new.
     pub newest: Option<DateTime<Utc>>,
+    /// The identities ([`Event::identity`]) of the events carrying that timestamp.
     pub ids: Vec<String>,
     /// The first event of the list (newest first).
     #[serde(default)]
@@ -42,7 +43,7 @@ impl Baseline {
         let ids = page
             .iter()
             .filter(|e| e.timestamp == newest)
-            .map(|e| e.event_id.clone())
+            .map(Event::identity)
             .collect();
         Self {
             newest: Some(newest),
@@ -78,7 +79,8 @@ pub struct Cursor {
     floor: Option<DateTime<Utc>>,
     /// The floor never goes below this (the baseline or the operation's start).
     min_floor: Option<DateTime<Utc>>,
-    /// Ids seen at or above the floor, with their timestamps (for pruning).
+    /// Identities ([`Event::identity`]) seen at or above the floor, with their timestamps
+    /// (for pruning).
     seen: HashMap<String, DateTime<Utc>>,
     /// The event on top of the list at the previous read, and whether this read passed it.
     anchor: Option<String>,
@@ -92,6 +94,8 @@ pub struct Cursor {
     /// or it continued the operation before it (CancelUpdateStack). Its timestamp, until the
     /// next older stack-level event tells which.
     rollback_candidate: Option<DateTime<Utc>>,
+    /// Reading back found no start: the last read returned the whole history instead.
+    missed_start: bool,
 }
 
 impl Cursor {
@@ -105,6 +109,7 @@ impl Cursor {
             next_anchor: None,
             until_start,
             rollback_candidate: None,
+            missed_start: false,
         }
     }
 
@@ -125,6 +130,13 @@ impl Cursor {
     /// Events of the operation running now: reads back to its first stack-level event.
     pub fn current_operation() -> Self {
         Self::with(None, None, true)
+    }
+
+    /// True once, after the read that went through the whole history without finding the
+    /// start of the operation running now ([`Self::current_operation`]): the caller then
+    /// follows it from its oldest visible event.
+    pub fn take_missed_start(&mut self) -> bool {
+        std::mem::take(&mut self.missed_start)
     }
 
     /// Takes the new events of one page (newest first) into `batch`; says whether the next
@@ -158,10 +170,11 @@ impl Cursor {
                 }
             }
             // Pages can overlap when events arrive between two page requests.
-            if self.seen.contains_key(&event.event_id) {
+            let identity = event.identity();
+            if self.seen.contains_key(&identity) {
                 continue;
             }
-            self.seen.insert(event.event_id.clone(), event.timestamp);
+            self.seen.insert(identity, event.timestamp);
             batch.push(event.clone());
             // Only a "User Initiated" event starts an operation: CloudFormation also writes
             // stack-level *_IN_PROGRESS events in the middle of one ("Eventual consistency
@@ -198,12 +211,12 @@ impl Cursor {
             // The history began with that rollback.
             self.found_start(candidate);
         }
-        if self.until_start {
-            // No start found in the whole history: read everything again next time (only
-            // happens while nothing runs).
-            self.seen.clear();
-            self.anchor = None;
-            return batch;
+        if self.until_start && !batch.is_empty() {
+            // The whole history was read and the operation running now has no start in it
+            // (the stack's events were cut short: a recording, a history past CloudFormation's
+            // 90 days): what is there is what we follow, from now on forward.
+            self.until_start = false;
+            self.missed_start = true;
         }
         if let Some(newest) = self.seen.values().max().copied() {
             let floor = newest - LOOKBACK;
@@ -309,7 +322,7 @@ mod tests {
             ev.res(1.0, "C", "X", None),
         ];
         let b = Baseline::from_newest_page(&page);
-        assert_eq!(b.ids, ["ev-0001", "ev-0002"]);
+        assert_eq!(b.ids, [page[0].identity(), page[1].identity()]);
         assert_eq!(Baseline::decode(&b.encode()).ok(), Some(b));
         assert_eq!(Baseline::from_newest_page(&[]), Baseline::default());
     }

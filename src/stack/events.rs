@@ -19,6 +19,20 @@ pub const STACK_TYPE: &str = "AWS::CloudFormation::Stack";
 /// timestamps written by different CloudFormation workers.
 pub(crate) const NESTED_TOLERANCE: TimeDelta = TimeDelta::seconds(1);
 
+/// See [`Event::identity`]; also for events in the AWS CLI's shape (`history::StackEvent`).
+pub fn identity(
+    event_id: &str,
+    timestamp: DateTime<Utc>,
+    status: &str,
+    hook_status: Option<&str>,
+) -> String {
+    format!(
+        "{event_id}|{}|{status}|{}",
+        timestamp.timestamp_millis(),
+        hook_status.unwrap_or("")
+    )
+}
+
 /// One stack event, owned and SDK-independent.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Event {
@@ -87,6 +101,18 @@ impl Event {
         ]
         .iter()
         .any(|c| reason.starts_with(c))
+    }
+
+    /// What tells two events apart: the EventId, and for the rare events that share one
+    /// (a Hook's IN_PROGRESS and FAILED in real-events/28) what they say. Overlapping pages
+    /// repeat an event whole, so this still drops every repeat.
+    pub fn identity(&self) -> String {
+        identity(
+            &self.event_id,
+            self.timestamp,
+            &self.status,
+            self.hook_status.as_deref(),
+        )
     }
 
     pub(crate) fn nested_stack_id(&self) -> Option<&str> {

@@ -14,6 +14,7 @@ pub mod deploy;
 pub mod events;
 pub mod guard;
 pub mod monitor;
+pub mod planner;
 pub mod poll;
 pub mod result;
 pub mod status;

@@ -21,7 +21,8 @@ use tokio_util::sync::CancellationToken;
 use super::client::{ClientError, ErrorKind, StackClient};
 use super::cursor::{Baseline, Cursor};
 use super::events::Event;
-use super::poll::{Hint, PollResult, PollSchedule, PollSettings};
+use super::planner::Planner;
+use super::poll::PollSettings;
 use super::result::{StackResult, result_of};
 use super::status::{self, Outcome};
 use super::tracker::{Matcher, Tracker, Update};
@@ -199,15 +200,6 @@ impl Supervisor {
     }
 }
 
-/// The action of a resource status: `CREATE_IN_PROGRESS` → `CREATE`.
-fn action_of(status: &str) -> &str {
-    status.split('_').next().unwrap_or("CREATE")
-}
-
-fn running_paths(tracker: &Tracker) -> impl Iterator<Item = &String> {
-    tracker.in_progress().into_iter().map(|r| &r.path)
-}
-
 /// Follows one operation to its end. Errors: credentials, permissions and an exhausted
 /// restart budget; every other end is a [`StackResult`].
 pub async fn follow<F>(
@@ -222,10 +214,7 @@ where
 {
     let began = Instant::now();
     let mut state = FollowState::new(&follow);
-    let mut schedule = PollSchedule::new(settings.poll);
-    // When this monitor first saw each running resource in progress (our clock).
-    let mut first_seen: std::collections::HashMap<String, Instant> =
-        std::collections::HashMap::new();
+    let mut planner = Planner::new(settings.poll, follow.expected_duration);
     let mut supervisor = Supervisor {
         failures: VecDeque::new(),
         budget: settings.restart_budget,
@@ -237,71 +226,24 @@ where
     if let (Some(timeout), Start::After(_)) = (follow.start_timeout, &follow.start) {
         on_event(MonitorEvent::Waiting { timeout });
     }
-    let mut started_here: Option<Instant> = None;
     loop {
-        let delay = match state.poll(client, on_event).await {
+        let delay = match state
+            .poll(client, &mut planner, began.elapsed(), on_event)
+            .await
+        {
             Ok(news) => {
                 if let Some(since) = supervisor.interrupted_at.take() {
                     on_event(MonitorEvent::Resumed {
                         gap: since.elapsed(),
                     });
                 }
-                if state.tracker.is_started() && started_here.is_none() {
-                    started_here = Some(Instant::now());
-                }
                 if state.tracker.is_finished() {
                     return Ok(state.finish(client, began, on_event).await);
                 }
-                let operation_end = follow
-                    .expected_duration
-                    .zip(started_here)
-                    .map(|(expected, at)| expected.saturating_sub(at.elapsed()));
-                // When a running resource may finish, from its type: the end of a deployment
-                // is the end of its last resource, so watching those closely is what makes the
-                // step end within seconds of the stack without polling every 2 s throughout.
-                let now = Instant::now();
-                let running: Vec<(String, String, Duration)> = state
-                    .tracker
-                    .in_progress()
-                    .into_iter()
-                    .map(|r| {
-                        let seen = *first_seen.entry(r.path.clone()).or_insert(now);
-                        (
-                            r.resource_type.clone(),
-                            action_of(&r.status).to_string(),
-                            now - seen,
-                        )
-                    })
-                    .collect();
-                first_seen.retain(|path, _| running_paths(&state.tracker).any(|p| p == path));
-                let resource_end = super::poll::resource_window_hint(
-                    running.iter().map(|(t, a, e)| (t.as_str(), a.as_str(), *e)),
-                );
-                let expected_in = match (operation_end, resource_end) {
-                    (Some(a), Some(b)) => Some(a.min(b)),
-                    (a, b) => a.or(b),
-                };
-                let hint = Hint {
-                    imminent: state.tracker.end_is_imminent(),
-                    expected_in,
-                };
-                let delay = schedule.next(
-                    if news {
-                        PollResult::News
-                    } else {
-                        PollResult::Quiet
-                    },
-                    hint,
-                );
-                if state.tracker.is_started() {
-                    delay
-                } else {
-                    // Waiting for someone else's operation: notice its start quickly.
-                    delay.min(settings.poll.max / 3)
-                }
+                planner.after_read(&state.tracker, news, began.elapsed())
             }
             Err(err) if err.kind == ErrorKind::Throttling => {
-                let next_poll = schedule.next(PollResult::Throttled, Hint::default());
+                let next_poll = planner.after_throttling();
                 on_event(MonitorEvent::Throttled { next_poll });
                 next_poll
             }
@@ -345,12 +287,22 @@ where
             let mut result = state.finish(client, began, on_event).await;
             result.outcome = Outcome::TimedOut;
             result.fail_step = true;
-            result.failure_reason = Some(format!(
+            let timed_out = format!(
                 "stack {} was still {} after {} (deploy-timeout); the operation goes on in CloudFormation",
                 follow.stack,
                 result.stack_status.as_deref().unwrap_or("in progress"),
                 crate::duration::human(follow.timeout)
-            ));
+            );
+            // A failure already seen (a Hook that stopped a resource) is what someone must
+            // read first; the timeout is said beside it.
+            match state.tracker.root_cause() {
+                Some(cause) => {
+                    result.failure_reason = Some(cause.reason.clone());
+                    result.failed_resource = cause.resource.clone();
+                    result.warnings.push(timed_out);
+                }
+                None => result.failure_reason = Some(timed_out),
+            }
             on_event(MonitorEvent::Finished(Outcome::TimedOut));
             return Ok(result);
         }
@@ -402,6 +354,8 @@ impl FollowState {
     async fn poll<F: FnMut(MonitorEvent) + Send>(
         &mut self,
         client: &StackClient,
+        planner: &mut Planner,
+        now: Duration,
         on_event: &mut F,
     ) -> Result<bool, ClientError> {
         // By id once known: a deleted stack's events are only found by its id.
@@ -413,11 +367,16 @@ impl FollowState {
             Err(e) => return Err(e),
         };
         let mut news = !events.is_empty();
-        for event in &events {
-            let updates = self.tracker.apply_root(event);
+        if self.root.take_missed_start() {
+            let updates = self.tracker.join_running(&events);
             self.report(updates, on_event);
+        } else {
+            for event in &events {
+                let updates = self.tracker.apply_root(event);
+                self.report(updates, on_event);
+            }
         }
-        for stack_id in self.tracker.nested_to_poll() {
+        for stack_id in planner.nested_due(&self.tracker, now) {
             let since = self
                 .tracker
                 .nested_since(&stack_id)

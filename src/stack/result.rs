@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use super::cause::{CauseSource, Leftover};
+use super::cause::{CauseSource, Leftover, Stage};
 use super::client::{FailedEvent, StackInfo};
 use super::status::{self, Outcome};
 use super::tracker::{ResourceTiming, Tracker};
@@ -98,6 +98,13 @@ pub fn result_of(tracker: &Tracker, info: Option<&StackInfo>, elapsed: Duration)
         .or(start.map(|e| e.stack_name.as_str()))
         .unwrap_or_default();
     let mut warnings = cleanup_warnings(tracker.leftovers());
+    if tracker.joined_late() {
+        warnings.push(
+            "this operation was already running and its first event is no longer in the stack's events: \
+             its duration and timings count from its oldest event still there"
+                .to_string(),
+        );
+    }
     if let Some(other) = interrupted {
         warnings.push(format!(
             "another operation started on the stack before this one ended ({} at {}, {}): this operation's \
@@ -132,7 +139,14 @@ pub fn result_of(tracker: &Tracker, info: Option<&StackInfo>, elapsed: Duration)
         finished_at: last.map(|e| e.timestamp),
         failure_reason,
         failed_resource,
-        recovery: end.and_then(|e| recovery(stack_name, &e.status, tracker.leftovers())),
+        recovery: end.and_then(|e| {
+            recovery(
+                stack_name,
+                &e.status,
+                tracker.leftovers(),
+                &tracker.resources(),
+            )
+        }),
         warnings,
         outputs: info.map(|i| i.outputs.clone()).unwrap_or_default(),
         resources: tracker.resources(),
@@ -141,20 +155,36 @@ pub fn result_of(tracker: &Tracker, info: Option<&StackInfo>, elapsed: Duration)
     }
 }
 
-/// Resources a clean-up phase could not delete: the operation's outcome stands ("Update
-/// successful. One or more resources could not be deleted."), but they are still there.
+/// What a finished operation left in the account: resources a clean-up phase could not delete
+/// (the outcome stands: "Update successful. One or more resources could not be deleted."),
+/// and resources retained instead of deleted.
 fn cleanup_warnings(leftovers: &[Leftover]) -> Vec<String> {
     leftovers
         .iter()
-        .filter(|l| l.cleanup)
-        .map(|l| {
-            format!(
-                "{} could not be deleted during the clean-up ({}: {}); it is no longer managed by the stack, \
-                 delete it by hand if it is not needed",
-                l.path,
-                l.status,
-                l.reason.as_deref().unwrap_or("no reason given")
-            )
+        .filter_map(|l| {
+            if l.retained() {
+                return Some(format!(
+                    "{} ({}) was retained, not deleted (DeletionPolicy: Retain): it stays in the account, and \
+                     creating it again under the same name fails with \"already exists\" until it is deleted or \
+                     imported",
+                    l.path, l.resource_type
+                ));
+            }
+            (l.stage == Stage::Cleanup).then(|| {
+                let tries = if l.attempts > 1 {
+                    format!(" after {} attempts", l.attempts)
+                } else {
+                    String::new()
+                };
+                format!(
+                    "{} ({}) could not be deleted during the clean-up{tries} ({}: {}); it is no longer managed \
+                     by the stack: delete it by hand if it is not needed",
+                    l.path,
+                    l.resource_type,
+                    l.status,
+                    l.reason.as_deref().unwrap_or("no reason given")
+                )
+            })
         })
         .collect()
 }
@@ -163,23 +193,44 @@ fn cleanup_warnings(leftovers: &[Leftover]) -> Vec<String> {
 /// `ContinueUpdateRollback` takes nested resources as `NestedStackLogicalId.ResourceLogicalId`
 /// and skips only resources that failed to roll back
 /// (docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/using-cfn-updating-stacks-continueupdaterollback.html).
-pub fn recovery(stack: &str, status: &str, leftovers: &[Leftover]) -> Option<String> {
-    let failed: Vec<&Leftover> = leftovers.iter().filter(|l| !l.cleanup).collect();
+/// `resources`: the operation's resources, for a stack whose delete failed.
+pub fn recovery(
+    stack: &str,
+    status: &str,
+    leftovers: &[Leftover],
+    resources: &[ResourceTiming],
+) -> Option<String> {
+    // What stopped it: failures while rolling back, or (a delete) the deletes that failed.
+    let failed: Vec<(&str, Option<&str>)> = if status == "DELETE_FAILED" {
+        resources
+            .iter()
+            .filter(|r| r.status == "DELETE_FAILED")
+            .map(|r| (r.path.as_str(), None))
+            .collect()
+    } else {
+        leftovers
+            .iter()
+            .filter(|l| l.stage == Stage::Rollback && !l.retained())
+            .map(|l| {
+                (
+                    l.path.as_str(),
+                    l.reason.as_deref().or(Some(l.status.as_str())),
+                )
+            })
+            .collect()
+    };
     let listed = |sep: &str| {
         failed
             .iter()
-            .map(|l| skip_name(&l.path))
+            .map(|(path, _)| skip_name(path))
             .collect::<Vec<_>>()
             .join(sep)
     };
     let why = failed
         .iter()
-        .map(|l| {
-            format!(
-                "{} ({})",
-                l.path,
-                l.reason.as_deref().unwrap_or(l.status.as_str())
-            )
+        .map(|(path, reason)| match reason {
+            Some(r) => format!("{path} ({r})"),
+            None => path.to_string(),
         })
         .collect::<Vec<_>>()
         .join("; ");

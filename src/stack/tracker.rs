@@ -125,6 +125,8 @@ pub struct Tracker {
     end: Option<Event>,
     /// Another operation's first event, when one took the stack over before our end.
     interrupted_by: Option<Event>,
+    /// Followed from a later event: the operation's start was not in the history.
+    joined_late: bool,
     root_status: Option<String>,
     /// Where the root stack is: forward, rolling back, or cleaning up.
     stage: Stage,
@@ -158,6 +160,7 @@ impl Tracker {
             start: None,
             end: None,
             interrupted_by: None,
+            joined_late: false,
             root_status: None,
             stage: Stage::Forward,
             resources: BTreeMap::new(),
@@ -268,6 +271,12 @@ impl Tracker {
             .collect()
     }
 
+    /// The nested stack's resource in its parent is no longer in progress: one more read
+    /// of its events is all it needs.
+    pub fn nested_settled(&self, stack_id: &str) -> bool {
+        self.nested.get(stack_id).is_some_and(|n| n.parent_settled)
+    }
+
     /// Where reading a nested stack's events starts.
     pub fn nested_since(&self, stack_id: &str) -> Option<DateTime<Utc>> {
         self.nested.get(stack_id).map(|n| n.since)
@@ -302,6 +311,43 @@ impl Tracker {
         updates
     }
 
+    /// Follows the operation running now although its first event is not among `events`
+    /// (the whole history, oldest first, with no start in it): from the oldest event after
+    /// the root stack's last terminal status. Timings then count from there.
+    pub fn join_running(&mut self, events: &[Event]) -> Vec<Update> {
+        let mut updates = Vec::new();
+        if self.phase != Phase::Waiting {
+            return updates;
+        }
+        let from = events
+            .iter()
+            .rposition(|e| e.is_stack_level() && status::is_terminal(&e.status))
+            .map_or(0, |i| i + 1);
+        let Some((first, rest)) = events[from..].split_first() else {
+            return updates;
+        };
+        self.joined_late = true;
+        self.begin(first, &mut updates);
+        // `Started` already carries the event.
+        let mut more = Vec::new();
+        self.apply_ours(first, &mut more);
+        updates.extend(
+            more.into_iter()
+                .filter(|u| !matches!(u, Update::Resource(e) if e == first)),
+        );
+        for event in rest {
+            if self.phase == Phase::Running {
+                self.continue_with(event, &mut updates);
+            }
+        }
+        updates
+    }
+
+    /// The operation's start was not seen: [`Self::join_running`] began at a later event.
+    pub fn joined_late(&self) -> bool {
+        self.joined_late
+    }
+
     fn start_with(&mut self, event: &Event, updates: &mut Vec<Update>) {
         // Also the root's own name: events of the stack we follow, not a nested one.
         if !event.starts_operation()
@@ -310,6 +356,12 @@ impl Tracker {
         {
             return;
         }
+        self.begin(event, updates);
+        self.root_status = Some(event.status.clone());
+        self.push_progress(updates);
+    }
+
+    fn begin(&mut self, event: &Event, updates: &mut Vec<Update>) {
         self.phase = Phase::Running;
         self.root_id = Some(event.stack_id.clone());
         self.chain = Some(Chain::starting_with(
@@ -317,9 +369,7 @@ impl Tracker {
             self.matcher.client_request_token.as_deref(),
         ));
         self.start = Some(event.clone());
-        self.root_status = Some(event.status.clone());
         updates.push(Update::Started(event.clone()));
-        self.push_progress(updates);
     }
 
     fn continue_with(&mut self, event: &Event, updates: &mut Vec<Update>) {
@@ -1131,6 +1181,103 @@ mod tests {
             t.root_cause().and_then(|c| c.resource.as_deref()),
             None,
             "no resource failed"
+        );
+    }
+
+    #[test]
+    fn configuration_complete_is_not_done_and_an_eventual_consistency_event_starts_nothing() {
+        // Real streams (FINDINGS §4): CREATE_IN_PROGRESS with DetailedStatus
+        // CONFIGURATION_COMPLETE, reason "Eventual consistency check initiated", long before
+        // the resource's CREATE_COMPLETE.
+        let mut ev = Ev::new();
+        let mut t = Tracker::new("app", Matcher::default(), Some(1));
+        let mut configured = ev.res(
+            2.0,
+            "Queue",
+            "CREATE_IN_PROGRESS",
+            Some("Eventual consistency check initiated"),
+        );
+        configured.detailed_status = Some("CONFIGURATION_COMPLETE".into());
+        feed(
+            &mut t,
+            &[
+                ev.stack(0.0, "CREATE_IN_PROGRESS", Some("User Initiated")),
+                ev.res(1.0, "Queue", "CREATE_IN_PROGRESS", None),
+                configured,
+            ],
+        );
+        assert_eq!(t.progress(), (0, 1), "configured is not created");
+        assert_eq!(t.in_progress().len(), 1);
+        feed(&mut t, &[ev.res(63.0, "Queue", "CREATE_COMPLETE", None)]);
+        let queue = t.resources().into_iter().find(|r| r.path == "Queue");
+        assert_eq!(
+            queue.and_then(|q| q.duration()),
+            Some(std::time::Duration::from_secs(62)),
+            "its time runs to CREATE_COMPLETE"
+        );
+    }
+
+    #[test]
+    fn a_delete_started_during_the_rollback_ends_the_chain_as_failed() {
+        // real-events/25: the user's DeleteStack takes the stack over; no ROLLBACK_COMPLETE.
+        let mut ev = Ev::new();
+        let tag = |mut e: Event, op: &str| {
+            e.operation_id = Some(op.into());
+            e
+        };
+        let mut t = Tracker::new("app", Matcher::default(), None);
+        let updates = feed(
+            &mut t,
+            &[
+                tag(ev.stack(0.0, "CREATE_IN_PROGRESS", Some("User Initiated")), "create"),
+                tag(
+                    ev.res(5.0, "Db", "CREATE_FAILED", Some("instance type not eligible")),
+                    "create",
+                ),
+                tag(
+                    ev.stack(6.0, "ROLLBACK_IN_PROGRESS", Some("The following resource(s) failed to create: [Db]. Rollback requested by user.")),
+                    "rollback",
+                ),
+                tag(ev.res(7.0, "Redis", "DELETE_IN_PROGRESS", None), "rollback"),
+                tag(ev.stack(250.0, "DELETE_IN_PROGRESS", Some("User Initiated")), "delete"),
+                tag(ev.res(480.0, "Redis", "DELETE_COMPLETE", None), "delete"),
+            ],
+        );
+        assert!(t.is_finished(), "the chain cannot reach its own end");
+        assert_eq!(
+            t.interrupted_by().map(|e| e.status.as_str()),
+            Some("DELETE_IN_PROGRESS")
+        );
+        assert!(finished(&updates).is_some());
+        let r = crate::stack::result::result_of(&t, None, std::time::Duration::ZERO);
+        assert_eq!(r.outcome, crate::stack::Outcome::Failed);
+        assert_eq!(r.failed_resource.as_deref(), Some("Db"));
+        assert!(r.warnings.iter().any(|w| w.contains("another operation")));
+    }
+
+    #[test]
+    fn a_retained_resource_is_a_warning_with_what_it_means_for_the_next_create() {
+        let mut ev = Ev::new();
+        let mut t = Tracker::new("app", Matcher::default(), None);
+        feed(
+            &mut t,
+            &[
+                ev.stack(0.0, "CREATE_IN_PROGRESS", Some("User Initiated")),
+                ev.res(1.0, "Table", "CREATE_COMPLETE", None),
+                ev.res(2.0, "Fn", "CREATE_FAILED", Some("bad code")),
+                ev.stack(3.0, "ROLLBACK_IN_PROGRESS", Some("The following resource(s) failed to create: [Fn]. Rollback requested by user.")),
+                ev.res(4.0, "Table", "DELETE_SKIPPED", None),
+                ev.stack(5.0, "ROLLBACK_COMPLETE", None),
+            ],
+        );
+        let r = crate::stack::result::result_of(&t, None, std::time::Duration::ZERO);
+        assert_eq!(r.failed_resource.as_deref(), Some("Fn"));
+        assert!(
+            r.warnings
+                .iter()
+                .any(|w| w.starts_with("Table") && w.contains("already exists")),
+            "{:?}",
+            r.warnings
         );
     }
 }

@@ -5,4 +5,5 @@
 pub mod cfnsim;
 pub mod cli;
 pub mod dynamo;
+pub mod real_events;
 pub mod runner;

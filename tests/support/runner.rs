@@ -107,6 +107,14 @@ pub struct Runner {
     pub binary: PathBuf,
 }
 
+/// The binary under test: this build's, or `DC_TEST_BIN` (to show that another build, e.g. the
+/// one before a fix, fails the same test).
+pub fn binary() -> PathBuf {
+    std::env::var_os("DC_TEST_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_deploy-coordinator")))
+}
+
 /// The inputs `action.yml` declares, with their defaults as the runner would evaluate them.
 fn declared_inputs() -> Vec<(String, String)> {
     let text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("action.yml"))
@@ -178,7 +186,7 @@ impl Runner {
             std::fs::create_dir_all(root.path().join(dir)).expect("runner dirs");
         }
         std::fs::write(root.path().join("workflow/event.json"), "{}").expect("event.json");
-        let binary = PathBuf::from(env!("CARGO_BIN_EXE_deploy-coordinator"));
+        let binary = binary();
         // The post-entrypoint path: a link whose name ends in `-post`, as in the image.
         std::os::unix::fs::symlink(&binary, root.path().join("bin/deploy-coordinator-post"))
             .expect("post link");
