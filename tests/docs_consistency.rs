@@ -9,7 +9,8 @@
 //!     example in the guide;
 //! (c) `docs/iam-policy.json` allows every DynamoDB and CloudFormation operation the code calls
 //!     (found by scanning `src/` for the SDKs' fluent-builder calls, named as the SDKs name their
-//!     operations) and nothing of those services that the code never calls.
+//!     operations) and nothing of those services that the code never calls;
+//! (d) no "known limitation" the guide lists is contradicted by the README or the code.
 //!
 //! Each check is a function over texts, so the tests can also show that it fails when a row,
 //! a command or a policy action is missing.
@@ -863,4 +864,123 @@ fn the_source_scan_sees_multi_line_builder_chains_and_skips_tests_and_comments()
         );
         assert!(!path.ends_with("estimate/tests.rs"), "{}", path.display());
     }
+}
+
+// ------------------------------------------------------------------------------------------
+// (d) the guide's "Known limitations" ↔ the README and the code
+// ------------------------------------------------------------------------------------------
+
+/// A limitation the guide may list, how to recognise it there, and the evidence (in the
+/// README, action.yml or the code) that would make listing it false.
+struct Limitation {
+    name: &'static str,
+    /// Words of the guide's bullet (all of them, case-insensitive).
+    says: &'static [&'static str],
+    /// True when the limitation no longer holds.
+    lifted: fn(&Texts) -> bool,
+}
+
+struct Texts {
+    readme: String,
+    action: String,
+    /// Every production source file, concatenated.
+    src: String,
+}
+
+fn texts() -> Texts {
+    Texts {
+        readme: read("README.md"),
+        action: read("action.yml"),
+        src: production_sources()
+            .into_iter()
+            .map(|(_, code)| code)
+            .collect::<Vec<_>>()
+            .join("\n"),
+    }
+}
+
+const LIMITATIONS: &[Limitation] = &[
+    Limitation {
+        name: "github-deployment does nothing",
+        says: &["github-deployment", "does nothing"],
+        lifted: |t| {
+            action_names(&t.action, "outputs").contains("deployment-id")
+                && t.src.contains(".create(environment")
+        },
+    },
+    Limitation {
+        name: "mode monitor does not follow an operation already running",
+        says: &["monitor", "does not follow an operation", "already running"],
+        lifted: |t| {
+            t.readme.contains("follow the operation already running")
+                && t.src.contains("Start::Current")
+        },
+    },
+    Limitation {
+        name: "the outcome skipped is never produced",
+        says: &["skipped", "never produced"],
+        lifted: |t| t.src.contains("Outcome::Skipped =>") || t.src.contains("Outcome::Skipped)"),
+    },
+    Limitation {
+        name: "parameters does not read file:// files",
+        says: &["parameters", "file://"],
+        lifted: |t| t.src.contains("\"file://\"") && t.readme.contains("file://"),
+    },
+];
+
+/// The bullets of the guide's "Known limitations" section.
+fn limitation_bullets(guide: &str) -> Vec<String> {
+    let Some(start) = guide.find("## Known limitations") else {
+        return Vec::new();
+    };
+    let section = &guide[start..];
+    let end = section[3..].find("\n## ").map_or(section.len(), |i| i + 3);
+    let mut bullets: Vec<String> = Vec::new();
+    for line in section[..end].lines() {
+        if let Some(rest) = line.strip_prefix("- ") {
+            bullets.push(rest.to_string());
+        } else if line.starts_with("  ")
+            && let Some(last) = bullets.last_mut()
+        {
+            last.push(' ');
+            last.push_str(line.trim());
+        }
+    }
+    bullets
+}
+
+/// The limitations the guide lists although the README or the code says otherwise.
+fn contradicted(guide: &str, texts: &Texts) -> Vec<String> {
+    let bullets = limitation_bullets(guide);
+    LIMITATIONS
+        .iter()
+        .filter(|l| {
+            bullets.iter().any(|b| {
+                let b = b.to_lowercase();
+                l.says.iter().all(|w| b.contains(&w.to_lowercase()))
+            })
+        })
+        .filter(|l| (l.lifted)(texts))
+        .map(|l| {
+            format!(
+                "the guide still lists \"{}\", which no longer holds",
+                l.name
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn no_known_limitation_in_the_guide_is_contradicted_by_the_readme_or_the_code() {
+    let problems = contradicted(&read("docs/guide.md"), &texts());
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+#[test]
+fn a_limitation_the_code_has_lifted_fails_the_check() {
+    let guide = "# Guide\n\n## Known limitations of this version\n\n- **`github-deployment` is \
+                 accepted and validated but does nothing yet**: no GitHub deployment\n  is created.\n- Mode \
+                 monitor does not follow an operation that is already running when the\n  step starts.\n";
+    let problems = contradicted(guide, &texts());
+    assert_eq!(problems.len(), 2, "{problems:?}");
 }

@@ -28,11 +28,11 @@ const NESTED_EVERY: Duration = Duration::from_secs(10);
 /// that matter are the ones around then. For the slowest resource running now, from its type's
 /// usual duration (`estimate::priors`, a log-normal): before its 10th percentile it cannot
 /// have finished: read at half the time left until then (so a type that runs faster than
-/// usual is still caught early); between its 10th and 90th percentile, every twentieth of that
+/// usual is still caught early); between its 10th and 90th percentile, every tenth of that
 /// window, but not more often than every [`WATCH`]; past its 90th percentile (longer than its
 /// type ever takes) the quiet backoff, from the start. Nothing running once resources ran
-/// (between waves, or the end): every `imminent`. History's usual duration pulls the reads in
-/// as the whole operation's expected end approaches.
+/// (between waves, or the end): every `imminent`, for a while. History's usual duration adds
+/// one read when the whole operation usually ends.
 #[derive(Debug, Clone)]
 pub struct Planner {
     /// The quiet backoff and throttling.
@@ -154,7 +154,7 @@ impl Planner {
             }
             Some((_, to_p90, window)) if to_p90 > 0.0 => {
                 self.overdue = false;
-                Duration::from_secs_f64(window / 20.0)
+                Duration::from_secs_f64(window / 10.0)
                     .max(WATCH.min(cap))
                     .min(cap)
             }
@@ -242,8 +242,8 @@ mod tests {
         let (_, t) = started("AWS::EC2::NatGateway");
         let mut p = Planner::new(PollSettings::default(), None);
         p.after_read(&t, true, at(0.0));
-        // NAT gateway: 10th–90th percentile about 87–127 s: a twentieth of it, at least 3 s.
-        assert_eq!(secs(p.after_read(&t, false, at(100.0))), 3.0);
+        // NAT gateway: 10th–90th percentile about 87–127 s: a tenth of it, 4 s.
+        assert_eq!(secs(p.after_read(&t, false, at(100.0))), 4.06);
     }
 
     #[test]
