@@ -38,6 +38,10 @@ mod cfnsim;
 #[path = "../tests/support/dynamo.rs"]
 mod dynamo;
 
+#[path = "common/args.rs"]
+mod args;
+use args::arg;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
@@ -169,15 +173,6 @@ fn latency_scenario(seed: u64) -> Value {
             "AWS::CloudWatch::Alarm": {"duration": [1, 3]}
         }
     })
-}
-
-fn arg(name: &str, default: &str) -> String {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .cloned()
-        .unwrap_or_else(|| default.to_string())
 }
 
 fn args_all(name: &str) -> Vec<String> {

@@ -162,6 +162,24 @@ pub const DEFAULT_LEASE_WITH_HEARTBEAT: Duration = Duration::from_secs(60);
 /// the GitHub API.
 pub const DEFAULT_LEASE_LOCK_MODE: Duration = Duration::from_secs(6 * 3600);
 
+impl Config {
+    /// What a lease longer than the wait means, when it is (mode lock's defaults: 6 h lease,
+    /// 60 min lock-timeout). Not an error: waiters hand on how long they watched a dead holder,
+    /// so it is freed once they have watched it for a lease between them; a dead run that the
+    /// GitHub API can report on is freed at once.
+    pub fn lease_note(&self) -> Option<String> {
+        (self.lock_lease > self.lock_timeout).then(|| {
+            format!(
+                "lock-lease ({}) is longer than lock-timeout ({}): a holder that died where the GitHub API cannot tell \
+                 (another repository without a token that can read it) is freed only once waiters have watched it \
+                 for a whole lease between them. A shorter lock-lease frees it sooner.",
+                crate::duration::human(self.lock_lease),
+                crate::duration::human(self.lock_timeout)
+            )
+        })
+    }
+}
+
 /// Registers every secret input with the runner's masking before anything is printed.
 pub fn mask_secrets(inputs: &Inputs) {
     for input in INPUTS.iter().filter(|i| i.secret) {

@@ -130,6 +130,7 @@ pub async fn run(ctx: RunContext) -> ExitCode {
             config,
             correlation_id,
             clock,
+            work: cancel.child_token(),
             cancel,
             sdk,
             me,
@@ -145,6 +146,7 @@ pub async fn run(ctx: RunContext) -> ExitCode {
             stack_outputs: std::sync::Mutex::new(Vec::new()),
             registry_reachable: AtomicBool::new(true),
             write_failed: AtomicBool::new(false),
+            lock_lost_reported: AtomicBool::new(false),
         };
         step.run().await
     }
@@ -159,6 +161,8 @@ struct Step {
     correlation_id: String,
     clock: WallClock,
     cancel: CancellationToken,
+    /// Cancelled by `cancel` and by the loss of the lock: what has not happened yet stops.
+    work: CancellationToken,
     sdk: aws_config::SdkConfig,
     /// Who we are in the lock's records (and on the Slack card).
     me: HolderInfo,
@@ -184,6 +188,8 @@ struct Step {
     /// False once the registry proved unreachable: dead letters then go to the summary only.
     registry_reachable: AtomicBool,
     write_failed: AtomicBool,
+    /// The loss of the lock was reported (error, summary, card): the release says no more.
+    lock_lost_reported: AtomicBool,
 }
 
 /// How long the main step gives Slack to deliver what is queued before dead-lettering it.
@@ -208,12 +214,35 @@ impl Ending {
     }
 }
 
+/// Proves, by a conditional write just before ExecuteChangeSet, that the lock is still ours.
+struct ProveLock<'a>(Option<&'a lock::Heartbeat>);
+
+impl stack::deploy::BeforeExecute for ProveLock<'_> {
+    fn check(
+        &self,
+        // Boxed: the hook is a trait object (`&dyn BeforeExecute`) in stack::deploy.
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send + '_>> {
+        Box::pin(async move {
+            match self.0 {
+                None => Ok(()),
+                Some(heartbeat) => heartbeat
+                    .prove()
+                    .await
+                    .map(|_| ())
+                    .map_err(|lost| format!("the change set was not executed: {lost}")),
+            }
+        })
+    }
+}
+
 /// How the step is coordinated with other runs.
 enum Coordination {
     /// We hold the DynamoDB lock.
     Locked {
         registry: Registry,
         record: Box<lock::LockRecord>,
+        /// When the acquiring write was sent: the heartbeat counts the lease from there.
+        written_at: tokio::time::Instant,
     },
     /// The registry was unreachable: CloudFormation-only coordination.
     Fallback,
@@ -234,6 +263,9 @@ impl Step {
             config.lock_key,
             config.registry_table
         );
+        if let Some(note) = config.lease_note() {
+            info!("{note}");
+        }
         self.output("correlation-id", &self.correlation_id);
         self.state(state::CORRELATION_ID, &self.correlation_id);
         self.state(state::STARTED_AT, &self.clock.now_rfc3339());
@@ -243,10 +275,35 @@ impl Step {
             self.state(state::REGION, region.as_ref());
         }
 
-        // 3. The lock.
+        // 3. The lock, kept alive by the heartbeat from the moment it is ours through every
+        // phase of this step (stack guard, change set, execution, monitoring): a holder
+        // waiting for a busy stack is no dead holder.
         let coordination = match self.take_lock().await {
             Ok(c) => c,
             Err(ending) => return self.finish(ending).await,
+        };
+        let heartbeat = match &coordination {
+            Coordination::Locked {
+                registry,
+                record,
+                written_at,
+            } => {
+                let hb = lock::spawn_heartbeat_since(
+                    registry.clone(),
+                    config.lock_key.clone(),
+                    (**record).clone(),
+                    *written_at,
+                );
+                // Losing the lock cancels what has not happened yet (the stack guard's wait);
+                // the change set is executed only after ownership is proved (ProveLock).
+                let (lost, work) = (hb.lost_token(), self.work.clone());
+                tokio::spawn(async move {
+                    lost.cancelled().await;
+                    work.cancel();
+                });
+                Some(hb)
+            }
+            Coordination::Fallback => None,
         };
         self.start_github_deployment().await;
 
@@ -257,35 +314,29 @@ impl Step {
         if config.mode != Mode::Monitor
             && let Err(ending) = self.wait_for_stack(&stacks).await
         {
+            let ending = self.end_heartbeat(heartbeat, ending).await;
             self.release_if_locked(&coordination).await;
             return self.finish(ending).await;
         }
 
         // 5. The work itself.
         let ending = match config.mode {
-            Mode::Lock => self.hand_over(&stacks, &coordination).await,
-            Mode::Deploy | Mode::Monitor => {
-                // The heartbeat keeps the lease alive while we follow the stack.
-                let heartbeat = match &coordination {
-                    Coordination::Locked { registry, record } => Some(lock::spawn_heartbeat(
-                        registry.clone(),
-                        config.lock_key.clone(),
-                        (**record).clone(),
-                    )),
-                    Coordination::Fallback => None,
-                };
-                let ending = self.deploy_or_follow(&stacks).await;
-                if let Some(heartbeat) = heartbeat
-                    && let Err(lost) = heartbeat.stop().await
-                {
-                    log::warning(
-                        "The deployment lock was lost while deploying",
-                        &format!(
-                            "{lost}. Another run may have deployed at the same time: check the stack's events. \
-                             A lost lock means our heartbeats did not reach DynamoDB for a whole lease (lock-lease)."
-                        ),
-                    );
+            Mode::Lock => {
+                // Nothing of ours runs until the post step: no heartbeat, the long lease holds
+                // the lock. A lock lost while we waited for the stack is not handed over.
+                let ending = self
+                    .end_heartbeat(heartbeat, Ending::of(stack::Outcome::Succeeded))
+                    .await;
+                if ending.fail {
+                    self.release_if_locked(&coordination).await;
+                    ending
+                } else {
+                    self.hand_over(&stacks, &coordination).await
                 }
+            }
+            Mode::Deploy | Mode::Monitor => {
+                let ending = self.deploy_or_follow(&stacks, heartbeat.as_ref()).await;
+                let ending = self.end_heartbeat(heartbeat, ending).await;
                 // 6. The operation has ended: hand the lock on now rather than at the post
                 // step. Not when its state is unknown: the post step checks the stack first.
                 if !ending.state_unknown {
@@ -295,6 +346,62 @@ impl Step {
             }
         };
         self.finish(ending).await
+    }
+
+    /// Stops the heartbeat and says whether the lock stayed ours all along (output
+    /// `lock-lost`). A loss is an error with consequences: the step fails, and the log, the
+    /// summary and the Slack card and thread say what it means.
+    async fn end_heartbeat(&self, heartbeat: Option<lock::Heartbeat>, ending: Ending) -> Ending {
+        let Some(heartbeat) = heartbeat else {
+            return ending;
+        };
+        match heartbeat.stop().await {
+            Ok(_) => {
+                self.output("lock-lost", "false");
+                ending
+            }
+            Err(lost) => {
+                self.lock_lost(&lost);
+                // Cancelled by the loss, not by the runner: the run failed.
+                let outcome = match ending.outcome {
+                    stack::Outcome::Cancelled if !self.cancel.is_cancelled() => {
+                        stack::Outcome::Failed
+                    }
+                    other => other,
+                };
+                Ending {
+                    outcome,
+                    fail: true,
+                    ..ending
+                }
+            }
+        }
+    }
+
+    fn lock_lost(&self, lost: &lock::LostLock) {
+        let config = &self.config;
+        let cause = if lost.by_time {
+            "our heartbeats did not reach DynamoDB for nearly a whole lease (lock-lease), so another run may take it over"
+        } else {
+            "another run took it over or an operator force-unlocked it"
+        };
+        self.error(
+            "Deployment lock lost",
+            &format!(
+                "{lost} ({cause}). From then on this run started nothing: no change set is executed without ownership \
+                 proved just before. If the stack operation had already started, another run may deploy at the same \
+                 time: check the stack's events. See `deploy-coordinator lock status --table {} --key {}`.",
+                config.registry_table, config.lock_key
+            ),
+        );
+        self.summary(&format!(
+            "> [!CAUTION]\n> The deployment lock `{}` was lost: {}. No change set was executed after the loss.\n",
+            config.lock_key,
+            crate::action::log::sanitize(&lost.detail)
+        ));
+        self.live.lock_lost(&lost.detail);
+        self.output("lock-lost", "true");
+        self.lock_lost_reported.store(true, Ordering::Relaxed);
     }
 
     /// Waits while the stack has an operation in progress, bounded by `deploy-timeout`.
@@ -317,7 +424,7 @@ impl Step {
             &config.stack_name,
             config.deploy_timeout,
             PollSettings::default(),
-            &self.cancel,
+            &self.work,
             on_wait,
         )
         .await
@@ -382,7 +489,11 @@ impl Step {
     }
 
     /// Modes deploy and monitor: run or find the operation and follow it to its end.
-    async fn deploy_or_follow(&self, stacks: &StackClient) -> Ending {
+    async fn deploy_or_follow(
+        &self,
+        stacks: &StackClient,
+        heartbeat: Option<&lock::Heartbeat>,
+    ) -> Ending {
         let config = &self.config;
         let mut on_event = |event: MonitorEvent| {
             self.live.monitor_event(&event);
@@ -395,7 +506,15 @@ impl Step {
                 Some(mut request) => {
                     // Polls faster as the usual end approaches.
                     request.expected_duration = self.timeline().usual_duration();
-                    stack::deploy(stacks, &request, &settings, &self.cancel, &mut on_event).await
+                    stack::deploy::deploy_checked(
+                        stacks,
+                        &request,
+                        &settings,
+                        &self.cancel,
+                        &mut on_event,
+                        &ProveLock(heartbeat),
+                    )
+                    .await
                 }
                 // Config guarantees a template in mode deploy.
                 None => Err(StackError::BadState {
@@ -445,7 +564,9 @@ impl Step {
     fn track(&self, event: &MonitorEvent) {
         let mut timeline = self.timeline();
         match event {
-            MonitorEvent::ChangeSetCreated { changes, .. } => timeline.set_expected_total(*changes),
+            MonitorEvent::ChangeSetCreated { resources, .. } => {
+                timeline.set_change_set(resources.clone())
+            }
             MonitorEvent::Resource(e) => timeline.push(e),
             MonitorEvent::Progress { .. } => {
                 let Some(estimate) = timeline.estimate(self.clock.now()) else {
@@ -573,7 +694,10 @@ impl Step {
     }
 
     async fn release_if_locked(&self, coordination: &Coordination) {
-        if let Coordination::Locked { registry, record } = coordination {
+        if let Coordination::Locked {
+            registry, record, ..
+        } = coordination
+        {
             self.release(registry, record).await;
         }
     }
@@ -588,6 +712,17 @@ impl Step {
         self.state(state::LOCK_TABLE, &config.registry_table);
         self.state(state::LOCK_KEY, &config.lock_key);
         self.state(state::LOCK_OWNER, &me.owner);
+        if self.write_failed.load(Ordering::Relaxed) {
+            // Without them the post step could not release a lock we took: the lock would
+            // stay taken for a whole lease (6 h in mode lock). Do not take it.
+            self.error(
+                "Lock not requested",
+                "the state for the post step could not be written (see above), so the post step could not release the lock: \
+                 nothing was locked or deployed. Check the runner's disk and GITHUB_STATE.",
+            );
+            self.output("lock-acquired", "false");
+            return Err(Ending::of(stack::Outcome::Failed));
+        }
 
         let liveness = self.liveness();
         let mut options = AcquireOptions::new(config.lock_lease, config.lock_timeout);
@@ -641,6 +776,7 @@ impl Step {
                 Ok(Coordination::Locked {
                     registry,
                     record: Box::new(record),
+                    written_at: acquired.written_at,
                 })
             }
             Err(AcquireError::Registry(e))
@@ -825,6 +961,22 @@ impl Step {
     /// nothing left to do.
     async fn release(&self, registry: &Registry, record: &lock::LockRecord) {
         match lock::release(registry, &self.config.lock_key, &record.info.owner).await {
+            // Not ours any more, and no heartbeat said so (mode lock after the hand-over, a
+            // loss in the last moments): loudly, not at info level.
+            Ok(
+                outcome
+                @ (lock::ReleaseOutcome::HeldByOther(_) | lock::ReleaseOutcome::AlreadyFree),
+            ) if !self.lock_lost_reported.load(Ordering::Relaxed) => {
+                log::warning(
+                    "The deployment lock was no longer ours",
+                    &format!(
+                        "lock {:?}: {}. Someone took it over or force-unlocked it while this step ran.",
+                        self.config.lock_key,
+                        narrate::release(&outcome)
+                    ),
+                );
+                self.state(state::LOCK_RELEASED, "true");
+            }
             Ok(outcome) => {
                 info!(
                     "lock {:?}: {}",
@@ -843,6 +995,8 @@ impl Step {
 
     /// The last words of the step: Slack's final card and delivery, the outcome.
     async fn finish(&self, ending: Ending) -> ExitCode {
+        // The post step must not post its own final card over ours.
+        self.state(state::ENDED, ending.outcome.as_str());
         // Mode lock: the post step sets the deployment's final status.
         if self.config.mode != Mode::Lock {
             let outputs = self

@@ -110,7 +110,7 @@ pub fn monitor_event(root: &str, event: MonitorEvent) {
                 "{stack_id} is in ROLLBACK_COMPLETE after a failed first create: deleting it and creating it again"
             ),
         ),
-        MonitorEvent::ChangeSetCreated { name, changes } => {
+        MonitorEvent::ChangeSetCreated { name, changes, .. } => {
             info!("change set {name} ready: {changes} resource change(s)")
         }
         MonitorEvent::Started {

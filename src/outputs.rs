@@ -13,6 +13,9 @@ pub mod state {
     pub const LOCK_OWNER: &str = "lock_owner";
     pub const LOCK_FENCE: &str = "lock_fence";
     pub const LOCK_ACQUIRED_AT: &str = "lock_acquired_at";
+    /// Set when the main step reached its end (its final card is posted): the post step does
+    /// not post another.
+    pub const ENDED: &str = "ended";
     /// Set once the main step has released the lock itself: the post step then has nothing to do.
     pub const LOCK_RELEASED: &str = "lock_released";
     pub const REGION: &str = "region";
@@ -31,6 +34,7 @@ pub const OUTPUTS: &[&str] = &[
     "lock-acquired",
     "lock-wait-seconds",
     "lock-fence",
+    "lock-lost",
     "outcome",
     "stack-status",
     "stack-id",

@@ -5,11 +5,13 @@
 //! carried (`STATE_*`) and the inputs, which the runner exports again:
 //! 1. No correlation ID: the main step stopped before doing anything. Nothing to do.
 //! 2. The main step released the lock itself (modes deploy and monitor). Nothing to do.
-//! 3. Mode lock: read what the job's later steps did to the stack since the lock was taken,
-//!    and report it (log, job summary, the Slack card).
-//!    Modes deploy and monitor that get here stopped early: look at the stack and say so.
-//! 4. Release the lock, checked against our owner ID (never someone else's lock), and leave
-//!    the queue in case the main step was killed while waiting.
+//! 3. Release the lock first, checked against our owner ID (never someone else's lock), and
+//!    leave the queue in case the main step was killed while waiting. A lock the main step
+//!    took that is no longer ours is a warning: someone took it over while the job ran.
+//! 4. Mode lock: read what the job's later steps did to the stack since the lock was taken,
+//!    and report it (log, job summary, the Slack card), bounded in time.
+//!    Modes deploy and monitor that get here stopped early: look at the stack and say so (on
+//!    the card only if the main step did not reach its end, which posted the final card).
 //! 5. Deliver what Slack still has queued, or dead-letter it.
 //!
 //! The post step never fails the job over clean-up it cannot do: the lease frees the lock
@@ -34,6 +36,9 @@ use crate::{aws, duration, history, narrate, summary};
 
 /// How long the post step gives Slack: it shares the step's time limit with everything else.
 const SLACK_FLUSH: Duration = Duration::from_secs(10);
+/// How long the post step gives its report of the stack (events, history, GitHub) after the
+/// release.
+const REPORT_BUDGET: Duration = Duration::from_secs(60);
 
 fn state_value(key: &str) -> Option<String> {
     std::env::var(format!("STATE_{key}"))
@@ -68,26 +73,40 @@ pub async fn run(ctx: RunContext) -> ExitCode {
         let clock = WallClock::from_env(&|name| std::env::var(name).ok()).unwrap_or_else(|_| WallClock::system());
         let registry = Registry::new(aws_sdk_dynamodb::Client::new(&sdk), &table).with_clock(clock);
 
-        // 3. What happened to the stack while we held the lock.
+        // 3. Release first, owner-checked: the next run must not wait for our reports (the
+        // stack's events, history, GitHub, Slack), which are bounded below.
+        let acquired = state_value(state::LOCK_FENCE).is_some();
+        release(&registry, &table, &key, &owner, acquired).await;
+
+        // 4. What happened to the stack while we held the lock.
         if let Some(config) = &config {
-            let stacks = StackClient::from_conf(&sdk);
-            if let Some(baseline) = state_value(state::STACK_BASELINE) {
-                let outcome = report_lock_mode(&stacks, config, &correlation_id, &baseline, live.as_ref()).await;
-                finish_github_deployment(&ctx, config, &correlation_id, outcome).await;
-                record_lock_mode_history(&stacks, &registry, config, &correlation_id, &baseline).await;
-            } else {
-                // Modes deploy and monitor release in the main step; getting here means it
-                // stopped early (cancelled, killed, or its monitor gave up).
-                check_stack_before_release(&stacks, &config.stack_name).await;
-                if let Some(live) = &live {
-                    let why = "the main step stopped before the stack operation ended (cancelled, killed or monitoring gave up)";
-                    live.ended_early(stack::Outcome::Cancelled, why, config.slack_mention_on_failure.as_deref());
+            let report = async {
+                let stacks = StackClient::from_conf(&sdk);
+                if let Some(baseline) = state_value(state::STACK_BASELINE) {
+                    let outcome = report_lock_mode(&stacks, config, &correlation_id, &baseline, live.as_ref()).await;
+                    finish_github_deployment(&ctx, config, &correlation_id, outcome).await;
+                    record_lock_mode_history(&stacks, &registry, config, &correlation_id, &baseline).await;
+                } else {
+                    // Modes deploy and monitor release in the main step; getting here means it
+                    // stopped early (cancelled, killed, or its monitor gave up).
+                    check_stack_before_release(&stacks, &config.stack_name).await;
+                    // A main step that reached its end (timed out in the queue, frozen out,
+                    // failed) has already posted its final card, mention included: not again.
+                    if state_value(state::ENDED).is_none()
+                        && let Some(live) = &live
+                    {
+                        let why = "the main step stopped before the stack operation ended (cancelled, killed or monitoring gave up)";
+                        live.ended_early(stack::Outcome::Cancelled, why, config.slack_mention_on_failure.as_deref());
+                    }
                 }
+            };
+            if tokio::time::timeout(REPORT_BUDGET, report).await.is_err() {
+                warn!(
+                    "reading what the job did to the stack took longer than {}: the lock is released, the report is incomplete",
+                    duration::human(REPORT_BUDGET)
+                );
             }
         }
-
-        // 4. Release, owner-checked.
-        release(&registry, &table, &key, &owner).await;
 
         // 5. Slack.
         if let Some(live) = &live {
@@ -121,8 +140,23 @@ fn resume_card(config: &Config, correlation_id: &str, sdk: &aws_config::SdkConfi
     LiveCard::new(Notifier::from_config(config, correlation_id, resume), card)
 }
 
-async fn release(registry: &Registry, table: &str, key: &str, owner: &str) {
+async fn release(registry: &Registry, table: &str, key: &str, owner: &str, acquired: bool) {
     match lock::release(registry, key, owner).await {
+        // The main step took the lock and nobody should have touched it since: if it is not
+        // ours any more, someone took it over or force-unlocked it while the job ran.
+        Ok(
+            outcome @ (lock::ReleaseOutcome::HeldByOther(_) | lock::ReleaseOutcome::AlreadyFree),
+        ) if acquired => {
+            log::warning(
+                "The deployment lock was no longer ours",
+                &format!(
+                    "lock {key:?}: {}. Someone took it over (it looked dead: no heartbeat for a lease, or its run \
+                     looked completed) or force-unlocked it while this job ran, so the job's later steps may have \
+                     deployed at the same time as another run. See `deploy-coordinator lock status --table {table} --key {key}`.",
+                    narrate::release(&outcome)
+                ),
+            );
+        }
         Ok(outcome) => info!("lock {key:?}: {}", narrate::release(&outcome)),
         Err(e) => {
             log::warning(

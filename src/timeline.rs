@@ -9,16 +9,21 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use crate::estimate::{self, Estimate, Options};
-use crate::history::{self, HistoryRecord};
+use crate::estimate::{self, Calibration, Estimate, Options};
+use crate::history::{self, HistoryRecord, Operation};
 use crate::lock::LockRecord;
 use crate::stack;
+use crate::stack::client::ResourceChange;
 
 pub struct Timeline {
     stack: String,
     history: Vec<HistoryRecord>,
     events: Vec<history::StackEvent>,
-    expected_total: Option<usize>,
+    /// Mode deploy: what the change set says will change.
+    change_set: Option<Vec<ResourceChange>>,
+    /// The estimator calibrated on this stack's history, for the operation followed (and
+    /// whether with a change set): replayed once, at the step's first estimate.
+    calibration: Option<(Operation, bool, Calibration)>,
     /// The first estimate of this operation: what history predicted before it ran.
     first: Option<Estimate>,
 }
@@ -76,14 +81,15 @@ impl Timeline {
             stack: stack.to_string(),
             history,
             events: Vec::new(),
-            expected_total: None,
+            change_set: None,
+            calibration: None,
             first: None,
         }
     }
 
-    /// The number of resources the change set touches (the progress total).
-    pub fn set_expected_total(&mut self, total: u32) {
-        self.expected_total = Some(total as usize);
+    /// What the change set will change (mode deploy): the estimates' plan and progress total.
+    pub fn set_change_set(&mut self, changes: Vec<ResourceChange>) {
+        self.change_set = Some(changes);
     }
 
     /// Takes an event of the followed operation. Only the root stack's: a nested stack's own
@@ -96,10 +102,27 @@ impl Timeline {
 
     /// The estimate now; the first one is kept as the prediction.
     pub fn estimate(&mut self, now: DateTime<Utc>) -> Option<Estimate> {
+        let current = history::trace(&history::events::current_operation(&self.events)?)?;
+        let with_change_set = self.change_set.is_some();
+        let calibrated = self
+            .calibration
+            .as_ref()
+            .is_some_and(|(op, cs, _)| *op == current.operation && *cs == with_change_set);
+        if !calibrated {
+            let calibration = Calibration::of(
+                &self.history,
+                &self.stack,
+                current.operation,
+                with_change_set,
+            );
+            self.calibration = Some((current.operation, with_change_set, calibration));
+        }
         let options = Options {
-            expected_total: self.expected_total,
+            expected_total: None,
+            change_set: self.change_set.clone(),
+            calibration: self.calibration.as_ref().map(|(_, _, c)| c.clone()),
         };
-        let estimate = estimate::estimate_events(&self.history, &self.events, now, &options)?;
+        let estimate = estimate::estimate_with(&self.history, &current, now, &options);
         if self.first.is_none() {
             self.first = Some(estimate.clone());
         }
@@ -166,6 +189,7 @@ impl Timeline {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::stack::client::ResourceChange;
     use chrono::TimeZone;
 
     fn event(stack: &str, logical: &str, kind: &str, status: &str, at: i64) -> stack::Event {
@@ -285,6 +309,49 @@ mod tests {
         let kept = kept.expect("the first estimate is kept in the record");
         assert_eq!(kept.seconds, predicted);
         assert!(kept.low_seconds <= kept.seconds && kept.seconds <= kept.high_seconds);
+    }
+
+    #[test]
+    fn the_change_set_is_the_plan_and_history_calibrates_the_estimate() {
+        // Twelve past creates of the queue, each recorded the way the action records them.
+        let mut history = Vec::new();
+        for i in 0..12 {
+            let mut t = Timeline::new("app", history.clone());
+            run(&mut t, i * 10_000);
+            history.push(t.record(&format!("r{i}"), None).expect("a record"));
+        }
+        let mut timeline = Timeline::new("app", history);
+        timeline.set_change_set(vec![
+            ResourceChange {
+                logical_id: "Queue".into(),
+                resource_type: "AWS::SQS::Queue".into(),
+                action: "Add".into(),
+                replacement: None,
+                scope: vec![],
+            },
+            ResourceChange {
+                logical_id: "Topic".into(),
+                resource_type: "AWS::SNS::Topic".into(),
+                action: "Add".into(),
+                replacement: None,
+                scope: vec![],
+            },
+        ]);
+        timeline.push(&event(
+            "app",
+            "app",
+            "AWS::CloudFormation::Stack",
+            "CREATE_IN_PROGRESS",
+            500_000,
+        ));
+        let now = Utc.timestamp_opt(1_700_000_000 + 500_000, 0).unwrap();
+        let e = timeline.estimate(now).expect("an estimate");
+        assert_eq!(e.progress.total, 2, "the change set's two resources");
+        assert!(e.basis.contains("change set: 2 to add"), "{}", e.basis);
+        // The topic was never created before: the calibration, learnt on runs without it,
+        // is left out and the basis says why.
+        assert!(e.basis.contains("not calibrated"), "{}", e.basis);
+        assert!(e.remaining_seconds >= 55, "the queue's usual minute: {e:?}");
     }
 
     #[test]

@@ -210,3 +210,54 @@ async fn webhook_mode_posts_state_changes_only_and_the_url_never_leaks() {
         "the webhook URL leaked:\n{written}"
     );
 }
+
+/// Hole 8 of #13: a run that timed out in the queue has posted its final card (and its
+/// mention) in the main step; its post step must not overwrite it with "Cancelled" nor
+/// mention again.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_post_step_leaves_a_timed_out_runs_final_card_alone() {
+    let (dynamo, sim) = world().await;
+    let slack = MockServer::start().await;
+    for api in ["/api/chat.postMessage", "/api/chat.update"] {
+        Mock::given(method("POST"))
+            .and(path(api))
+            .respond_with(ResponseTemplate::new(200).set_body_json(
+                json!({"ok": true, "channel": "C0DEPLOY", "ts": "1700000000.000100"}),
+            ))
+            .mount(&slack)
+            .await;
+    }
+    let held = std::process::Command::new(env!("CARGO_BIN_EXE_deploy-coordinator"))
+        .args([
+            "lock", "acquire", "--table", TABLE, "--key", "payments", "--owner", "holder",
+        ])
+        .envs(dynamo.env())
+        .output()
+        .unwrap();
+    assert!(held.status.success(), "{held:?}");
+    let mut runner = runner(&dynamo, &sim, "payments");
+    runner
+        .input("slack-bot-token", TOKEN)
+        .input("slack-channel", "#deploys")
+        .input("slack-mention-on-failure", "@oncall")
+        .input("slack-api-url", &format!("{}/api", slack.uri()))
+        .input("lock-timeout", "2s");
+    let (runner, main) = run_main(runner).await;
+    assert_eq!(main.code(), Some(1), "{}", main.log());
+    assert_eq!(main.output("outcome"), Some("timed-out"));
+    let before = slack.received_requests().await.unwrap_or_default().len();
+    let post = tokio::task::spawn_blocking(move || runner.post(&main))
+        .await
+        .unwrap();
+    assert_eq!(post.code(), Some(0), "{}", post.log());
+    let requests = slack.received_requests().await.unwrap_or_default();
+    let after: Vec<String> = requests[before..]
+        .iter()
+        .map(|r| String::from_utf8_lossy(&r.body).into_owned())
+        .collect();
+    assert!(
+        after.is_empty(),
+        "the post step sent {} Slack request(s) over the final card: {after:?}",
+        after.len()
+    );
+}

@@ -116,7 +116,7 @@ fn prints_the_documented_json() {
     let dir = tempfile::tempdir().unwrap();
     let (e, h) = (events_file(dir.path()), history_file(dir.path()));
     let now = t0() + TimeDelta::seconds(200);
-    let out = run(&[
+    let v = json_of(&run(&[
         "estimate",
         "--history",
         s(&h),
@@ -125,13 +125,7 @@ fn prints_the_documented_json() {
         "--now",
         &now.to_rfc3339(),
         "--json",
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: Value = serde_json::from_slice(&out.stdout).expect("JSON on stdout");
+    ]));
     assert_eq!(v["elapsed_seconds"], 200);
     let remaining = v["remaining_seconds"].as_u64().unwrap();
     // The usual run ends at 22 + ~500 + 10 ≈ 532 s: about 330 s left.
@@ -297,5 +291,248 @@ fn unreadable_files_and_bad_arguments_have_their_own_exit_codes() {
     assert!(
         text.contains("65") && text.contains("66") && text.contains("Exit codes"),
         "{text}"
+    );
+}
+
+/// `describe-stack-events` of the whole stack: the five past updates of `history_file` and the
+/// running one of `events_file`, newest first.
+fn full_events_file(dir: &Path) -> PathBuf {
+    let mut events = Vec::new();
+    let mut n = 100;
+    let mut push = |at: i64, logical: &str, rtype: &str, status: &str, reason: Option<&str>| {
+        n += 1;
+        events.push(event(n, at, logical, rtype, status, reason));
+    };
+    for i in 0..5i64 {
+        let start = -(10 - i) * 86_400;
+        let db = 480 + 10 * i;
+        let stack = "AWS::CloudFormation::Stack";
+        push(
+            start,
+            "app",
+            stack,
+            "UPDATE_IN_PROGRESS",
+            Some("User Initiated"),
+        );
+        push(
+            start + 1,
+            "Role",
+            "AWS::IAM::Role",
+            "UPDATE_IN_PROGRESS",
+            None,
+        );
+        push(
+            start + 21,
+            "Role",
+            "AWS::IAM::Role",
+            "UPDATE_COMPLETE",
+            None,
+        );
+        push(
+            start + 22,
+            "Db",
+            "AWS::RDS::DBInstance",
+            "UPDATE_IN_PROGRESS",
+            None,
+        );
+        push(
+            start + 22 + db,
+            "Db",
+            "AWS::RDS::DBInstance",
+            "UPDATE_COMPLETE",
+            None,
+        );
+        push(start + 32 + db, "app", stack, "UPDATE_COMPLETE", None);
+    }
+    let running = std::fs::read_to_string(events_file(dir)).unwrap();
+    let running: Value = serde_json::from_str(&running).unwrap();
+    let mut all: Vec<Value> = running["StackEvents"].as_array().unwrap().clone();
+    events.reverse();
+    all.extend(events);
+    let path = dir.join("full.json");
+    std::fs::write(&path, json!({ "StackEvents": all }).to_string()).unwrap();
+    path
+}
+
+/// `describe-change-set` output: Role and Db modified in place, `removed` removed.
+fn change_set_file(dir: &Path, removed: &[(&str, &str)], with_stack: bool) -> PathBuf {
+    let change = |action: &str, logical: &str, rtype: &str| {
+        let mut rc = json!({"Action": action, "LogicalResourceId": logical,
+            "PhysicalResourceId": format!("phys-{logical}"), "ResourceType": rtype,
+            "Scope": ["Properties"], "Details": []});
+        if action == "Modify" {
+            rc["Replacement"] = json!("False");
+        }
+        json!({"Type": "Resource", "HookInvocationCount": 0, "ResourceChange": rc})
+    };
+    let mut changes = vec![
+        change("Modify", "Role", "AWS::IAM::Role"),
+        change("Modify", "Db", "AWS::RDS::DBInstance"),
+    ];
+    changes.extend(removed.iter().map(|(l, t)| change("Remove", l, t)));
+    let mut out = json!({"ChangeSetName": "dc-1", "ChangeSetId": "arn:aws:cloudformation:us-east-1:123456789012:changeSet/dc-1/1",
+        "StackId": "arn:aws:cloudformation:us-east-1:123456789012:stack/app/0f1e",
+        "Status": "CREATE_COMPLETE", "ExecutionStatus": "AVAILABLE", "Changes": changes});
+    if with_stack {
+        out["StackName"] = json!("app");
+    }
+    let path = dir.join("cs.json");
+    std::fs::write(&path, serde_json::to_string_pretty(&out).unwrap()).unwrap();
+    path
+}
+
+fn json_of(out: &Output) -> Value {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("JSON on stdout")
+}
+
+#[test]
+fn earlier_operations_in_the_events_are_history_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let full = full_events_file(dir.path());
+    let h = history_file(dir.path());
+    let now = (t0() + TimeDelta::seconds(200)).to_rfc3339();
+    let alone = json_of(&run(&[
+        "estimate",
+        "--events",
+        s(&full),
+        "--now",
+        &now,
+        "--json",
+    ]));
+    assert_eq!(alone["usual"]["runs"], 5, "{alone}");
+    let remaining = alone["remaining_seconds"].as_u64().unwrap();
+    assert!((280..=380).contains(&remaining), "{alone}");
+    // The same runs in both files count once.
+    let both = json_of(&run(&[
+        "estimate",
+        "--history",
+        s(&h),
+        "--events",
+        s(&full),
+        "--now",
+        &now,
+        "--json",
+    ]));
+    assert_eq!(both["usual"]["runs"], 5, "{both}");
+}
+
+#[test]
+fn a_change_set_says_what_runs_and_plans_a_deployment_before_it_starts() {
+    let dir = tempfile::tempdir().unwrap();
+    let (e, h) = (events_file(dir.path()), history_file(dir.path()));
+    // The change set also removes a CloudFront distribution: its delete (minutes) runs in the
+    // cleanup after Db.
+    let cs = change_set_file(
+        dir.path(),
+        &[("Cdn", "AWS::CloudFront::Distribution")],
+        true,
+    );
+    let now = t0() + TimeDelta::seconds(200);
+    let plain = json_of(&run(&[
+        "estimate",
+        "--history",
+        s(&h),
+        "--events",
+        s(&e),
+        "--now",
+        &now.to_rfc3339(),
+        "--json",
+    ]));
+    let with = json_of(&run(&[
+        "estimate",
+        "--history",
+        s(&h),
+        "--events",
+        s(&e),
+        "--change-set",
+        s(&cs),
+        "--now",
+        &now.to_rfc3339(),
+        "--json",
+    ]));
+    assert_eq!(with["progress"], json!({"done": 1, "total": 3}), "{with}");
+    assert!(
+        with["basis"]
+            .as_str()
+            .unwrap()
+            .contains("change set: 2 to modify, 1 to remove"),
+        "{with}"
+    );
+    let (p, w) = (
+        plain["remaining_seconds"].as_u64().unwrap(),
+        with["remaining_seconds"].as_u64().unwrap(),
+    );
+    assert!(
+        w > p + 120,
+        "the delete adds minutes: {p} without, {w} with"
+    );
+
+    // Before it starts: no events, the whole deployment from now.
+    let cs = change_set_file(dir.path(), &[], true);
+    let planned = run(&[
+        "estimate",
+        "--history",
+        s(&h),
+        "--change-set",
+        s(&cs),
+        "--now",
+        &t0().to_rfc3339(),
+    ]);
+    assert!(
+        planned.status.success(),
+        "{}",
+        String::from_utf8_lossy(&planned.stderr)
+    );
+    let text = String::from_utf8_lossy(&planned.stdout);
+    assert!(text.starts_with("UPDATE planned on app: about "), "{text}");
+    let v = json_of(&run(&[
+        "estimate",
+        "--history",
+        s(&h),
+        "--change-set",
+        s(&cs),
+        "--now",
+        &t0().to_rfc3339(),
+        "--json",
+    ]));
+    assert_eq!(v["elapsed_seconds"], 0);
+    let whole = v["remaining_seconds"].as_u64().unwrap();
+    assert!((450..=650).contains(&whole), "about 530 s: {v}");
+}
+
+#[test]
+fn a_malformed_change_set_names_the_file_and_what_was_expected() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = events_file(dir.path());
+    let cs = dir.path().join("cs.json");
+    // describe-stacks output instead.
+    std::fs::write(&cs, "{\"Stacks\": []}").unwrap();
+    let out = run(&["estimate", "--events", s(&e), "--change-set", s(&cs)]);
+    assert_error(
+        &out,
+        65,
+        &[
+            s(&cs),
+            "line 1, column",
+            "missing field `Changes`",
+            "expected the output of `aws cloudformation describe-change-set",
+        ],
+    );
+    // A change set alone that does not say which stack, and no history to say it either.
+    let cs = change_set_file(dir.path(), &[], false);
+    let out = run(&["estimate", "--change-set", s(&cs)]);
+    assert_error(&out, 65, &[s(&cs), "does not say which stack", "--history"]);
+    // Neither events nor a change set.
+    let out = run(&["estimate"]);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
     );
 }

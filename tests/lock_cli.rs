@@ -575,6 +575,57 @@ async fn sigterm_while_queued_and_while_holding(emulator: Emulator) {
 
 /// Sends a signal to one process: a positive pid, never a group (`kill` can read a negative
 /// number as "every process").
+/// A lost lock is an event with consequences in `lock run` too: the command no longer runs
+/// under the lock, so it is stopped (SIGTERM, as on cancellation) and the run fails, instead
+/// of running on beside the next holder and failing only afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lock_run_stops_the_command_when_the_lock_is_lost() {
+    let (_server, env) = start(Emulator::Moto).await;
+    let runner = cli(
+        &env,
+        &[
+            "lock", "run", "--table", TABLE, "--key", "l", "--owner", "r", "--lease", "3s", "--",
+            "sleep", "60",
+        ],
+    )
+    .spawn()
+    .unwrap();
+    wait_status(&env, "l", "holder", |s| held_by(s) == Some("r")).await;
+    let forced = run(
+        &env,
+        &[
+            "lock",
+            "force-unlock",
+            "--table",
+            TABLE,
+            "--key",
+            "l",
+            "--reason",
+            "test",
+        ],
+    )
+    .await;
+    assert!(forced.status.success(), "{}", text(&forced));
+    let t0 = Instant::now();
+    let o = tokio::time::timeout(Duration::from_secs(15), runner.wait_with_output())
+        .await
+        .expect("the command ran on after the lock was lost")
+        .unwrap();
+    // The next renew (a third of the lease) is refused, then SIGTERM.
+    assert!(
+        t0.elapsed() < Duration::from_secs(6),
+        "stopped only after {:?}",
+        t0.elapsed()
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("no longer ours"),
+        "{}",
+        text(&o)
+    );
+    assert_eq!(status(&env, "l").await["state"], "free", "{}", text(&o));
+}
+
 fn signal(child: &Child, sig: &str) {
     let pid = child.id().expect("child still running");
     assert!(pid > 1);
@@ -613,28 +664,12 @@ async fn registry_errors_are_classified(emulator: Emulator) {
     assert!(t0.elapsed() < Duration::from_secs(30), "{:?}", t0.elapsed());
 }
 
-macro_rules! on_both {
-    ($name:ident $(, $arg:expr)*) => {
-        mod $name {
-            use super::*;
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn moto() {
-                super::$name(Emulator::Moto $(, $arg)*).await
-            }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn dynalite() {
-                super::$name(Emulator::Dynalite $(, $arg)*).await
-            }
-        }
-    };
-}
-
-on_both!(contention);
-on_both!(fifo);
-on_both!(reentry_release_and_force_unlock);
-on_both!(crash_takeover_after_one_lease);
-on_both!(sigterm_while_queued_and_while_holding);
-on_both!(registry_errors_are_classified);
+on_all_backends!(contention);
+on_all_backends!(fifo);
+on_all_backends!(reentry_release_and_force_unlock);
+on_all_backends!(crash_takeover_after_one_lease);
+on_all_backends!(sigterm_while_queued_and_while_holding);
+on_all_backends!(registry_errors_are_classified);
 
 async fn dead_run_completed(e: Emulator) {
     dead_run(
@@ -657,9 +692,9 @@ async fn dead_run_api_500(e: Emulator) {
 async fn dead_run_api_404(e: Emulator) {
     dead_run(e, 404, serde_json::json!({"message": "Not Found"}), false).await
 }
-on_both!(dead_run_completed);
-on_both!(dead_run_api_500);
-on_both!(dead_run_api_404);
+on_all_backends!(dead_run_completed);
+on_all_backends!(dead_run_api_500);
+on_all_backends!(dead_run_api_404);
 
 async fn skew_holder_behind(e: Emulator) {
     clock_skew(e, "-10m", "0s").await
@@ -670,9 +705,9 @@ async fn skew_holder_ahead(e: Emulator) {
 async fn skew_waiter_ahead(e: Emulator) {
     clock_skew(e, "0s", "+10m").await
 }
-on_both!(skew_holder_behind);
-on_both!(skew_holder_ahead);
-on_both!(skew_waiter_ahead);
+on_all_backends!(skew_holder_behind);
+on_all_backends!(skew_holder_ahead);
+on_all_backends!(skew_waiter_ahead);
 
 /// A waiter killed in the queue (SIGKILL: no clean-up) does not block the queue: its ticket
 /// goes stale after a ticket lease (12 x --queue-poll) on the next waiter's clock, is removed,
@@ -745,4 +780,4 @@ async fn dead_waiter_is_skipped(emulator: Emulator) {
     assert_eq!(queue_len(&s), 0, "{s}");
     assert_eq!(s["state"], "free", "{s}");
 }
-on_both!(dead_waiter_is_skipped);
+on_all_backends!(dead_waiter_is_skipped);

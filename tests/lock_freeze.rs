@@ -503,24 +503,8 @@ async fn force_unlock_ends_a_freeze(emulator: Emulator) {
     assert_eq!(status(&env, "prod").await["frozen"], false);
 }
 
-macro_rules! on_both {
-    ($name:ident) => {
-        mod $name {
-            use super::*;
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn moto() {
-                super::$name(Emulator::Moto).await
-            }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn dynalite() {
-                super::$name(Emulator::Dynalite).await
-            }
-        }
-    };
-}
-
-on_both!(survives_lease_and_liveness);
-on_both!(ends_at_its_time_not_before);
-on_both!(fifo_after_unfreeze);
-on_both!(on_freeze_fail_is_fast);
-on_both!(force_unlock_ends_a_freeze);
+on_all_backends!(survives_lease_and_liveness);
+on_all_backends!(ends_at_its_time_not_before);
+on_all_backends!(fifo_after_unfreeze);
+on_all_backends!(on_freeze_fail_is_fast);
+on_all_backends!(force_unlock_ends_a_freeze);

@@ -1,7 +1,8 @@
-//! The lock library against both emulators, through the real AWS SDK: acquire, reentry,
-//! fence, release (idempotent, owner-checked), force-unlock, queue hand-off, heartbeat loss,
-//! cancellation. Each scenario runs on moto (serialised) and on dynalite, whose faithful
-//! expression validation catches malformed expressions that moto answers with HTTP 500.
+//! The lock library against the three DynamoDB backends, through the real AWS SDK: acquire,
+//! reentry, fence, release (idempotent, owner-checked), force-unlock, queue hand-off, heartbeat
+//! loss, cancellation. Each scenario runs on moto (serialised), on dynalite, whose faithful
+//! expression validation catches malformed expressions that moto answers with HTTP 500, and on
+//! Amazon's DynamoDB Local.
 
 mod support;
 
@@ -17,13 +18,7 @@ use deploy_coordinator::registry::Registry;
 use support::dynamo::{DynamoServer, Emulator};
 use tokio_util::sync::CancellationToken;
 
-fn me(owner: &str) -> HolderInfo {
-    HolderInfo {
-        owner: owner.into(),
-        correlation_id: owner.into(),
-        ..HolderInfo::default()
-    }
-}
+use support::holder as me;
 
 fn fast(lease_ms: u64, wait_ms: u64) -> AcquireOptions {
     let mut o = AcquireOptions::new(
@@ -354,23 +349,7 @@ async fn a_dead_waiter_is_skipped_once_its_run_is_over(emulator: Emulator) {
     assert!(lock::status(&reg, "k").await.unwrap().queue.is_empty());
 }
 
-macro_rules! on_both {
-    ($name:ident) => {
-        mod $name {
-            use super::*;
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn moto() {
-                super::$name(Emulator::Moto).await
-            }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn dynalite() {
-                super::$name(Emulator::Dynalite).await
-            }
-        }
-    };
-}
-
-on_both!(basics);
-on_both!(queue_hand_off_and_heartbeat);
-on_both!(cancel_leaves_nothing);
-on_both!(a_dead_waiter_is_skipped_once_its_run_is_over);
+on_all_backends!(basics);
+on_all_backends!(queue_hand_off_and_heartbeat);
+on_all_backends!(cancel_leaves_nothing);
+on_all_backends!(a_dead_waiter_is_skipped_once_its_run_is_over);

@@ -304,12 +304,33 @@ async fn deploy_succeeds_then_an_identical_deploy_has_no_changes() -> Result<()>
     );
 
     let events = seen.all();
-    assert!(
-        matches!(
-            events.first(),
-            Some(MonitorEvent::ChangeSetCreated { changes: 3, .. })
-        ),
-        "{events:?}"
+    let Some(MonitorEvent::ChangeSetCreated {
+        changes: 3,
+        resources,
+        ..
+    }) = events.first()
+    else {
+        panic!("{events:?}");
+    };
+    // DescribeChangeSet's resource changes, as CloudFormation words them: a new stack adds all.
+    let mut added: Vec<(&str, &str, &str)> = resources
+        .iter()
+        .map(|c| {
+            (
+                c.action.as_str(),
+                c.logical_id.as_str(),
+                c.resource_type.as_str(),
+            )
+        })
+        .collect();
+    added.sort_unstable();
+    assert_eq!(
+        added,
+        [
+            ("Add", "Fn", "AWS::Lambda::Function"),
+            ("Add", "Queue", "AWS::SQS::Queue"),
+            ("Add", "Topic", "AWS::SNS::Topic")
+        ]
     );
     assert!(
         matches!(events.get(1), Some(MonitorEvent::Started { status, .. }) if status == "CREATE_IN_PROGRESS")
@@ -417,6 +438,19 @@ async fn failed_update_rolls_back_and_progress_counts_down() -> Result<()> {
     .await?;
     let seen = Seen::default();
     let result = run_deploy(&client, &fx.request("app", TEMPLATE, "update")?, &seen).await?;
+    // Every resource modified in place, as the change set said before it ran.
+    let changes = seen.all().into_iter().find_map(|e| match e {
+        MonitorEvent::ChangeSetCreated { resources, .. } => Some(resources),
+        _ => None,
+    });
+    let changes = changes.expect("a change set");
+    assert_eq!(changes.len(), 3, "{changes:?}");
+    assert!(
+        changes.iter().all(|c| c.action == "Modify"
+            && c.replacement.as_deref() == Some("False")
+            && c.scope == ["Properties"]),
+        "{changes:?}"
+    );
     assert_eq!(result.outcome, Outcome::RolledBack);
     assert_eq!(
         result.stack_status.as_deref(),

@@ -41,8 +41,8 @@ pub enum LockCommand {
         target: Target,
         #[command(flatten)]
         wait: WaitArgs,
-        /// How long the lock stays yours without a heartbeat (e.g. 30m, 6h).
-        #[arg(long, default_value = "1h", value_parser = parse_duration)]
+        /// How long the lock stays yours without a heartbeat (e.g. 30m, 6h; at least 1s).
+        #[arg(long, default_value = "1h", value_parser = parse_lease)]
         lease: Duration,
         #[arg(long)]
         json: bool,
@@ -122,7 +122,9 @@ pub enum LockCommand {
     /// Run a command while holding a lock: queue for it, heartbeat it while the command runs
     /// (env DEPLOY_COORDINATOR_FENCE, DEPLOY_COORDINATOR_OWNER, DEPLOY_COORDINATOR_LOCK_KEY),
     /// release it afterwards. SIGINT/SIGTERM are forwarded to the command (SIGKILL after
-    /// 4 s), then the lock is released.
+    /// 4 s), then the lock is released. A lost lock (taken over, force-unlocked, or no
+    /// heartbeat got through for nearly a lease) stops the command the same way, and the run
+    /// exits 1.
     #[command(after_long_help = EXIT_CODES)]
     Run {
         #[command(flatten)]
@@ -130,8 +132,8 @@ pub enum LockCommand {
         #[command(flatten)]
         wait: WaitArgs,
         /// Waiters take the lock over after seeing no heartbeat for this long; the
-        /// heartbeat runs every third of it.
-        #[arg(long, default_value = "1m", value_parser = parse_duration)]
+        /// heartbeat runs every third of it (at least 1s).
+        #[arg(long, default_value = "1m", value_parser = parse_lease)]
         lease: Duration,
         /// The command and its arguments.
         #[arg(last = true, required = true, num_args = 1..)]
@@ -162,8 +164,9 @@ pub struct WaitArgs {
     /// How long to wait in the queue; 0s tries once.
     #[arg(long, default_value = "0s", value_parser = parse_duration)]
     wait: Duration,
-    /// How often a waiter that is not first in line checks the queue (each check is one
-    /// DynamoDB request; the first in line polls every 100–250 ms).
+    /// The slowest a waiter further back checks the queue (each check is one DynamoDB
+    /// request; closer to the front it checks sooner, and the first two in line poll every
+    /// 200–600 ms).
     #[arg(long, default_value = "15s", value_parser = parse_duration)]
     queue_poll: Duration,
     /// GitHub token used to ask whether the holder's run is completed (then the lock is
@@ -184,6 +187,19 @@ fn parse_on_freeze(text: &str) -> Result<OnFreeze, String> {
 
 fn parse_duration(text: &str) -> Result<Duration, String> {
     crate::duration::parse(text).map_err(|e| e.to_string())
+}
+
+/// A lease of at least a second: waiters take over a lock whose version they have seen
+/// unchanged for a lease, so `0s` would hand it to the first waiter at first sight.
+fn parse_lease(text: &str) -> Result<Duration, String> {
+    let lease = parse_duration(text)?;
+    if lease < Duration::from_secs(1) {
+        return Err(format!(
+            "{text:?} is shorter than 1s: waiters take over a lock whose version did not change for a lease, \
+             so this lease would hand it to the first waiter at once; use e.g. 30s, 10m or 6h"
+        ));
+    }
+    Ok(lease)
 }
 
 pub async fn run(cmd: LockCommand) -> ExitCode {
@@ -886,8 +902,16 @@ async fn run_cmd(
         .env("DEPLOY_COORDINATOR_OWNER", &me.owner)
         .env("DEPLOY_COORDINATOR_LOCK_KEY", key)
         .spawn();
+    // A lost lock stops the command as a cancellation does: it no longer runs under the lock.
+    let stop = cancel.child_token();
+    let lost_token = heartbeat.lost_token();
+    let stop_on_loss = stop.clone();
+    let watcher = tokio::spawn(async move {
+        lost_token.cancelled().await;
+        stop_on_loss.cancel();
+    });
     let code = match spawned {
-        Ok(mut child) => supervise(&mut child, &cancel).await,
+        Ok(mut child) => supervise(&mut child, &stop).await,
         Err(e) => {
             crate::action::log::error(
                 "Command not started",
@@ -896,7 +920,17 @@ async fn run_cmd(
             127
         }
     };
+    watcher.abort();
     let lost = heartbeat.stop().await.is_err();
+    if lost {
+        crate::action::log::error(
+            "Lock lost",
+            &format!(
+                "lock {key:?} (fence {}) was lost while the command ran; the command was stopped (SIGTERM) if it was still running",
+                record.fence
+            ),
+        );
+    }
     match lock::release(reg, key, &me.owner).await {
         Ok(ReleaseOutcome::Released(_)) => {
             tracing::info!("released lock {key:?} (fence {})", record.fence)
@@ -920,14 +954,16 @@ async fn run_cmd(
             }
         }
     }
-    if lost && code == 0 {
-        // The command succeeded, but not under the lock all the way: scripts must know.
+    if lost && !cancel.is_cancelled() {
+        // Not under the lock all the way (and stopped if it was still running): the run
+        // failed, whatever the command's own exit, and scripts must know.
         return ExitCode::from(1);
     }
     ExitCode::from(code)
 }
 
-/// Waits for the child; on SIGINT/SIGTERM forwards SIGTERM, and kills it 4 s later.
+/// Waits for the child; on SIGINT/SIGTERM (or a lost lock: `cancel`) forwards SIGTERM, and
+/// kills it 4 s later.
 async fn supervise(child: &mut tokio::process::Child, cancel: &CancellationToken) -> u8 {
     let status = tokio::select! {
         s = child.wait() => s,

@@ -174,6 +174,33 @@ impl DurationModel {
         (0.5 * (lo + hi)).exp()
     }
 
+    /// The q-quantile of the duration given that it has already lasted `t` seconds.
+    pub fn quantile_beyond(&self, t: f64, q: f64) -> f64 {
+        let s_t = self.survival(t);
+        if t <= 0.0 || s_t >= 1.0 {
+            return self.quantile(q);
+        }
+        if s_t < 1e-12 {
+            // Far past anything the model expected: the lognormal's asymptotic excess.
+            let s = self.sigma.max(SLOW_SIGMA);
+            return t + t * s * s / (t.ln() - self.mu).max(s) * -(1.0 - q).ln();
+        }
+        let (mut lo, mut hi) = (
+            t.ln(),
+            self.mu + SLOW_FACTOR_LN + 12.0 * SLOW_SIGMA.max(self.sigma),
+        );
+        hi = hi.max(lo + 1.0);
+        for _ in 0..60 {
+            let mid = 0.5 * (lo + hi);
+            if 1.0 - self.survival(mid.exp()) / s_t < q {
+                lo = mid;
+            } else {
+                hi = mid;
+            }
+        }
+        (0.5 * (lo + hi)).exp().max(t)
+    }
+
     /// A whole duration.
     pub fn sample(&self, rng: &mut Rng) -> f64 {
         self.sample_flagged(rng).0
@@ -243,12 +270,40 @@ fn median(values: &mut [f64]) -> f64 {
     quantile(values, 0.5)
 }
 
-/// Empirical q-quantile with linear interpolation (sorts `values`). Empty: NaN.
+/// The q-quantile of weighted values (sorts `values`; weights must be positive). Empty: NaN.
+pub fn weighted_quantile(values: &mut [(f64, f64)], q: f64) -> f64 {
+    if values.is_empty() {
+        return f64::NAN;
+    }
+    values.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let total: f64 = values.iter().map(|(_, w)| w).sum();
+    // Each value stands at the middle of its weight, as the unweighted quantile's points do.
+    let target = q.clamp(0.0, 1.0) * total;
+    let mut below = 0.0;
+    let mut prev: Option<(f64, f64)> = None;
+    for &(v, w) in values.iter() {
+        let centre = below + w / 2.0;
+        if centre >= target {
+            return match prev {
+                Some((pv, pc)) if centre > pc => pv + (v - pv) * (target - pc) / (centre - pc),
+                _ => v,
+            };
+        }
+        prev = Some((v, centre));
+        below += w;
+    }
+    values[values.len() - 1].0
+}
+
+/// Empirical q-quantile with linear interpolation (sorts `values`, unless they already are:
+/// several quantiles of the same samples sort once). Empty: NaN.
 pub fn quantile(values: &mut [f64], q: f64) -> f64 {
     if values.is_empty() {
         return f64::NAN;
     }
-    values.sort_by(f64::total_cmp);
+    if !values.is_sorted_by(|a, b| a.total_cmp(b).is_le()) {
+        values.sort_unstable_by(f64::total_cmp);
+    }
     let pos = q.clamp(0.0, 1.0) * (values.len() - 1) as f64;
     let lo = pos.floor() as usize;
     let hi = pos.ceil() as usize;
@@ -315,6 +370,38 @@ mod tests {
         assert!(late < 0.05, "{late}");
         let (d, _) = m.sample_beyond_flagged(250.0, &mut rng);
         assert!(d >= 250.0);
+    }
+
+    #[test]
+    fn conditional_quantiles_are_past_the_elapsed_time_and_match_sampling() {
+        let m = DurationModel::from_median(100.0, 0.3, 0.04);
+        let mut rng = Rng::new(9);
+        let mut xs: Vec<f64> = (0..20_000)
+            .map(|_| m.sample_beyond(80.0, &mut rng))
+            .collect();
+        for q in [0.1, 0.5, 0.9] {
+            let exact = m.quantile_beyond(80.0, q);
+            let sampled = quantile(&mut xs, q);
+            assert!(
+                exact >= 80.0 && (exact - sampled).abs() < 3.0,
+                "{q}: {exact} vs {sampled}"
+            );
+        }
+        assert!(m.quantile_beyond(1e7, 0.5) > 1e7);
+        assert_eq!(m.quantile_beyond(0.0, 0.5), m.quantile(0.5));
+    }
+
+    #[test]
+    fn weighted_quantiles_weigh() {
+        let mut even = vec![(1.0, 1.0), (2.0, 1.0), (3.0, 1.0)];
+        assert_eq!(weighted_quantile(&mut even, 0.5), 2.0);
+        // Each value stands at the middle of its weight: the median is well inside the heavy
+        // value's share, between it and the next.
+        let mut heavy = vec![(10.0, 8.0), (1.0, 1.0), (2.0, 1.0)];
+        let m = weighted_quantile(&mut heavy, 0.5);
+        assert!(m > 8.0 && m < 10.0, "{m}");
+        assert_eq!(weighted_quantile(&mut heavy, 0.9), 10.0);
+        assert!(weighted_quantile(&mut [], 0.5).is_nan());
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! prior), and the shape of past runs (which resource waited for which), used as plans for the
 //! run in progress.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 
 use super::dist::{DurationModel, robust_log_stats};
@@ -31,14 +32,38 @@ pub enum Source {
     Prior,
 }
 
-type Key = (String, String);
+/// Durations by name (a logical id or a type), then by action: looked up by `&str` without
+/// building a key (the calibration asks thousands of times per step).
+type ByName = HashMap<String, HashMap<String, Vec<f64>>>;
+
+fn lookup<'a>(map: &'a ByName, name: &str, action: &str) -> Option<&'a Vec<f64>> {
+    map.get(name)?.get(action)
+}
+
+fn push(map: &mut ByName, name: &str, action: &str, seconds: f64) {
+    map.entry(name.to_string())
+        .or_default()
+        .entry(action.to_string())
+        .or_default()
+        .push(seconds);
+}
+
+/// A robust centre and spread of log-durations (None: no samples).
+type Stats = Option<(f64, f64)>;
+/// A resource's fitted model: (action, undo, model, where it came from).
+type Fitted = (String, bool, DurationModel, Source);
 
 /// Durations seen in history, by resource and by type.
 #[derive(Debug, Default)]
 pub struct Knowledge {
-    own: HashMap<Key, Vec<f64>>,
-    undo: HashMap<Key, Vec<f64>>,
-    types: HashMap<Key, Vec<f64>>,
+    own: ByName,
+    undo: ByName,
+    types: ByName,
+    /// Each type's robust centre and spread, computed once (a type pools every resource of it
+    /// in every record: the largest samples, asked for by every resource of the type).
+    type_stats: RefCell<HashMap<String, HashMap<String, Stats>>>,
+    /// Each resource's model once computed, by logical id: (action, undo, model, source).
+    models: RefCell<HashMap<String, Vec<Fitted>>>,
 }
 
 fn usable(r: &ResourceTiming) -> bool {
@@ -51,39 +76,36 @@ impl Knowledge {
     /// short); failed and rolled-back runs still tell how long their COMPLETE resources took.
     pub fn new(history: &[HistoryRecord], stack: &str) -> Self {
         let mut k = Knowledge::default();
-        for record in history.iter().filter(|r| r.outcome != Outcome::Cancelled) {
-            let mine = record.stack == stack;
-            for r in record.forward_resources().filter(|r| usable(r)) {
-                if mine {
-                    k.own
-                        .entry((r.logical_id.clone(), r.action.clone()))
-                        .or_default()
-                        .push(r.seconds());
-                }
-                k.types
-                    .entry((r.resource_type.clone(), r.action.clone()))
-                    .or_default()
-                    .push(r.seconds());
-            }
-            for r in record.rollback_resources().filter(|r| usable(r)) {
-                if mine {
-                    k.undo
-                        .entry((r.logical_id.clone(), r.action.clone()))
-                        .or_default()
-                        .push(r.seconds());
-                }
-                k.types
-                    .entry((r.resource_type.clone(), r.action.clone()))
-                    .or_default()
-                    .push(r.seconds());
-            }
+        for record in history {
+            k.add(record, stack);
         }
         k
     }
 
+    /// Learns one more record (replaying history in order adds them one by one).
+    pub fn add(&mut self, record: &HistoryRecord, stack: &str) {
+        if record.outcome == Outcome::Cancelled {
+            return;
+        }
+        let mine = record.stack == stack;
+        for (undo, r) in record
+            .forward_resources()
+            .map(|r| (false, r))
+            .chain(record.rollback_resources().map(|r| (true, r)))
+            .filter(|(_, r)| usable(r))
+        {
+            if mine {
+                let own = if undo { &mut self.undo } else { &mut self.own };
+                push(own, &r.logical_id, &r.action, r.seconds());
+            }
+            push(&mut self.types, &r.resource_type, &r.action, r.seconds());
+            self.type_stats.get_mut().clear();
+            self.models.get_mut().clear();
+        }
+    }
+
     pub fn has_own(&self, logical_id: &str, action: &str) -> bool {
-        self.own
-            .contains_key(&(logical_id.to_string(), action.to_string()))
+        lookup(&self.own, logical_id, action).is_some()
     }
 
     /// The duration model of one resource doing `action` (`undo`: during a rollback).
@@ -94,25 +116,56 @@ impl Knowledge {
         action: &str,
         undo: bool,
     ) -> (DurationModel, Source) {
-        let type_samples = self
-            .types
-            .get(&(resource_type.to_string(), action.to_string()));
-        let (mu0, sigma0, mut source) = match type_samples
-            .filter(|s| s.len() >= 3)
-            .and_then(|s| robust_log_stats(s).map(|st| (st, s.len())))
-        {
-            Some(((c, s), n)) => (c, s.max(MIN_TYPE_SIGMA), Source::Type(n)),
-            None => {
-                let (median, sigma) = priors::prior(resource_type, action);
-                (median.ln(), sigma, Source::Prior)
+        let known = self.models.borrow().get(logical_id).and_then(|ms| {
+            ms.iter()
+                .find(|(a, u, _, _)| a == action && *u == undo)
+                .map(|(_, _, m, s)| (*m, *s))
+        });
+        if let Some(known) = known {
+            return known;
+        }
+        let fitted = self.fit(logical_id, resource_type, action, undo);
+        self.models
+            .borrow_mut()
+            .entry(logical_id.to_string())
+            .or_default()
+            .push((action.to_string(), undo, fitted.0, fitted.1));
+        fitted
+    }
+
+    fn fit(
+        &self,
+        logical_id: &str,
+        resource_type: &str,
+        action: &str,
+        undo: bool,
+    ) -> (DurationModel, Source) {
+        let type_samples = lookup(&self.types, resource_type, action).filter(|s| s.len() >= 3);
+        let stats = |samples: &Vec<f64>| {
+            let mut cache = self.type_stats.borrow_mut();
+            let by_action = cache.entry(resource_type.to_string()).or_default();
+            match by_action.get(action) {
+                Some(st) => *st,
+                None => {
+                    let st = robust_log_stats(samples);
+                    by_action.insert(action.to_string(), st);
+                    st
+                }
             }
         };
-        let key = (logical_id.to_string(), action.to_string());
-        let own = if undo {
-            self.undo.get(&key)
-        } else {
-            self.own.get(&key)
-        };
+        let (mu0, sigma0, mut source) =
+            match type_samples.and_then(|s| stats(s).map(|st| (st, s.len()))) {
+                Some(((c, s), n)) => (c, s.max(MIN_TYPE_SIGMA), Source::Type(n)),
+                None => {
+                    let (median, sigma) = priors::prior(resource_type, action);
+                    (median.ln(), sigma, Source::Prior)
+                }
+            };
+        let own = lookup(
+            if undo { &self.undo } else { &self.own },
+            logical_id,
+            action,
+        );
         let Some((samples, (m, sd))) = own.and_then(|s| robust_log_stats(s).map(|st| (s, st)))
         else {
             return (
@@ -153,13 +206,16 @@ pub struct Node {
     pub parent: Option<usize>,
     /// Seconds from the parent's completion (or the operation's start) to this one's start.
     pub gap: f64,
+    /// Seconds from the operation's start to this one's start, in that run.
+    pub start: f64,
 }
 
 /// The shape of one past run: its resources in start order with their triggers.
 #[derive(Debug, Clone)]
 pub struct Plan {
     pub nodes: Vec<Node>,
-    pub index: HashMap<Key, usize>,
+    /// Node indices by logical id (see [`Plan::find`]).
+    ids: HashMap<String, Vec<usize>>,
     /// From the last resource's completion to the stack's.
     pub tail: f64,
     pub total: f64,
@@ -204,6 +260,20 @@ pub fn infer_parents(
 }
 
 impl Plan {
+    /// The node of `logical_id` doing `action`, if the run had it.
+    pub fn find(&self, logical_id: &str, action: &str) -> Option<usize> {
+        self.ids
+            .get(logical_id)?
+            .iter()
+            .copied()
+            .find(|i| self.nodes[*i].action == action)
+    }
+
+    /// Whether the run worked on `logical_id` doing `action`.
+    pub fn has(&self, logical_id: &str, action: &str) -> bool {
+        self.find(logical_id, action).is_some()
+    }
+
     pub fn from_record(record: &HistoryRecord) -> Plan {
         let mut resources: Vec<&ResourceTiming> = record.forward_resources().collect();
         resources.sort_by_key(|r| r.started_at);
@@ -219,21 +289,22 @@ impl Plan {
             .collect();
         let parents = infer_parents(&items);
         let mut nodes = Vec::with_capacity(resources.len());
-        let mut index = HashMap::new();
+        let mut ids: HashMap<String, Vec<usize>> = HashMap::new();
         for (i, (r, (parent, gap))) in resources.iter().zip(parents).enumerate() {
-            index.insert((r.logical_id.clone(), r.action.clone()), i);
+            ids.entry(r.logical_id.clone()).or_default().push(i);
             nodes.push(Node {
                 logical_id: r.logical_id.clone(),
                 resource_type: r.resource_type.clone(),
                 action: r.action.clone(),
                 parent,
                 gap,
+                start: items[i].0,
             });
         }
         let last = items.iter().filter_map(|(_, f)| *f).fold(0.0f64, f64::max);
         Plan {
             nodes,
-            index,
+            ids,
             tail: (record.seconds() - last).max(0.0),
             total: record.seconds(),
         }

@@ -66,6 +66,9 @@ pub fn is_known(resource_type: &str) -> bool {
 /// A whole operation with no history and nothing to go on: minutes, widely spread.
 pub const GENERIC_OPERATION: (f64, f64) = (240.0, 0.9);
 
+/// The stack's wrap-up after its last resource when no past run shows it (seconds).
+pub const GENERIC_TAIL: f64 = 10.0;
+
 #[cfg(test)]
 mod tests {
     use super::*;

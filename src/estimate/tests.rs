@@ -128,6 +128,7 @@ fn no_history_gives_a_low_confidence_estimate_from_type_priors() {
     // The change set's size fills in the progress total.
     let opts = Options {
         expected_total: Some(7),
+        ..Options::default()
     };
     let (s, now, _) = running(60, 1.0, true);
     let e = estimate_events(&[], &s.cli_order(), now, &opts).unwrap();

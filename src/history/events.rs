@@ -23,7 +23,7 @@ use super::record::{HistoryRecord, Operation, Outcome, ResourceTiming, describe_
 pub const STACK_TYPE: &str = "AWS::CloudFormation::Stack";
 
 /// One stack event, in the AWS CLI's JSON shape (PascalCase keys).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct StackEvent {
     pub stack_id: String,
@@ -291,6 +291,55 @@ impl Trace {
             estimate: None,
             lock_wait_seconds: None,
         })
+    }
+}
+
+/// What following `record`'s operation would have shown `at` seconds after its start: the
+/// resources started by then, finished or still running, and the rollback once it had begun.
+/// This is how past runs are replayed through the estimator (its self-calibration and the
+/// evaluation).
+pub fn trace_at(record: &HistoryRecord, at: f64) -> Trace {
+    let now = record.started_at + chrono::TimeDelta::milliseconds((at * 1000.0).round() as i64);
+    let rollback_started_at = record.rollback_started_at.filter(|r| *r <= now);
+    let mut resources: Vec<ResourceState> = record
+        .resources
+        .iter()
+        .filter(|r| r.started_at <= now)
+        .map(|r| {
+            let done = r.finished_at <= now;
+            ResourceState {
+                logical_id: r.logical_id.clone(),
+                resource_type: r.resource_type.clone(),
+                action: r.action.clone(),
+                started_at: r.started_at,
+                finished_at: done.then_some(r.finished_at),
+                status: if done {
+                    r.status.clone()
+                } else {
+                    format!("{}_IN_PROGRESS", r.action)
+                },
+                rollback: rollback_started_at.is_some_and(|c| r.started_at >= c),
+            }
+        })
+        .collect();
+    resources.sort_by_key(|r| r.started_at);
+    let last_event_at = resources
+        .iter()
+        .flat_map(|r| [Some(r.started_at), r.finished_at])
+        .flatten()
+        .chain(rollback_started_at)
+        .max()
+        .unwrap_or(record.started_at)
+        .max(record.started_at);
+    Trace {
+        stack: record.stack.clone(),
+        operation: record.operation,
+        started_at: record.started_at,
+        last_event_at,
+        rollback_started_at,
+        finished: None,
+        cancelled: false,
+        resources,
     }
 }
 

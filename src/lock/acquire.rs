@@ -2,13 +2,26 @@
 //! which only the oldest live waiter (the head) polls fast and tries to take the lock.
 //!
 //! Timings (defaults; [`AcquireOptions`]):
-//! - the head polls every 100–250 ms (jittered), one request per poll, so a released lock is
-//!   taken within a few hundred milliseconds;
-//! - every other waiter reads the queue every `queue_poll` (15 s, jittered ±20 %) and rotates
-//!   its ticket's version every 4 × `queue_poll`: 5 requests per minute;
+//! - the head polls the lock and the next in line polls the queue "fast": a tenth of the time
+//!   per acquisition as this waiter has seen the fence advance (`cycle`), between 200 and
+//!   600 ms (jittered ±20 %), one request per poll. So a released lock is taken within a few
+//!   hundred milliseconds, and behind holds of 50 ms the next in line already knows it is
+//!   first when its turn comes;
+//! - every other waiter schedules its reads from its place: with `k` waiters ahead its turn is
+//!   about `k × cycle` away, and it looks again after a third of that, at most every
+//!   `queue_poll` (15 s). A waiter deep in a queue of long deployments reads every 15 s, one
+//!   behind a burst of no-op deployments comes forward quickly. It rotates its ticket's
+//!   version every 4 × `queue_poll`;
 //! - a ticket unchanged for 12 × `queue_poll` (3 missed ticket heartbeats) on the observer's
 //!   clock is stale and skipped;
 //! - the head asks GitHub whether the holder's run is completed at most every 30 s;
+//! - the head leaves on the lock item how long it has watched the holder's version unchanged
+//!   ([`super::record::Watched`]), now and then and when it gives up: the next waiter goes on
+//!   from there, so waiters whose `lock-timeout` is shorter than the lease still free a dead
+//!   holder together;
+//! - a registry outage (errors, hung calls) is retried for up to a minute (less when `wait`
+//!   is shorter, at least 10 s), from the first read on: a blip at start does not skip the
+//!   lock;
 //! - behind a freeze ([`super::freeze`]) nobody takes the lock and no staleness rule applies;
 //!   the head polls every second (one request) so it goes first within a second of the
 //!   freeze's end, and the others keep their places.
@@ -35,7 +48,8 @@ pub struct AcquireOptions {
     pub lease: Duration,
     /// How long to wait in the queue before giving up (`lock-timeout`). Zero: one try.
     pub wait: Duration,
-    /// Mean poll interval of the head of the queue.
+    /// The shortest poll interval of the head and the next in line (they poll faster when
+    /// acquisitions come fast: a tenth of the time per acquisition, up to 600 ms).
     pub head_poll: Duration,
     /// Poll interval of the other waiters.
     pub queue_poll: Duration,
@@ -50,7 +64,7 @@ impl AcquireOptions {
         AcquireOptions {
             lease,
             wait,
-            head_poll: Duration::from_millis(175),
+            head_poll: Duration::from_millis(200),
             queue_poll: Duration::from_secs(15),
             liveness_interval: Duration::from_secs(30),
             on_freeze: OnFreeze::Wait,
@@ -139,6 +153,9 @@ pub struct Acquired {
     pub took_over: Option<LockRecord>,
     /// Already ours (same owner): a rerun of the step.
     pub reentrant: bool,
+    /// When the write that won the lock was sent: its lease runs from there
+    /// ([`super::spawn_heartbeat_since`]).
+    pub written_at: Instant,
 }
 
 // A LockRecord inline: errors are returned once per acquisition, boxing buys nothing.
@@ -192,11 +209,15 @@ pub async fn acquire(
         front_asked: None,
         ahead: None,
         in_flight: None,
-        failing_since: None,
+        healthy: started,
+        queued: false,
         frozen: None,
+        inherited: None,
+        watch_recorded: None,
+        rate: FenceRate::default(),
     };
     let result = w.run().await;
-    w.clean_up().await;
+    w.clean_up(result.is_err()).await;
     if let Ok(acquired) = &result {
         on_event(LockEvent::Acquired {
             record: acquired.record.clone(),
@@ -241,22 +262,148 @@ struct Waiter<'a> {
     front_asked: Option<Instant>,
     /// Live waiters ahead of us, as last computed.
     ahead: Option<usize>,
-    /// A PutItem whose answer we never saw (cancelled mid-flight): it may have succeeded.
-    in_flight: Option<LockRecord>,
-    /// Since when the registry has been failing with `Unavailable` errors.
-    failing_since: Option<Instant>,
+    /// A PutItem whose answer we never saw (cancelled, failed, timed out): it may have
+    /// succeeded. With the holder it was taking over from, if any.
+    in_flight: Option<InFlight>,
+    /// When the registry last answered: an outage is counted from there.
+    healthy: Instant,
+    /// Our ticket is in the queue (start-up is done).
+    queued: bool,
     /// The freeze we last reported waiting behind.
     frozen: Option<Freeze>,
+    /// The longest unchanged time another waiter recorded for the holder's version: (version,
+    /// recorded duration, when we read it).
+    inherited: Option<(String, Duration, Instant)>,
+    /// The (version, unchanged time) we last recorded on the lock item.
+    watch_recorded: Option<(String, Duration)>,
+    rate: FenceRate,
 }
+
+/// A PutItem in flight: the record written, the stale holder it replaces (and why), and when
+/// it was sent (the lease of the new record runs from then).
+type InFlight = (LockRecord, Option<(LockRecord, StaleReason)>, Instant);
+
+/// The rate at which acquisitions happen, as this waiter has seen the fence advance: the
+/// basis of its poll schedule. Observations are this waiter's own reads on its own clock.
+#[derive(Debug, Default)]
+struct FenceRate {
+    /// The fence last seen and when it was first seen at that value.
+    last: Option<(u64, Instant)>,
+    /// Smoothed time per acquisition.
+    cycle: Option<Duration>,
+}
+
+impl FenceRate {
+    fn observe(&mut self, fence: u64, now: Instant) {
+        match self.last {
+            Some((f, at)) if fence > f => {
+                let per = now.saturating_duration_since(at)
+                    / u32::try_from(fence - f).unwrap_or(u32::MAX);
+                // A faster rate is believed at once, a slower one only half: a waiter that
+                // expects its turn later than it comes sleeps through it (nobody awake at the
+                // front, the lock sits free), one that expects it sooner only reads once more.
+                self.cycle = Some(match self.cycle {
+                    Some(c) if per < c => per,
+                    Some(c) => (c + per) / 2,
+                    None => per,
+                });
+                self.last = Some((fence, now));
+            }
+            Some(_) => {}
+            None => self.last = Some((fence, now)),
+        }
+    }
+
+    /// The expected time per acquisition: at least as long as the current holder has held it
+    /// already (on our observations). Before any acquisition has been seen (and no holder left
+    /// a hint), only that: assuming a slow rate would make the waiters far back sleep through
+    /// a queue that moves every few hundred milliseconds (the 50 ms bench's p95 of 2.6 s came
+    /// from a guess of 2 s). So a waiter that knows nothing reads again soon, and its naps grow
+    /// with the hold it watches, a backoff that ends as soon as it sees the fence move.
+    fn cycle(&self, now: Instant) -> Duration {
+        let held = self
+            .last
+            .map(|(_, at)| now.saturating_duration_since(at))
+            .unwrap_or_default();
+        self.cycle.unwrap_or_default().max(held)
+    }
+}
+/// A waiter with `k` waiters ahead looks again after this share of its expected wait.
+const LOOKAHEAD: f64 = 1.0 / 3.0;
+/// The slowest poll of the head and the next in line: a hand-off within about 0.7 s at worst.
+const FAST_POLL_MAX: Duration = Duration::from_millis(600);
 
 /// How often the head of the queue reads the lock while it is frozen.
 const FROZEN_POLL: Duration = Duration::from_secs(1);
 
-/// How long a waiter keeps trying through registry outages before giving up.
+/// How long a waiter keeps trying through registry outages before giving up...
 const OUTAGE_BUDGET: Duration = Duration::from_secs(60);
+/// ...and at least this long, even with a short `wait`: a blip of a few seconds must not end
+/// an acquisition (or skip the lock under `on-registry-unavailable: fallback`).
+const MIN_OUTAGE_BUDGET: Duration = Duration::from_secs(10);
 
 impl Waiter<'_> {
     async fn run(&mut self) -> Result<Acquired, AcquireError> {
+        loop {
+            let round = if self.queued {
+                self.step().await
+            } else {
+                self.start().await
+            };
+            match round {
+                Ok(Some(a)) => return Ok(a),
+                Ok(None) => self.healthy = Instant::now(),
+                // A hung call (its timeout) or an error: unavailable. Retried from the first
+                // read on, for as long as the outage budget allows, whatever the deadline: a
+                // wait of 0 s still rides out a blip.
+                Err(AcquireError::Registry(e)) if e.is_unavailable() => {
+                    let outage = self.healthy.elapsed();
+                    if outage >= self.outage_budget() {
+                        return Err(AcquireError::Registry(e));
+                    }
+                    tracing::warn!(
+                        "registry error while {} (retrying for up to {} more): {e}",
+                        if self.queued {
+                            "waiting"
+                        } else {
+                            "asking for the lock"
+                        },
+                        crate::duration::human(self.outage_budget().saturating_sub(outage))
+                    );
+                    let backoff = if outage < Duration::from_secs(2) {
+                        Duration::from_millis(500)
+                    } else {
+                        Duration::from_secs(1)
+                    };
+                    self.sleep(jitter(backoff, 0.8, 1.2)).await?;
+                    continue;
+                }
+                Err(e) => return Err(e),
+            }
+            if Instant::now() >= self.deadline {
+                let holder = self.lock.holder().cloned();
+                return Err(match self.frozen.take() {
+                    Some(freeze) => AcquireError::Frozen {
+                        freeze,
+                        holder,
+                        timed_out: true,
+                    },
+                    None => AcquireError::TimedOut { holder },
+                });
+            }
+        }
+    }
+
+    /// How long an outage may last before we give up: a minute, less when we would not wait
+    /// that long for the lock itself, never less than [`MIN_OUTAGE_BUDGET`].
+    fn outage_budget(&self) -> Duration {
+        OUTAGE_BUDGET.min(self.opts.wait.max(MIN_OUTAGE_BUDGET))
+    }
+
+    /// The first round: read, reenter, the fast path, or a place in the queue. Repeated when
+    /// the registry fails, so each of its writes is idempotent: reentry is owner-checked, an
+    /// acquisition whose answer was lost is recognised by its version, the ticket is ours.
+    async fn start(&mut self) -> Result<Option<Acquired>, AcquireError> {
         let (lock, tickets) = self.call(store::read_partition(self.reg, self.key)).await?;
         self.set_lock(lock);
         if let Some(r) = self
@@ -264,9 +411,13 @@ impl Waiter<'_> {
             .holder()
             .filter(|r| r.info.owner == self.me.owner)
             .cloned()
-            && let Some(a) = self.reenter(r).await?
         {
-            return Ok(a);
+            if let Some(a) = self.own_write_won(&r) {
+                return Ok(Some(a));
+            }
+            if let Some(a) = self.reenter(r).await? {
+                return Ok(Some(a));
+            }
         }
         // `on-freeze: fail` fails before taking a place in the queue: nothing to clean up.
         if let Some(freeze) = self.active_freeze()
@@ -285,7 +436,7 @@ impl Waiter<'_> {
             && self.active_freeze().is_none()
             && let Some(a) = self.try_take(None).await?
         {
-            return Ok(a);
+            return Ok(Some(a));
         }
         if self.opts.wait.is_zero() {
             return Err(AcquireError::TimedOut {
@@ -293,33 +444,28 @@ impl Waiter<'_> {
             });
         }
         self.enqueue(tickets).await?;
+        self.queued = true;
         self.freeze_gate()?;
-        loop {
-            match self.step().await {
-                Ok(Some(a)) => return Ok(a),
-                Ok(None) => self.failing_since = None,
-                Err(AcquireError::Registry(e)) if e.is_unavailable() => {
-                    let since = *self.failing_since.get_or_insert_with(Instant::now);
-                    if since.elapsed() > OUTAGE_BUDGET {
-                        return Err(AcquireError::Registry(e));
-                    }
-                    tracing::warn!("registry error while waiting (retrying): {e}");
-                    self.pause(Duration::from_secs(1)).await?;
-                }
-                Err(e) => return Err(e),
-            }
-            if Instant::now() >= self.deadline {
-                let holder = self.lock.holder().cloned();
-                return Err(match self.frozen.take() {
-                    Some(freeze) => AcquireError::Frozen {
-                        freeze,
-                        holder,
-                        timed_out: true,
-                    },
-                    None => AcquireError::TimedOut { holder },
-                });
-            }
-        }
+        Ok(None)
+    }
+
+    /// The lock item holds the record of our own acquisition whose answer we never saw: it
+    /// did go through.
+    fn own_write_won(&mut self, held: &LockRecord) -> Option<Acquired> {
+        let (record, stale, written_at) = self
+            .in_flight
+            .take_if(|(r, _, _)| r.version == held.version)?;
+        let took_over = stale.map(|(previous, why)| {
+            self.announce_takeover(&previous, &why, &record);
+            previous
+        });
+        Some(Acquired {
+            record,
+            waited: self.started.elapsed(),
+            took_over,
+            reentrant: false,
+            written_at,
+        })
     }
 
     /// The freeze in force on the lock as last read, unless we hold the lock ourselves (a
@@ -376,7 +522,7 @@ impl Waiter<'_> {
             self.touch_ticket().await?;
         }
         if self.ahead != Some(0) {
-            self.pause(jitter(self.opts.queue_poll, 0.8, 1.2)).await?;
+            self.pause(self.queue_nap()).await?;
             self.read_queue().await?;
             self.freeze_gate()?;
             return Ok(None);
@@ -405,11 +551,14 @@ impl Waiter<'_> {
         }
         match self.lock.clone() {
             LockState::Absent | LockState::Free(_) => self.try_take(None).await,
-            LockState::Held(r) if r.info.owner == self.me.owner => self.reenter(r).await,
+            LockState::Held(r) if r.info.owner == self.me.owner => {
+                if let Some(a) = self.own_write_won(&r) {
+                    return Ok(Some(a));
+                }
+                self.reenter(r).await
+            }
             LockState::Held(r) => {
-                let unchanged = self
-                    .lock_watch
-                    .observe(keys::LOCK, &r.version, Instant::now());
+                let unchanged = self.unchanged(&r);
                 if unchanged >= r.lease() {
                     let why = StaleReason::LeaseExpired {
                         unchanged_ms: millis(unchanged),
@@ -419,8 +568,8 @@ impl Waiter<'_> {
                 if self.run_completed(&r).await? {
                     return self.try_take(Some((r, StaleReason::RunCompleted))).await;
                 }
-                self.pause(jitter(self.opts.head_poll, 4.0 / 7.0, 10.0 / 7.0))
-                    .await?;
+                self.record_watch(&r, unchanged, false).await?;
+                self.pause(jitter(self.fast_poll(), 0.8, 1.2)).await?;
                 let lock = self.call(store::read_lock(self.reg, self.key)).await?;
                 self.set_lock(lock);
                 Ok(None)
@@ -429,11 +578,110 @@ impl Waiter<'_> {
     }
 
     fn set_lock(&mut self, lock: LockState) {
+        let now = Instant::now();
+        self.rate.observe(lock.fence(), now);
+        // Before we have seen the fence move: the rate the holder saw while it waited.
+        if self.rate.cycle.is_none() {
+            self.rate.cycle = lock.cycle_hint();
+        }
         if let LockState::Held(r) = &lock {
-            self.lock_watch
-                .observe(keys::LOCK, &r.version, Instant::now());
+            self.lock_watch.observe(keys::LOCK, &r.version, now);
+            // Another waiter's observation of this very version: we go on from there.
+            if let Some(d) = r.watched.as_ref().and_then(|w| w.of(&r.version)) {
+                let longer = match &self.inherited {
+                    Some((v, had, at)) if *v == r.version => {
+                        d > *had + now.saturating_duration_since(*at)
+                    }
+                    _ => true,
+                };
+                if longer {
+                    self.inherited = Some((r.version.clone(), d, now));
+                }
+            }
         }
         self.lock = lock;
+    }
+
+    /// How long the holder's version has been unchanged: the longer of our own observation
+    /// and what earlier waiters recorded (plus our time since we read it). Both are durations
+    /// on monotonic clocks; neither trusts the holder's or any other machine's clock.
+    fn unchanged(&mut self, held: &LockRecord) -> Duration {
+        let now = Instant::now();
+        let own = self.lock_watch.observe(keys::LOCK, &held.version, now);
+        let inherited = match &self.inherited {
+            Some((v, d, at)) if *v == held.version => *d + now.saturating_duration_since(*at),
+            _ => Duration::ZERO,
+        };
+        own.max(inherited)
+    }
+
+    /// Leaves our observation of the holder's version on the lock item for the waiters after
+    /// us: every quarter lease (1 s to 1 min), and when we give up (`last`). Best effort.
+    async fn record_watch(
+        &mut self,
+        held: &LockRecord,
+        unchanged: Duration,
+        last: bool,
+    ) -> Result<(), AcquireError> {
+        let every = (held.lease() / 4).clamp(Duration::from_secs(1), Duration::from_secs(60));
+        let since_last = match &self.watch_recorded {
+            Some((v, d)) if *v == held.version => unchanged.saturating_sub(*d),
+            _ => unchanged,
+        };
+        if unchanged < Duration::from_secs(1)
+            || (!last && since_last < every)
+            || since_last.is_zero()
+        {
+            return Ok(());
+        }
+        self.watch_recorded = Some((held.version.clone(), unchanged));
+        match self
+            .call(store::record_watch(
+                self.reg,
+                self.key,
+                &held.version,
+                millis(unchanged),
+            ))
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(AcquireError::Registry(e)) => {
+                tracing::debug!("could not record how long the holder looked dead: {e}");
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// How often the head and the next in line look: a tenth of the time per acquisition
+    /// (so about ten looks per hold), between `head_poll` and [`FAST_POLL_MAX`]. The hand-off
+    /// then takes about half of it: 0.1 s behind holds of a second, 0.3 s behind long ones.
+    fn fast_poll(&self) -> Duration {
+        let floor = self.opts.head_poll;
+        (self.rate.cycle(Instant::now()) / 10).clamp(floor, FAST_POLL_MAX.max(floor))
+    }
+
+    /// How long a waiter behind the head sleeps before it reads the queue again. The next in
+    /// line polls fast: when holds are short, its turn comes within one of them, and it must
+    /// already know it is first. Further back, a third of the expected wait (`ahead`
+    /// acquisitions at the rate seen), at most `queue_poll`, and at most `ahead² / 2` fast
+    /// polls: the rate seen may be that of one long hold just before a burst of short ones,
+    /// and the few waiters close to the front must not sleep through the burst. Far back, the
+    /// cost stays low: the waiters 2, 3, 4… ahead add 1/2, 2/9, 1/8… of a fast poller each.
+    fn queue_nap(&self) -> Duration {
+        let ahead = self.ahead.unwrap_or(1).max(1);
+        let fast = self.fast_poll();
+        let nap = if ahead == 1 {
+            fast
+        } else {
+            let close = fast.mul_f64((ahead * ahead) as f64 / 2.0);
+            self.rate
+                .cycle(Instant::now())
+                .mul_f64(ahead as f64 * LOOKAHEAD)
+                .min(close)
+                .clamp(fast, self.opts.queue_poll.max(fast))
+        };
+        jitter(nap, 0.8, 1.2)
     }
 
     /// Asks GitHub about the holder's run, at most every `liveness_interval`.
@@ -496,16 +744,19 @@ impl Waiter<'_> {
             heartbeat_at: None,
             // A freeze in force never gets here (freeze_gate); an ended one is cleared.
             freeze: None,
+            watched: None,
+            cycle_ms: self.rate.cycle.map(millis),
         };
-        self.in_flight = Some(record.clone());
-        let outcome = self
+        let written_at = Instant::now();
+        self.in_flight = Some((record.clone(), stale.clone(), written_at));
+        // An error or a cancellation leaves `in_flight` set: the write may have gone through,
+        // and the next read (or the clean-up) will tell.
+        match self
             .call(store::put_lock(self.reg, self.key, &record, expect))
-            .await;
-        if !matches!(outcome, Err(AcquireError::Cancelled)) {
-            self.in_flight = None;
-        }
-        match outcome? {
+            .await?
+        {
             Write::Done(()) => {
+                self.in_flight = None;
                 let took_over = stale.map(|(previous, why)| {
                     self.announce_takeover(&previous, &why, &record);
                     previous
@@ -515,9 +766,11 @@ impl Waiter<'_> {
                     waited: self.started.elapsed(),
                     took_over,
                     reentrant: false,
+                    written_at,
                 }))
             }
             Write::Refused(now) => {
+                self.in_flight = None;
                 self.set_lock(now);
                 Ok(None)
             }
@@ -566,8 +819,11 @@ impl Waiter<'_> {
             version: uuid::Uuid::new_v4().to_string(),
             lease_ms: millis(self.opts.lease),
             heartbeat_at: None,
+            watched: None,
+            cycle_ms: self.rate.cycle.map(millis),
             ..held
         };
+        let written_at = Instant::now();
         match self
             .call(store::put_lock(
                 self.reg,
@@ -591,6 +847,7 @@ impl Waiter<'_> {
                     waited: self.started.elapsed(),
                     took_over: None,
                     reentrant: true,
+                    written_at,
                 }))
             }
             Write::Refused(now) => {
@@ -603,16 +860,22 @@ impl Waiter<'_> {
     /// Puts our ticket in the queue. `seen` is the queue as just read: with our ticket added,
     /// it gives our first position without another read.
     async fn enqueue(&mut self, mut seen: Vec<QueueTicket>) -> Result<(), AcquireError> {
-        let mut ms = self.reg.clock().now_ms();
-        let ticket = loop {
-            let ticket = QueueTicket {
-                sk: keys::queue_ticket(ms, &self.me.correlation_id),
-                info: self.me.clone(),
-                enqueued_ms: ms,
-                version: uuid::Uuid::new_v4().to_string(),
-                lease_ms: millis(self.opts.ticket_lease()),
-                wants_lease_ms: Some(millis(self.opts.lease)),
-            };
+        let new_ticket = |ms: u64| QueueTicket {
+            sk: keys::queue_ticket(ms, &self.me.correlation_id),
+            info: self.me.clone(),
+            enqueued_ms: ms,
+            version: uuid::Uuid::new_v4().to_string(),
+            lease_ms: millis(self.opts.ticket_lease()),
+            wants_lease_ms: Some(millis(self.opts.lease)),
+        };
+        // A retry (the registry failed) puts the same ticket again: never two of ours. Known
+        // before it is written, so the clean-up removes it whatever the answer was.
+        let mut ticket = match self.ticket.clone() {
+            Some(t) => t,
+            None => new_ticket(self.reg.clock().now_ms()),
+        };
+        self.ticket = Some(ticket.clone());
+        loop {
             if self
                 .call(store::put_ticket(
                     self.reg,
@@ -622,11 +885,13 @@ impl Waiter<'_> {
                 ))
                 .await?
             {
-                break ticket;
+                break;
             }
             // Same correlation ID in the same millisecond: take the next one.
-            ms += 1;
-        };
+            ticket = new_ticket(ticket.enqueued_ms + 1);
+            self.ticket = Some(ticket.clone());
+        }
+        seen.retain(|t| t.sk != ticket.sk);
         seen.push(ticket.clone());
         seen.sort_by(|a, b| a.sk.cmp(&b.sk));
         self.ticket = Some(ticket);
@@ -695,14 +960,44 @@ impl Waiter<'_> {
                 self.ticket_touched = Instant::now();
             }
         }
-        let holder = self.lock.holder().map(|r| r.info.owner.clone());
+        // Owners that got the lock: the holder, or the last holder of a free lock.
+        let had_lock: Vec<String> = match &self.lock {
+            LockState::Held(r) => vec![r.info.owner.clone()],
+            LockState::Free(f) => f.last_owner.iter().cloned().collect(),
+            LockState::Absent => vec![],
+        };
+        let had_lock: Vec<&str> = had_lock.iter().map(String::as_str).collect();
         let mut view = QueueView::build(
             tickets,
             Some(&mine),
-            holder.as_deref(),
+            &had_lock,
             &mut self.ticket_watch,
             Instant::now(),
         );
+        for t in std::mem::take(&mut view.leftover) {
+            tracing::info!(
+                "removing the queue ticket of {}: it already got the lock (its own removal failed)",
+                t.info.describe()
+            );
+            // Conditional on the version seen; best effort: the next reader tries again. (An
+            // operator who reuses an `--owner` right after releasing may see its new ticket
+            // removed once; it puts it back in its place, see above.)
+            match self
+                .call(store::delete_ticket(
+                    self.reg,
+                    self.key,
+                    &t.sk,
+                    Some(&t.version),
+                ))
+                .await
+            {
+                Ok(_) => {}
+                Err(AcquireError::Registry(e)) => {
+                    tracing::debug!("could not remove a leftover queue ticket: {e}")
+                }
+                Err(e) => return Err(e),
+            }
+        }
         for t in std::mem::take(&mut view.stale) {
             tracing::warn!(
                 "skipping the queue ticket of {}: no sign of life for a whole ticket lease",
@@ -794,6 +1089,15 @@ impl Waiter<'_> {
     }
 
     /// Sleeps, but never past the deadline, and returns at once on cancellation.
+    /// Sleeps `d` whatever the deadline (outage back-off), returning at once on cancellation.
+    async fn sleep(&self, d: Duration) -> Result<(), AcquireError> {
+        tokio::select! {
+            biased;
+            _ = self.cancel.cancelled() => Err(AcquireError::Cancelled),
+            _ = tokio::time::sleep(d) => Ok(()),
+        }
+    }
+
     async fn pause(&self, d: Duration) -> Result<(), AcquireError> {
         let until = (Instant::now() + d).min(self.deadline);
         tokio::select! {
@@ -805,11 +1109,42 @@ impl Waiter<'_> {
 
     /// Leaves nothing behind: our ticket, and a lock we may have taken without seeing the
     /// answer. Bounded, because it also runs after SIGTERM with the runner's kill coming.
-    async fn clean_up(&mut self) {
+    async fn clean_up(&mut self, gave_up: bool) {
         let (reg, key) = (self.reg, self.key);
-        let in_flight = self.in_flight.take();
-        let ticket = self.ticket.take();
+        let in_flight = self.in_flight.take().map(|(record, _, _)| record);
+        let mut ticket = self.ticket.take();
+        // Holding the lock: one quick try now (a healthy registry answers in milliseconds);
+        // if it fails or hangs, more tries in the background, so that the holder's work (and
+        // the hand-off) does not wait for an attempt timeout. Should the ticket never go,
+        // waiters remove it on sight (a ticket of the holder: `QueueView::leftover`).
+        if !gave_up && let Some(t) = ticket.take() {
+            let removed = tokio::time::timeout(
+                Duration::from_secs(1),
+                store::delete_ticket(reg, key, &t.sk, None),
+            )
+            .await;
+            if !matches!(removed, Ok(Ok(_))) {
+                let (reg, key) = (reg.clone(), key.to_string());
+                tokio::spawn(async move { remove_ticket_patiently(&reg, &key, &t.sk).await });
+            }
+        }
+        // Giving up as the head behind a holder that looks dead: leave what we watched for
+        // the next waiter (see `record_watch`), so its count does not start from zero.
+        let watched = match (self.lock.clone(), self.ahead) {
+            (LockState::Held(r), Some(0)) if gave_up && r.info.owner != self.me.owner => {
+                let unchanged = self.unchanged(&r);
+                let newer = !matches!(&self.watch_recorded, Some((v, d)) if *v == r.version && *d >= unchanged);
+                (unchanged >= Duration::from_secs(1) && newer)
+                    .then(|| (r.version.clone(), millis(unchanged)))
+            }
+            _ => None,
+        };
         let work = async move {
+            if let Some((version, ms)) = watched
+                && let Err(e) = store::record_watch(reg, key, &version, ms).await
+            {
+                tracing::debug!("could not record how long the holder looked dead: {e}");
+            }
             if let Some(record) = in_flight {
                 let version = uuid::Uuid::new_v4().to_string();
                 match store::free_if_version(reg, key, &record, &version, &record.info.owner, None)
@@ -835,6 +1170,23 @@ impl Waiter<'_> {
             .is_err()
         {
             tracing::warn!("leaving the queue timed out; our ticket goes stale on its own");
+        }
+    }
+}
+
+/// Removes our ticket after we got the lock and the first try failed: a few more a second
+/// apart (each bounded by the registry's own timeouts), then it is left to the waiters.
+async fn remove_ticket_patiently(reg: &Registry, key: &str, sk: &str) {
+    for attempt in 1..=4 {
+        match store::delete_ticket(reg, key, sk, None).await {
+            Ok(_) => return,
+            Err(e) if attempt < 4 => {
+                tracing::debug!("could not remove our queue ticket yet (try {attempt}): {e}");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            Err(e) => tracing::warn!(
+                "could not remove our queue ticket ({e}); waiters remove it when they see it (it belongs to the lock's holder)"
+            ),
         }
     }
 }

@@ -23,7 +23,7 @@ pub use acquire::{
 };
 pub use clock::WallClock;
 pub use freeze::{Freeze, OnFreeze};
-pub use heartbeat::{Heartbeat, LostLock, spawn_heartbeat};
+pub use heartbeat::{Heartbeat, LostLock, spawn_heartbeat, spawn_heartbeat_since};
 pub use liveness::{NoLiveness, RunLiveness, RunState};
 pub use ops::{
     AuditEntry, ForceUnlocked, Frozen, LockStatus, ReleaseOutcome, force_unlock, force_unlock_all,

@@ -1,5 +1,7 @@
 //! Release, status and force-unlock.
 
+use std::time::Duration;
+
 use serde::Serialize;
 
 use super::freeze::Freeze;
@@ -21,6 +23,31 @@ pub enum ReleaseOutcome {
 /// Releases `key` if `owner` holds it: an owner-checked conditional write, never a blind
 /// delete. Idempotent: releasing twice, or after a takeover, changes nothing and says so.
 pub async fn release(
+    reg: &Registry,
+    key: &str,
+    owner: &str,
+) -> Result<ReleaseOutcome, RegistryError> {
+    // Found by the soak: a release whose SDK attempts (three) all met a fault failed, and the
+    // lock stayed taken for a whole lease (6 h in mode lock). The owner-checked write
+    // is safe to repeat: one whose answer was lost has freed the lock, and the next finds it
+    // free (`AlreadyFree`) or someone else's. Tried again while the first try began less than
+    // RELEASE_RETRY_WITHIN ago, so a cancelled step still ends long before the runner's kill.
+    let began = tokio::time::Instant::now();
+    loop {
+        match release_once(reg, key, owner).await {
+            Err(e) if e.is_unavailable() && began.elapsed() < RELEASE_RETRY_WITHIN => {
+                tracing::warn!("releasing lock {key:?} failed (trying again): {e}");
+                tokio::time::sleep(Duration::from_millis(300)).await;
+            }
+            other => return other,
+        }
+    }
+}
+
+/// How long after the first try a failed release is tried again.
+const RELEASE_RETRY_WITHIN: Duration = Duration::from_secs(6);
+
+async fn release_once(
     reg: &Registry,
     key: &str,
     owner: &str,

@@ -192,6 +192,40 @@ pub struct LockRecord {
     /// A freeze set while this run holds the lock: the run finishes, nobody else gets it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub freeze: Option<Freeze>,
+    /// How long waiters have watched a version of this record unchanged between them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub watched: Option<Watched>,
+    /// The time per acquisition its holder saw while it waited (a duration on its own
+    /// monotonic clock): a waiter that just arrived schedules its first polls from it. Only
+    /// for scheduling, never for staleness.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cycle_ms: Option<u64>,
+}
+
+/// A waiter's observation, left on the lock item for the next waiter: version `version` was
+/// seen unchanged for at least `unchanged_ms`, measured on monotonic clocks (one waiter's, or
+/// several one after the other: each continues from what the previous one recorded, and the
+/// gaps between them only make the sum smaller than the truth). It lets waiters whose
+/// `lock-timeout` is shorter than the holder's lease free a dead holder together. Written
+/// conditionally on the version, so a heartbeat (a new version) makes it void.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Watched {
+    pub version: String,
+    pub unchanged_ms: u64,
+}
+
+impl Watched {
+    fn read(item: &Item) -> Option<Watched> {
+        Some(Watched {
+            version: get_s(item, "watched_version")?.to_string(),
+            unchanged_ms: get_n(item, "watched_ms")?,
+        })
+    }
+
+    /// This observation, if it is about `version` (else a heartbeat made it void).
+    pub fn of(&self, version: &str) -> Option<std::time::Duration> {
+        (self.version == version).then(|| std::time::Duration::from_millis(self.unchanged_ms))
+    }
 }
 
 /// The tombstone left by a release or a force-unlock. It keeps the fence counter.
@@ -211,6 +245,9 @@ pub struct FreeLock {
     /// A freeze on the free lock: nobody gets it until the freeze ends.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub freeze: Option<Freeze>,
+    /// The last holder's [`LockRecord::cycle_ms`], kept by the release.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cycle_ms: Option<u64>,
 }
 
 /// The lock item as read from the table.
@@ -238,6 +275,16 @@ impl LockState {
             LockState::Held(r) => Some(r),
             _ => None,
         }
+    }
+
+    /// The time per acquisition the last holder saw while it waited (scheduling only).
+    pub fn cycle_hint(&self) -> Option<std::time::Duration> {
+        match self {
+            LockState::Absent => None,
+            LockState::Free(f) => f.cycle_ms,
+            LockState::Held(r) => r.cycle_ms,
+        }
+        .map(std::time::Duration::from_millis)
     }
 
     /// The freeze on the lock item, in force or not.
@@ -273,6 +320,8 @@ impl LockState {
                 acquired_at: get_s(item, "acquired_at").unwrap_or_default().to_string(),
                 heartbeat_at: get_s(item, "heartbeat_at").map(str::to_string),
                 freeze: Freeze::read(item),
+                watched: Watched::read(item),
+                cycle_ms: get_n(item, "cycle_ms"),
             }))
         } else {
             let text = |name: &str| get_s(item, name).map(str::to_string);
@@ -284,6 +333,7 @@ impl LockState {
                 released_by: text("released_by"),
                 force_reason: text("force_reason"),
                 freeze: Freeze::read(item),
+                cycle_ms: get_n(item, "cycle_ms"),
             }))
         }
     }
@@ -303,6 +353,7 @@ impl LockRecord {
         item.insert("lease_ms".into(), n(self.lease_ms));
         item.insert("acquired_at".into(), s(&self.acquired_at));
         put_opt_s(&mut item, "heartbeat_at", self.heartbeat_at.as_deref());
+        put_opt_n(&mut item, "cycle_ms", self.cycle_ms);
         if let Some(f) = &self.freeze {
             f.write(&mut item);
         }
@@ -411,6 +462,8 @@ mod tests {
             acquired_at: "2026-01-14T12:34:56.000Z".into(),
             heartbeat_at: None,
             freeze: None,
+            watched: None,
+            cycle_ms: Some(1_500),
         };
         let item = rec.to_item("prod");
         assert_eq!(

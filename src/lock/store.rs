@@ -6,7 +6,7 @@
 //! emulators that do not implement it (dynalite) return nothing, and a consistent GetItem
 //! fills in.
 
-use aws_sdk_dynamodb::error::SdkError;
+use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, ReturnValuesOnConditionCheckFailure};
 
 use super::freeze::Freeze;
@@ -40,6 +40,27 @@ fn corrupt(reg: &Registry, detail: String) -> RegistryError {
     RegistryError::Corrupt {
         table: reg.table().to_string(),
         detail,
+    }
+}
+
+/// `Ok(true)` when a conditional write went through, `Ok(false)` when its condition failed.
+fn condition_met<T, E>(
+    reg: &Registry,
+    operation: &'static str,
+    res: Result<T, SdkError<E, aws_smithy_runtime_api::client::orchestrator::HttpResponse>>,
+) -> Result<bool, RegistryError>
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+{
+    match res {
+        Ok(_) => Ok(true),
+        Err(e)
+            if e.as_service_error().and_then(|e| e.code())
+                == Some("ConditionalCheckFailedException") =>
+        {
+            Ok(false)
+        }
+        Err(e) => Err(classify(reg.table(), operation, &e)),
     }
 }
 
@@ -147,6 +168,36 @@ pub(crate) async fn renew(
         .send()
         .await;
     update_result(reg, key, res, "UpdateItem (heartbeat)").await
+}
+
+/// Leaves a waiter's observation on the lock item: `version` was seen unchanged for
+/// `unchanged_ms` (see [`super::record::Watched`]). Only while the item still has that version
+/// and is held, and never lowering a larger observation of the same version. The version is
+/// not rotated: this is not a sign of life of the holder. `false` when the condition failed.
+pub(crate) async fn record_watch(
+    reg: &Registry,
+    key: &str,
+    version: &str,
+    unchanged_ms: u64,
+) -> Result<bool, RegistryError> {
+    let res = reg
+        .client()
+        .update_item()
+        .table_name(reg.table())
+        .set_key(Some(crate::registry::item::key(key, keys::LOCK)))
+        .update_expression("SET watched_version = :seen, watched_ms = :ms")
+        .condition_expression(
+            "#v = :seen AND #s = :held AND (attribute_not_exists(watched_ms) \
+             OR watched_version <> :seen OR watched_ms < :ms)",
+        )
+        .expression_attribute_names("#v", "version")
+        .expression_attribute_names("#s", "state")
+        .expression_attribute_values(":seen", s(version))
+        .expression_attribute_values(":held", s(STATE_HELD))
+        .expression_attribute_values(":ms", AttributeValue::N(unchanged_ms.to_string()))
+        .send()
+        .await;
+    condition_met(reg, "UpdateItem (watch)", res)
 }
 
 async fn update_result(
@@ -378,7 +429,9 @@ pub(crate) async fn read_partition(
     Ok((lock, tickets))
 }
 
-/// Creates a ticket; false when one with this key already exists.
+/// Creates (or puts back) a ticket; false when another waiter's ticket has this key. Our own
+/// may be there already (a retried enqueue whose first answer was lost): it is overwritten, so
+/// a retry never leaves a second ticket of ours in the queue.
 pub(crate) async fn put_ticket(
     reg: &Registry,
     key: &str,
@@ -390,19 +443,12 @@ pub(crate) async fn put_ticket(
         .put_item()
         .table_name(reg.table())
         .set_item(Some(ticket.to_item(key, expires_at)))
-        .condition_expression("attribute_not_exists(pk)")
+        .condition_expression("attribute_not_exists(pk) OR #o = :me")
+        .expression_attribute_names("#o", "owner")
+        .expression_attribute_values(":me", s(&ticket.info.owner))
         .send()
         .await;
-    match res {
-        Ok(_) => Ok(true),
-        Err(e)
-            if e.as_service_error()
-                .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-        {
-            Ok(false)
-        }
-        Err(e) => Err(classify(reg.table(), "PutItem (ticket)", &e)),
-    }
+    condition_met(reg, "PutItem (ticket)", res)
 }
 
 /// Rotates a ticket's version; false when the ticket is gone (someone removed it as stale).
@@ -423,16 +469,7 @@ pub(crate) async fn touch_ticket(
         .expression_attribute_values(":v", s(new_version))
         .send()
         .await;
-    match res {
-        Ok(_) => Ok(true),
-        Err(e)
-            if e.as_service_error()
-                .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-        {
-            Ok(false)
-        }
-        Err(e) => Err(classify(reg.table(), "UpdateItem (ticket)", &e)),
-    }
+    condition_met(reg, "UpdateItem (ticket)", res)
 }
 
 /// Deletes a ticket: our own (unconditionally: nobody else writes it), or a stale one of
@@ -454,16 +491,7 @@ pub(crate) async fn delete_ticket(
             .expression_attribute_names("#v", "version")
             .expression_attribute_values(":seen", s(v));
     }
-    match req.send().await {
-        Ok(_) => Ok(true),
-        Err(e)
-            if e.as_service_error()
-                .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-        {
-            Ok(false)
-        }
-        Err(e) => Err(classify(reg.table(), "DeleteItem (ticket)", &e)),
-    }
+    condition_met(reg, "DeleteItem (ticket)", req.send().await)
 }
 
 /// Writes an audit record (force-unlock, takeover) kept for 90 days.

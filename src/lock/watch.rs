@@ -48,16 +48,22 @@ pub struct QueueView {
     /// Tickets unchanged for a whole ticket lease: their waiters are gone. Skipped, and deleted
     /// (conditionally on the version seen) by whoever notices.
     pub stale: Vec<QueueTicket>,
+    /// Tickets of waiters that already got the lock (the holder, or the last holder of a free
+    /// lock): their removal after acquiring failed (a registry blip, a kill). Skipped at once
+    /// and deleted by whoever notices: left alone, such a ticket would be the oldest in the
+    /// queue once its owner released, nobody behind it would be head, and the lock would sit
+    /// free for a whole ticket lease (3 minutes by default).
+    pub leftover: Vec<QueueTicket>,
 }
 
 impl QueueView {
-    /// Sorts tickets into live and stale. Our own ticket (`mine`) is always live (we are
-    /// evidently alive), and so is none of the current holder's: a holder's leftover ticket
-    /// is skipped outright, it must not block the queue.
+    /// Sorts tickets into live, stale and leftover. Our own ticket (`mine`) is always live (we
+    /// are evidently alive); a ticket of an owner in `had_lock` (the holder, the last holder of
+    /// a free lock) is a leftover: it must not block the queue.
     pub fn build(
         tickets: Vec<QueueTicket>,
         mine: Option<&str>,
-        holder_owner: Option<&str>,
+        had_lock: &[&str],
         watch: &mut VersionWatch,
         now: Instant,
     ) -> QueueView {
@@ -68,7 +74,8 @@ impl QueueView {
                 view.live.push(t);
                 continue;
             }
-            if Some(t.info.owner.as_str()) == holder_owner {
+            if had_lock.contains(&t.info.owner.as_str()) {
+                view.leftover.push(t);
                 continue;
             }
             let unchanged = watch.observe(&t.sk, &t.version, now);
@@ -139,7 +146,7 @@ mod tests {
             ]
         };
         let mine = q()[2].sk.clone();
-        let v = QueueView::build(q(), Some(&mine), None, &mut w, t0);
+        let v = QueueView::build(q(), Some(&mine), &[], &mut w, t0);
         assert_eq!(v.ahead_of(&mine), Some(2), "nobody is stale at first sight");
         // 11 s later: "dead" never changed, "alive" heartbeated.
         let mut later = q();
@@ -147,7 +154,7 @@ mod tests {
         let v = QueueView::build(
             later,
             Some(&mine),
-            None,
+            &[],
             &mut w,
             t0 + Duration::from_secs(11),
         );
@@ -155,7 +162,7 @@ mod tests {
         assert_eq!(v.stale[0].info.owner, "dead");
         assert_eq!(v.ahead_of(&mine), Some(1));
         // Our own ticket never goes stale in our view, whatever its version does.
-        let v = QueueView::build(q(), Some(&mine), None, &mut w, t0 + Duration::from_secs(60));
+        let v = QueueView::build(q(), Some(&mine), &[], &mut w, t0 + Duration::from_secs(60));
         assert!(v.live.iter().any(|t| t.sk == mine));
     }
 
@@ -164,7 +171,22 @@ mod tests {
         let mut w = VersionWatch::default();
         let tickets = vec![ticket(1, "holder", "h"), ticket(2, "me", "m")];
         let mine = tickets[1].sk.clone();
-        let v = QueueView::build(tickets, Some(&mine), Some("holder"), &mut w, Instant::now());
+        let v = QueueView::build(tickets, Some(&mine), &["holder"], &mut w, Instant::now());
         assert_eq!(v.ahead_of(&mine), Some(0));
+        assert_eq!(v.leftover.len(), 1, "to be deleted by whoever sees it");
+    }
+
+    /// Found by the soak (tests/lock_soak.rs, DynamoDB Local behind the fault proxy): a holder
+    /// whose ticket removal failed released the lock, and its ticket, oldest in the queue,
+    /// kept everyone behind it from being head for a whole ticket lease.
+    #[test]
+    fn the_last_holders_leftover_ticket_does_not_block_the_queue_after_it_released() {
+        let mut w = VersionWatch::default();
+        let tickets = vec![ticket(1, "released", "r"), ticket(2, "me", "m")];
+        let mine = tickets[1].sk.clone();
+        let v = QueueView::build(tickets, Some(&mine), &["released"], &mut w, Instant::now());
+        assert_eq!(v.ahead_of(&mine), Some(0), "we are the head");
+        assert_eq!(v.leftover.len(), 1);
+        assert!(v.stale.is_empty());
     }
 }

@@ -32,10 +32,47 @@ pub struct Registry {
     clock: WallClock,
 }
 
+/// How long one attempt of a registry call may take, connection included. DynamoDB answers
+/// in milliseconds; an attempt still open after this is hung (a stalled connection, a black
+/// hole), and the SDK tries again on a new connection.
+pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(3);
+/// How long one registry call may take in all, its retries included. A call that runs out
+/// counts as the registry being unavailable (the outage budget and the fallback decide).
+pub const OPERATION_TIMEOUT: Duration = Duration::from_secs(10);
+/// Connecting is part of the attempt; a refused or black-holed connection fails sooner.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// `client` with the registry's timeouts where it has none of its own: without them the SDK
+/// waits for an answer forever, and a hung heartbeat or release would hang the step.
+fn with_timeouts(client: Client) -> Client {
+    use aws_sdk_dynamodb::config::timeout::TimeoutConfig;
+    let current = client.config().timeout_config();
+    let has = |f: fn(&TimeoutConfig) -> Option<Duration>| current.and_then(f).is_some();
+    if has(TimeoutConfig::operation_timeout) && has(TimeoutConfig::operation_attempt_timeout) {
+        return client;
+    }
+    let mut timeouts = TimeoutConfig::builder()
+        .operation_timeout(OPERATION_TIMEOUT)
+        .operation_attempt_timeout(ATTEMPT_TIMEOUT)
+        .connect_timeout(CONNECT_TIMEOUT);
+    if let Some(read) = current.and_then(TimeoutConfig::read_timeout) {
+        timeouts = timeouts.read_timeout(read);
+    }
+    let conf = client
+        .config()
+        .to_builder()
+        .timeout_config(timeouts.build())
+        .build();
+    Client::from_conf(conf)
+}
+
 impl Registry {
+    /// A handle on `table` through `client`. Every call gets an operation timeout and an
+    /// attempt timeout ([`OPERATION_TIMEOUT`], [`ATTEMPT_TIMEOUT`]) unless the client already
+    /// has both.
     pub fn new(client: Client, table: impl Into<String>) -> Self {
         Registry {
-            client,
+            client: with_timeouts(client),
             table: table.into(),
             clock: WallClock::system(),
         }

@@ -643,6 +643,9 @@ pub enum ThreadEvent {
     },
     /// The registry is unreachable: coordinating through CloudFormation only.
     RegistryFallback { reason: String },
+    /// The deployment lock is no longer ours (taken over, force-unlocked, or no heartbeat got
+    /// through for a whole lease).
+    LockLost { detail: String },
     /// The resources that failed, first one first.
     FailureDetail { failures: Vec<FailedResource> },
     /// Taking longer than history says it usually does.
@@ -710,6 +713,13 @@ impl ThreadEvent {
                 let t = format!(
                     "⚠️ The lock registry is unreachable, coordinating through CloudFormation only (other queued runs are not seen): {}",
                     escape(&cut(reason, MAX_REASON))
+                );
+                (t.clone(), vec![blocks::section(&t)])
+            }
+            ThreadEvent::LockLost { detail } => {
+                let t = format!(
+                    "🚨 The deployment lock was lost: {}. Nothing more is executed by this run; another run may deploy at the same time",
+                    escape(&cut(detail, MAX_REASON))
                 );
                 (t.clone(), vec![blocks::section(&t)])
             }

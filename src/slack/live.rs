@@ -202,6 +202,13 @@ impl LiveCard {
         });
     }
 
+    /// The lock is no longer ours: a thread reply at once; the final card says it again.
+    pub fn lock_lost(&self, detail: &str) {
+        self.notifier.thread(&ThreadEvent::LockLost {
+            detail: detail.to_string(),
+        });
+    }
+
     /// The stack is busy with someone else's operation.
     pub fn waiting_for_stack(&self, status: &str) {
         let mut state = self.state();

@@ -211,6 +211,41 @@ pub struct ChangeSetInfo {
     pub execution_status: Option<String>,
     /// Every change, across pages.
     pub change_count: u32,
+    /// The resource changes, across pages, in CloudFormation's order.
+    pub changes: Vec<ResourceChange>,
+}
+
+/// One resource change of a change set, in CloudFormation's own words (`Changes[].ResourceChange`
+/// of DescribeChangeSet), so that what the operator reads is what the console shows.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ResourceChange {
+    pub logical_id: String,
+    pub resource_type: String,
+    /// `Add`, `Modify`, `Remove`, `Import`, `Dynamic`.
+    pub action: String,
+    /// For `Modify`: `True`, `False` or `Conditional` (whether a new physical resource
+    /// replaces the old one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replacement: Option<String>,
+    /// What changes: `Properties`, `Metadata`, `Tags`, `CreationPolicy`, `UpdatePolicy`,
+    /// `DeletionPolicy`, `UpdateReplacePolicy`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub scope: Vec<String>,
+}
+
+impl ResourceChange {
+    fn from_sdk(c: &aws_sdk_cloudformation::types::ResourceChange) -> ResourceChange {
+        ResourceChange {
+            logical_id: c.logical_resource_id().unwrap_or_default().to_string(),
+            resource_type: c.resource_type().unwrap_or_default().to_string(),
+            action: c
+                .action()
+                .map(|a| a.as_str().to_string())
+                .unwrap_or_default(),
+            replacement: c.replacement().map(|r| r.as_str().to_string()),
+            scope: c.scope().iter().map(|s| s.as_str().to_string()).collect(),
+        }
+    }
 }
 
 /// One failure CloudFormation reports through `DescribeEvents` for a change set or an
@@ -506,8 +541,16 @@ impl StackClient {
                 .await
                 .map_err(|e| to_error("DescribeChangeSet", e))?;
             let changes = u32::try_from(out.changes().len()).unwrap_or(u32::MAX);
+            let resources = out
+                .changes()
+                .iter()
+                .filter_map(|c| c.resource_change())
+                .map(ResourceChange::from_sdk);
             match info.as_mut() {
-                Some(i) => i.change_count = i.change_count.saturating_add(changes),
+                Some(i) => {
+                    i.change_count = i.change_count.saturating_add(changes);
+                    i.changes.extend(resources);
+                }
                 None => {
                     info = Some(ChangeSetInfo {
                         id: out.change_set_id().map(str::to_string),
@@ -518,6 +561,7 @@ impl StackClient {
                         status_reason: out.status_reason().map(str::to_string),
                         execution_status: out.execution_status().map(|s| s.as_str().to_string()),
                         change_count: changes,
+                        changes: resources.collect(),
                     });
                 }
             }

@@ -6,11 +6,14 @@
 //! and an existing stack. Our ClientRequestToken on the execution marks every event of our
 //! operation, which is how the monitor tells it apart from anyone else's.
 
+use std::future::Future;
 use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 
-use super::client::{ChangeSetRequest, ClientError, ErrorKind, StackClient, StackInfo};
+use super::client::{
+    ChangeSetInfo, ChangeSetRequest, ClientError, ErrorKind, StackClient, StackInfo,
+};
 use super::cursor::Baseline;
 use super::monitor::{Follow, MonitorEvent, MonitorSettings, StackError, Start, follow};
 use super::poll::{Hint, PollResult, PollSchedule};
@@ -140,6 +143,22 @@ pub fn plan(stack: &str, info: Option<&StackInfo>) -> Result<Plan, StackError> {
     }
 }
 
+/// Asked just before ExecuteChangeSet, the one step of a deployment that cannot be taken
+/// back: `Err(why)` and nothing is executed (the change set is deleted, the result says why).
+/// The main step proves there that it still holds the deployment lock.
+pub trait BeforeExecute: Send + Sync {
+    fn check(&self) -> std::pin::Pin<Box<dyn Future<Output = Result<(), String>> + Send + '_>>;
+}
+
+/// No check: execute when the change set is ready.
+pub struct ExecuteFreely;
+
+impl BeforeExecute for ExecuteFreely {
+    fn check(&self) -> std::pin::Pin<Box<dyn Future<Output = Result<(), String>> + Send + '_>> {
+        Box::pin(async { Ok(()) })
+    }
+}
+
 /// Deploys the template and follows the operation to its end.
 pub async fn deploy<F>(
     client: &StackClient,
@@ -147,6 +166,21 @@ pub async fn deploy<F>(
     settings: &MonitorSettings,
     cancel: &CancellationToken,
     on_event: &mut F,
+) -> Result<StackResult, StackError>
+where
+    F: FnMut(MonitorEvent) + Send,
+{
+    deploy_checked(client, req, settings, cancel, on_event, &ExecuteFreely).await
+}
+
+/// [`deploy`], asking `before_execute` just before ExecuteChangeSet.
+pub async fn deploy_checked<F>(
+    client: &StackClient,
+    req: &DeployRequest,
+    settings: &MonitorSettings,
+    cancel: &CancellationToken,
+    on_event: &mut F,
+    before_execute: &dyn BeforeExecute,
 ) -> Result<StackResult, StackError>
 where
     F: FnMut(MonitorEvent) + Send,
@@ -227,8 +261,8 @@ where
         cancel,
     )
     .await;
-    let changes = match ready {
-        Ok(changes) => changes,
+    let (changes, resource_changes) = match ready {
+        Ok(info) => (info.change_count, info.changes),
         Err(ChangeSetEnd::Empty) => {
             client.delete_change_set(stack, &name).await?;
             let info = client.describe_stack(stack).await?;
@@ -270,6 +304,7 @@ where
     on_event(MonitorEvent::ChangeSetCreated {
         name: name.clone(),
         changes,
+        resources: resource_changes,
     });
     // Where the history stands before execution: our operation is the first one after it.
     let baseline = match read_baseline(client, stack, settings, cancel).await {
@@ -287,6 +322,16 @@ where
         let mut result = StackResult::without_operation(Outcome::Cancelled, info.as_ref());
         result.failure_reason =
             Some("the step was cancelled before the change set was executed".into());
+        return Ok(result);
+    }
+    if let Err(why) = before_execute.check().await {
+        let _ = client.delete_change_set(stack, &name).await;
+        let info = client.describe_stack(stack).await?;
+        // Failed, not cancelled: nobody cancelled the run; what it needed (the lock) was
+        // gone, and the summary, the card and the `outcome` output must all say the same.
+        on_event(MonitorEvent::Finished(Outcome::Failed));
+        let mut result = StackResult::without_operation(Outcome::Failed, info.as_ref());
+        result.failure_reason = Some(why);
         return Ok(result);
     }
     let token = client_request_token(&req.correlation_id);
@@ -319,7 +364,7 @@ enum ChangeSetEnd {
     Error(StackError),
 }
 
-/// Waits for the change set to be ready; returns its number of changes.
+/// Waits for the change set to be ready; returns what DescribeChangeSet says of it.
 async fn wait_change_set(
     client: &StackClient,
     stack: &str,
@@ -327,7 +372,7 @@ async fn wait_change_set(
     timeout: Duration,
     settings: &MonitorSettings,
     cancel: &CancellationToken,
-) -> Result<u32, ChangeSetEnd> {
+) -> Result<ChangeSetInfo, ChangeSetEnd> {
     let began = Instant::now();
     // Change sets take seconds: poll at 1 s growing slowly, never slower than 5 s.
     let mut poll = settings.poll;
@@ -337,7 +382,7 @@ async fn wait_change_set(
     loop {
         let result = match client.describe_change_set(stack, name).await {
             Ok(info) => match info.status.as_str() {
-                "CREATE_COMPLETE" => return Ok(info.change_count),
+                "CREATE_COMPLETE" => return Ok(info),
                 "FAILED" => {
                     let reason = info.status_reason.unwrap_or_default();
                     if is_empty_change_set(&reason) {

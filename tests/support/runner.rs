@@ -376,19 +376,32 @@ impl Runner {
 }
 
 impl Running {
-    /// Sends SIGTERM, as the runner does when a job is cancelled, and waits for the step;
-    /// returns it with how long it took to exit after the signal.
-    pub fn terminate(self) -> (StepRun, Duration) {
+    /// Cancels the step as the runner does: SIGINT, SIGTERM 7.5 s later, SIGKILL (the
+    /// runner kills the docker CLI) 2.5 s after that. Waits for the step and returns it with
+    /// how long it took to exit after the first signal.
+    pub fn terminate(mut self) -> (StepRun, Duration) {
         let pid = libc::pid_t::try_from(self.child.id()).expect("pid");
-        // SAFETY: kill(2) on our own child's positive pid; failure shows in the return value.
-        assert_eq!(
-            unsafe { libc::kill(pid, libc::SIGTERM) },
-            0,
-            "SIGTERM the step"
-        );
+        let signal = |sig| {
+            // SAFETY: kill(2) on our own child's positive pid; failure shows in the return value.
+            unsafe { libc::kill(pid, sig) }
+        };
+        assert_eq!(signal(libc::SIGINT), 0, "SIGINT the step");
         let signalled = std::time::Instant::now();
-        let run = self.wait();
-        (run, signalled.elapsed())
+        let mut sent_term = false;
+        while self.child.try_wait().expect("poll the step").is_none() {
+            let after = signalled.elapsed();
+            if after >= Duration::from_millis(10_000) {
+                let _ = self.child.kill();
+                break;
+            }
+            if after >= Duration::from_millis(7_500) && !sent_term {
+                sent_term = true;
+                signal(libc::SIGTERM);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let took = signalled.elapsed();
+        (self.wait(), took)
     }
 
     /// SIGKILL: the machine dies; nothing runs after it, not even the post step.

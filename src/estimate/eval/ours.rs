@@ -1,8 +1,6 @@
-//! The estimator's evaluation: synthetic but realistic deployment histories, replayed.
-//!
-//! Used by `examples/estimate_eval.rs` (the full run whose table is in docs/performance.md)
-//! and by `tests/estimate_eval.rs` (a small seeded run that guards the goals). Deterministic
-//! for a given seed.
+//! The first family of the evaluation, "ours": the three stacks the estimator was first
+//! written against (also the report's sample data, `report::sample`). Deterministic for a
+//! given seed.
 //!
 //! Generator assumptions (stated in docs/performance.md too):
 //! - three stacks: an application stack updated often (ECS service on most deploys, Lambda
@@ -21,10 +19,11 @@
 
 use chrono::{DateTime, TimeDelta, Utc};
 
-use super::dist::{Rng, quantile};
-use super::{Options, estimate_with};
-use crate::history::events::{ResourceState, Trace};
+use super::engine::Deployment;
+use crate::estimate::dist::Rng;
+use crate::history::events::{STACK_TYPE, StackEvent, Trace};
 use crate::history::record::{HistoryRecord, Operation, Outcome, ResourceTiming};
+use crate::stack::client::ResourceChange;
 
 /// One resource of a synthetic stack.
 #[derive(Debug, Clone)]
@@ -344,145 +343,7 @@ fn generate(sc: &Scenario, index: usize, rng: &mut Rng) -> HistoryRecord {
 /// What the monitor would have seen `at` seconds into `run` (at 0: the operation has just
 /// started, which is when the action makes its first estimate).
 pub fn trace_at(run: &HistoryRecord, at: f64) -> Trace {
-    let now = t(run.started_at, at);
-    let mut resources: Vec<ResourceState> = run
-        .resources
-        .iter()
-        .filter(|r| r.started_at <= now)
-        .map(|r| {
-            let done = r.finished_at <= now;
-            ResourceState {
-                logical_id: r.logical_id.clone(),
-                resource_type: r.resource_type.clone(),
-                action: r.action.clone(),
-                started_at: r.started_at,
-                finished_at: done.then_some(r.finished_at),
-                status: if done {
-                    r.status.clone()
-                } else {
-                    format!("{}_IN_PROGRESS", r.action)
-                },
-                rollback: false,
-            }
-        })
-        .collect();
-    resources.sort_by_key(|r| r.started_at);
-    let last_event_at = resources
-        .iter()
-        .flat_map(|r| [Some(r.started_at), r.finished_at])
-        .flatten()
-        .max()
-        .unwrap_or(run.started_at);
-    Trace {
-        stack: run.stack.clone(),
-        operation: run.operation,
-        started_at: run.started_at,
-        last_event_at,
-        rollback_started_at: None,
-        finished: None,
-        cancelled: false,
-        resources,
-    }
-}
-
-#[derive(Debug, Clone)]
-pub struct EvalConfig {
-    pub seed: u64,
-    /// Independent generated worlds (seeds `seed`, `seed + 1`, …) pooled into one table: one
-    /// world's ratio to the baseline varies by ±0.1 from seed to seed, more than most changes
-    /// to the estimator, so a single seed cannot tell whether a goal is met.
-    pub seeds: u64,
-    /// Deployments generated per scenario (the first `warmup` only build history).
-    pub deployments: usize,
-    pub warmup: usize,
-    /// History records the estimator sees (the newest), as the action reads them.
-    pub window: usize,
-}
-
-impl Default for EvalConfig {
-    fn default() -> Self {
-        EvalConfig {
-            seed: 20_260_114,
-            seeds: 1,
-            deployments: 120,
-            warmup: 10,
-            window: crate::history::store::ESTIMATE_WINDOW,
-        }
-    }
-}
-
-/// Results at one point of the runs (25 %, 50 %, 75 % of their actual duration).
-#[derive(Debug, Clone)]
-pub struct Row {
-    pub at: f64,
-    pub runs: usize,
-    pub estimator_mae: f64,
-    pub baseline_mae: f64,
-    /// Fraction of runs whose actual remaining time fell inside [low, high].
-    pub coverage: f64,
-    /// Median of (estimated − actual) remaining: positive when the estimator is pessimistic.
-    pub bias: f64,
-    /// Fraction that finished sooner than `low` (the rest of the misses came after `high`).
-    pub early: f64,
-}
-
-#[derive(Debug, Clone)]
-pub struct Report {
-    pub rows: Vec<Row>,
-    /// Per scenario: (stack, rows).
-    pub by_stack: Vec<(String, Vec<Row>)>,
-    /// Per seed, all stacks pooled: how much one generated world differs from another.
-    pub by_seed: Vec<(u64, Vec<Row>)>,
-    pub estimates: usize,
-    pub mean_micros_per_estimate: f64,
-}
-
-pub const POINTS: [f64; 3] = [0.25, 0.5, 0.75];
-
-/// The seed's baseline: the mean of the last 10 durations, minus the time already elapsed.
-fn baseline(history: &[HistoryRecord], elapsed: f64) -> f64 {
-    let last: Vec<f64> = history.iter().rev().take(10).map(|r| r.seconds()).collect();
-    if last.is_empty() {
-        return 0.0;
-    }
-    (last.iter().sum::<f64>() / last.len() as f64 - elapsed).max(0.0)
-}
-
-struct Errors {
-    signed: Vec<f64>,
-    est: Vec<f64>,
-    base: Vec<f64>,
-    inside: usize,
-    early: usize,
-}
-
-fn rows(errors: &mut [Errors]) -> Vec<Row> {
-    POINTS
-        .iter()
-        .zip(errors.iter_mut())
-        .map(|(at, e)| Row {
-            at: *at,
-            runs: e.est.len(),
-            estimator_mae: quantile(&mut e.est, 0.5),
-            baseline_mae: quantile(&mut e.base, 0.5),
-            coverage: e.inside as f64 / e.est.len().max(1) as f64,
-            early: e.early as f64 / e.est.len().max(1) as f64,
-            bias: quantile(&mut e.signed, 0.5),
-        })
-        .collect()
-}
-
-fn empty() -> Vec<Errors> {
-    POINTS
-        .iter()
-        .map(|_| Errors {
-            signed: Vec::new(),
-            est: Vec::new(),
-            base: Vec::new(),
-            inside: 0,
-            early: 0,
-        })
-        .collect()
+    crate::history::events::trace_at(run, at)
 }
 
 /// The generated deployments of each of the three stacks, oldest first, one a day from
@@ -500,119 +361,101 @@ pub fn histories(seed: u64, deployments: usize) -> Vec<Vec<HistoryRecord>> {
         .collect()
 }
 
-/// Generates the histories and replays every deployment after the warm-up against the ones
-/// before it.
-pub fn run(config: &EvalConfig) -> Report {
-    let mut all = empty();
-    let mut stacks: Vec<(String, Vec<Errors>)> = Vec::new();
-    let mut by_seed = Vec::new();
-    let mut estimates = 0usize;
-    let started = std::time::Instant::now();
-    for seed in config.seed..config.seed + config.seeds.max(1) {
-        let mut this_seed = empty();
-        for (sc, runs) in scenarios().iter().zip(histories(seed, config.deployments)) {
-            if !stacks.iter().any(|(name, _)| name == sc.stack) {
-                stacks.push((sc.stack.to_string(), empty()));
-            }
-            let Some((_, mine)) = stacks.iter_mut().find(|(name, _)| name == sc.stack) else {
-                continue;
-            };
-            for i in config.warmup.min(runs.len())..runs.len() {
-                let history = &runs[i.saturating_sub(config.window)..i];
-                let run = &runs[i];
-                let total = run.seconds();
-                for (p, at) in POINTS.iter().enumerate() {
-                    let elapsed = total * at;
-                    let trace = trace_at(run, elapsed);
-                    let now = t(run.started_at, elapsed);
-                    let e = estimate_with(history, &trace, now, &Options::default());
-                    estimates += 1;
-                    let actual = total - elapsed;
-                    let est_err = (e.remaining_seconds as f64 - actual).abs();
-                    let base_err = (baseline(history, elapsed) - actual).abs();
-                    // Whole seconds, as reported.
-                    let early = actual.round() < e.remaining_low_seconds as f64;
-                    let inside = !early && actual.round() <= e.remaining_high_seconds as f64;
-                    for bucket in [&mut all[p], &mut mine[p], &mut this_seed[p]] {
-                        bucket.est.push(est_err);
-                        bucket.signed.push(e.remaining_seconds as f64 - actual);
-                        bucket.base.push(base_err);
-                        bucket.inside += usize::from(inside);
-                        bucket.early += usize::from(early);
-                    }
-                }
-            }
+/// A generated record as the stack events CloudFormation would have written for it, with the
+/// change set that names its resources (the "ours" family through the same path as the
+/// others: events in, records and traces out).
+fn deployment_of(record: &HistoryRecord) -> Deployment {
+    let stack_id = format!(
+        "arn:aws:cloudformation:eu-west-1:123456789012:stack/{}/0",
+        record.stack
+    );
+    let verb = record.operation.as_str();
+    let event = |n: usize, logical: &str, rtype: &str, at, status: String, reason: Option<&str>| {
+        StackEvent {
+            stack_id: stack_id.clone(),
+            event_id: format!("{}-{n}", record.correlation_id),
+            stack_name: record.stack.clone(),
+            logical_resource_id: logical.to_string(),
+            physical_resource_id: Some(if logical == record.stack {
+                stack_id.clone()
+            } else {
+                format!("{}-{logical}", record.stack)
+            }),
+            resource_type: rtype.to_string(),
+            timestamp: at,
+            resource_status: status,
+            resource_status_reason: reason.map(str::to_string),
+            ..Default::default()
         }
-        by_seed.push((seed, rows(&mut this_seed)));
+    };
+    let mut events = vec![event(
+        0,
+        &record.stack,
+        STACK_TYPE,
+        record.started_at,
+        format!("{verb}_IN_PROGRESS"),
+        Some("User Initiated"),
+    )];
+    for r in &record.resources {
+        let n = events.len();
+        events.push(event(
+            n,
+            &r.logical_id,
+            &r.resource_type,
+            r.started_at,
+            format!("{}_IN_PROGRESS", r.action),
+            None,
+        ));
+        events.push(event(
+            n + 1,
+            &r.logical_id,
+            &r.resource_type,
+            r.finished_at,
+            r.status.clone(),
+            None,
+        ));
     }
-    let micros = started.elapsed().as_micros() as f64;
-    Report {
-        rows: rows(&mut all),
-        by_stack: stacks
-            .into_iter()
-            .map(|(name, mut errors)| (name, rows(&mut errors)))
-            .collect(),
-        by_seed,
-        estimates,
-        mean_micros_per_estimate: micros / estimates.max(1) as f64,
+    let n = events.len();
+    events.push(event(
+        n,
+        &record.stack,
+        STACK_TYPE,
+        record.finished_at,
+        format!("{verb}_COMPLETE"),
+        None,
+    ));
+    events.sort_by_key(|e| e.timestamp);
+    let change_set = record
+        .resources
+        .iter()
+        .map(|r| ResourceChange {
+            logical_id: r.logical_id.clone(),
+            resource_type: r.resource_type.clone(),
+            action: if r.action == "CREATE" {
+                "Add"
+            } else {
+                "Modify"
+            }
+            .to_string(),
+            replacement: (r.action != "CREATE").then(|| "False".to_string()),
+            scope: vec!["Properties".to_string()],
+        })
+        .collect();
+    Deployment {
+        events,
+        change_set: Some(change_set),
+        started_at: record.started_at,
+        finished_at: record.finished_at,
     }
 }
 
-impl Report {
-    /// The table for docs/performance.md.
-    pub fn markdown(&self) -> String {
-        let mut out = String::from(
-            "| point of the run | runs | median abs. error, estimator | median abs. error, baseline | ratio | [low, high] coverage | ended before low / after high |\n|---|---|---|---|---|---|---|\n",
-        );
-        let line = |label: String, r: &Row| {
-            format!(
-                "| {label} | {} | {:.0} s | {:.0} s | {:.2} | {:.0} % | {:.0} % / {:.0} % |\n",
-                r.runs,
-                r.estimator_mae,
-                r.baseline_mae,
-                r.estimator_mae / r.baseline_mae.max(1e-9),
-                r.coverage * 100.0,
-                r.early * 100.0,
-                (1.0 - r.coverage - r.early) * 100.0
-            )
-        };
-        for r in &self.rows {
-            out += &line(format!("{:.0} % (all stacks)", r.at * 100.0), r);
-        }
-        for (stack, rows) in &self.by_stack {
-            for r in rows {
-                out += &line(format!("{:.0} % ({stack})", r.at * 100.0), r);
-            }
-        }
-        out
-    }
-
-    /// One line per point of the run: the ratio to the baseline of the single seeds, lowest,
-    /// median and highest (empty with one seed).
-    pub fn seed_spread(&self) -> String {
-        if self.by_seed.len() < 2 {
-            return String::new();
-        }
-        let mut out = String::new();
-        for (p, at) in POINTS.iter().enumerate() {
-            let mut ratios: Vec<f64> = self
-                .by_seed
-                .iter()
-                .map(|(_, rows)| rows[p].estimator_mae / rows[p].baseline_mae.max(1e-9))
-                .collect();
-            let mut coverage: Vec<f64> = self.by_seed.iter().map(|(_, r)| r[p].coverage).collect();
-            out += &format!(
-                "single seeds at {:.0} %: ratio {:.2} / {:.2} / {:.2}, coverage {:.0} / {:.0} / {:.0} % (lowest / median / highest of {})\n",
-                at * 100.0,
-                quantile(&mut ratios, 0.0),
-                quantile(&mut ratios, 0.5),
-                quantile(&mut ratios, 1.0),
-                quantile(&mut coverage, 0.0) * 100.0,
-                quantile(&mut coverage, 0.5) * 100.0,
-                quantile(&mut coverage, 1.0) * 100.0,
-                self.by_seed.len()
-            );
-        }
-        out
-    }
+/// The three stacks' deployments as stack events: (stack, deployments oldest first).
+pub(crate) fn deployments(seed: u64, n: usize) -> Vec<(String, Vec<Deployment>)> {
+    histories(seed, n)
+        .into_iter()
+        .map(|runs| {
+            let stack = runs.first().map(|r| r.stack.clone()).unwrap_or_default();
+            (stack, runs.iter().map(deployment_of).collect())
+        })
+        .collect()
 }
