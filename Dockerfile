@@ -1,5 +1,7 @@
 # The action's image: one static (musl) binary on an empty base, so the runner pulls a few MB
-# and the step starts in milliseconds. scripts/build-image stages target/image-root first:
+# and the step starts in milliseconds. scripts/build-image stages target/image-root/ARCH first
+# (amd64, arm64: one directory per architecture, so that one buildx run can build both into one
+# multi-arch image without emulation, since nothing here runs a command):
 #   /usr/local/bin/deploy-coordinator        the binary (main step and operator CLI)
 #   /usr/local/bin/deploy-coordinator-post   symlink to it: action.yml's post-entrypoint, since
 #                                            post-entrypoint takes one path and no arguments
@@ -7,6 +9,8 @@
 # The runner wants root (no USER) and sets its own --workdir (no WORKDIR).
 FROM scratch
 
+# Set by buildx (and by scripts/build-image) from --platform.
+ARG TARGETARCH
 ARG VERSION=dev
 ARG REVISION=unknown
 ARG SOURCE=https://github.com/deploy-coordinator/deploy-coordinator
@@ -18,6 +22,6 @@ LABEL org.opencontainers.image.title="deploy-coordinator" \
       org.opencontainers.image.revision="${REVISION}" \
       org.opencontainers.image.source="${SOURCE}"
 
-COPY target/image-root/ /
+COPY target/image-root/${TARGETARCH}/ /
 
 ENTRYPOINT ["/usr/local/bin/deploy-coordinator"]

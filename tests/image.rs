@@ -12,6 +12,14 @@
 //!
 //! They need a built image, so they are ignored by default: `scripts/test` builds it and runs
 //! `DC_IMAGE=<image> cargo test --test image -- --ignored`.
+//!
+//! The image of the other architecture (arm64 on an x86_64 machine) runs the same tests through
+//! qemu's user-mode emulator: `DC_IMAGE_EMULATOR=/usr/bin/qemu-aarch64-static` (a static x86_64
+//! binary, from Debian's qemu-user-static) is mounted into each container and made its
+//! entrypoint, with the image's own entrypoint as its first argument. qemu gives the emulated
+//! binary that path as argv[0], so the post step still starts through the `-post` link, and it
+//! passes signals on, so cancellation is tested too. No binfmt_misc registration is needed
+//! (this machine may not have one), and nothing else of the runner's `docker run` changes.
 
 use std::collections::BTreeMap;
 use std::io::Read;
@@ -48,6 +56,23 @@ fn image() -> String {
         ),
     }
 }
+
+/// The user-mode emulator for an image of another architecture than this machine's, if any.
+fn emulator() -> Option<PathBuf> {
+    let path = std::env::var_os("DC_IMAGE_EMULATOR").filter(|v| !v.is_empty())?;
+    let path = PathBuf::from(path);
+    assert!(
+        path.is_file(),
+        "DC_IMAGE_EMULATOR={} does not exist (apt-get install qemu-user-static)",
+        path.display()
+    );
+    Some(path)
+}
+
+/// Where the emulator is mounted inside the container.
+const EMULATOR_IN_CONTAINER: &str = "/.dc-emulator";
+/// The image's ENTRYPOINT, which an emulated step passes to the emulator.
+const MAIN_ENTRYPOINT: &str = "/usr/local/bin/deploy-coordinator";
 
 fn container_cli() -> Command {
     Command::new(repo().join("scripts/container"))
@@ -136,8 +161,8 @@ impl Job {
         self.dir.path().join(sub)
     }
 
-    /// Runs one step's container to its end: `entrypoint` None is the main step (the image's
-    /// ENTRYPOINT). `env` holds the step's own variables (inputs, AWS settings, `STATE_*`).
+    /// Runs one step's container to its end: `entrypoint` None is the main step
+    /// (action.yml's `runs.entrypoint`). `env` holds the step's own variables (inputs, AWS settings, `STATE_*`).
     fn run_step(
         &self,
         entrypoint: Option<&str>,
@@ -183,7 +208,16 @@ impl Job {
             // `-e NAME` without a value: the CLI copies it from its own environment.
             cmd.arg("-e").arg(key).env(key, value);
         }
-        if let Some(entrypoint) = entrypoint {
+        // action.yml sets `runs.entrypoint` (the image's ENTRYPOINT), so the runner passes
+        // --entrypoint for the main step too.
+        let entrypoint = entrypoint.unwrap_or(MAIN_ENTRYPOINT);
+        let mut args: Vec<&str> = args.to_vec();
+        if let Some(emulator) = emulator() {
+            cmd.arg("-v")
+                .arg(format!("{}:{EMULATOR_IN_CONTAINER}:ro", emulator.display()))
+                .args(["--entrypoint", EMULATOR_IN_CONTAINER]);
+            args.insert(0, entrypoint);
+        } else {
             cmd.arg("--entrypoint").arg(entrypoint);
         }
         for (host, inside) in [
@@ -196,7 +230,7 @@ impl Job {
             cmd.arg("-v")
                 .arg(format!("{}:{inside}", self.host(host).display()));
         }
-        cmd.arg(image()).args(args);
+        cmd.arg(image()).args(&args);
         cmd.stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
@@ -413,6 +447,30 @@ async fn create_stack(cfn: &aws_sdk_cloudformation::Client, stack: &str) {
 
 // --- the tests ------------------------------------------------------------------------------
 
+/// The paths these tests start the steps through are the ones action.yml gives the runner, and
+/// action.yml never lets the runner fall back to the `entrypoint` and `args` inputs.
+#[test]
+fn action_yml_names_the_images_entrypoints_and_no_args() {
+    let text = std::fs::read_to_string(repo().join("action.yml")).expect("action.yml");
+    let runs: Vec<&str> = text
+        .lines()
+        .skip_while(|l| *l != "runs:")
+        .skip(1)
+        .take_while(|l| l.is_empty() || l.starts_with(' '))
+        .map(str::trim)
+        .collect();
+    for expected in [
+        format!("entrypoint: {MAIN_ENTRYPOINT}"),
+        format!("post-entrypoint: {POST_ENTRYPOINT}"),
+        "args: []".to_string(),
+    ] {
+        assert!(
+            runs.contains(&expected.as_str()),
+            "action.yml's runs block must have `{expected}`: {runs:?}"
+        );
+    }
+}
+
 #[test]
 #[ignore = "needs the image: scripts/test builds it"]
 fn version_runs_without_a_shell() {
@@ -427,12 +485,10 @@ fn version_runs_without_a_shell() {
     );
 }
 
-#[test]
-#[ignore = "needs the image: scripts/test builds it"]
-fn image_holds_the_binary_the_post_symlink_and_tls_roots() {
-    let image = image();
+/// The image's filesystem as a container export, through `tar TAR_ARGS` (list or extract).
+fn export_image(tar_args: &str) -> Vec<u8> {
     let created = container_cli()
-        .args(["create", "--label", "deploy-coordinator-test", &image])
+        .args(["create", "--label", "deploy-coordinator-test", &image()])
         .output()
         .expect("create");
     assert!(
@@ -443,7 +499,7 @@ fn image_holds_the_binary_the_post_symlink_and_tls_roots() {
     let id = String::from_utf8_lossy(&created.stdout).trim().to_string();
     let export = Command::new("sh")
         .arg("-c")
-        .arg(r#""$0" export "$1" | tar -tvf -"#)
+        .arg(format!(r#""$0" export "$1" | tar {tar_args}"#))
         .arg(repo().join("scripts/container"))
         .arg(&id)
         .output()
@@ -454,7 +510,14 @@ fn image_holds_the_binary_the_post_symlink_and_tls_roots() {
         "export: {}",
         String::from_utf8_lossy(&export.stderr)
     );
-    let listing = String::from_utf8_lossy(&export.stdout);
+    export.stdout
+}
+
+#[test]
+#[ignore = "needs the image: scripts/test builds it"]
+fn image_holds_the_binary_the_post_symlink_and_tls_roots() {
+    let export = export_image("-tvf -");
+    let listing = String::from_utf8_lossy(&export);
     let entry = |path: &str| {
         listing
             .lines()
@@ -481,6 +544,47 @@ fn image_holds_the_binary_the_post_symlink_and_tls_roots() {
     assert!(
         size > 100_000,
         "the CA bundle looks empty or truncated ({size} bytes): {roots}"
+    );
+}
+
+/// The ELF machine of the image's binary matches the architecture the image claims, which is
+/// what a runner (or a multi-arch manifest) picks it by.
+#[test]
+#[ignore = "needs the image: scripts/test builds it"]
+fn the_binary_is_built_for_the_images_architecture() {
+    let image = image();
+    let inspect = container_cli()
+        .args([
+            "image",
+            "inspect",
+            "--format",
+            "{{.Os}}/{{.Architecture}}",
+            &image,
+        ])
+        .output()
+        .expect("image inspect");
+    assert!(
+        inspect.status.success(),
+        "{}",
+        String::from_utf8_lossy(&inspect.stderr)
+    );
+    let platform = String::from_utf8_lossy(&inspect.stdout).trim().to_string();
+    let elf = export_image("-xOf - usr/local/bin/deploy-coordinator");
+    assert!(
+        elf.starts_with(b"\x7fELF"),
+        "not an ELF file ({} bytes)",
+        elf.len()
+    );
+    // e_machine, little-endian, at offset 18 of the ELF header.
+    let machine = u16::from_le_bytes([elf[18], elf[19]]);
+    let expected = match platform.as_str() {
+        "linux/amd64" => 0x3e,
+        "linux/arm64" => 0xb7,
+        other => panic!("unexpected image platform {other}"),
+    };
+    assert_eq!(
+        machine, expected,
+        "the binary's ELF machine {machine:#x} does not match the image's platform {platform}"
     );
 }
 
@@ -526,6 +630,35 @@ fn malformed_input_fails_naming_it_and_takes_nothing() {
     );
 }
 
+/// `with: args:` as the runner passes it when action.yml has no `runs.args`: the same
+/// arguments to the main and the post container, and `INPUT_ARGS`.
+#[test]
+#[ignore = "needs the image: scripts/test builds it"]
+fn with_args_is_refused_and_never_runs_as_a_command() {
+    let job = Job::new();
+    let mut env = inputs(&[("stack-name", "image-test"), ("mode", "lock")]);
+    env.push(("INPUT_ARGS".into(), "registry create --table t".into()));
+    env.push(("AWS_ENDPOINT_URL".into(), "http://127.0.0.1:9".into()));
+    env.push(("AWS_REGION".into(), REGION.into()));
+    let args = ["registry", "create", "--table", "t"];
+    let main = job.run_step(None, &env, &args);
+    assert_eq!(main.status.code(), Some(1), "{}", describe(&main));
+    let errors = commands(&main, "error");
+    assert!(
+        errors.len() == 1 && errors[0].starts_with("::error title=Unsupported input 'args'::"),
+        "{}",
+        describe(&main)
+    );
+    assert!(main.state.is_empty(), "{:?}", main.state);
+    let post = job.run_step(Some(POST_ENTRYPOINT), &env, &args);
+    assert!(post.status.success(), "post: {}", describe(&post));
+    assert!(
+        commands(&post, "error").is_empty(),
+        "post: {}",
+        describe(&post)
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs the image: scripts/test builds it"]
 async fn lock_mode_main_then_post_takes_and_releases_the_lock() {
@@ -533,6 +666,8 @@ async fn lock_mode_main_then_post_takes_and_releases_the_lock() {
     let job = Job::new();
 
     let main = tokio::task::block_in_place(|| job.run_step(None, &lock_env(&moto, None), &[]));
+    // What the steps printed, for `-- --nocapture` (e.g. the arm64 image's run under qemu).
+    eprintln!("=== main step ({:?})\n{}", main.elapsed, describe(&main));
     assert!(main.status.success(), "lock main step: {}", describe(&main));
     assert!(
         commands(&main, "error").is_empty(),
@@ -572,6 +707,7 @@ async fn lock_mode_main_then_post_takes_and_releases_the_lock() {
 
     let post_env = lock_env(&moto, Some(&main));
     let post = tokio::task::block_in_place(|| job.run_step(Some(POST_ENTRYPOINT), &post_env, &[]));
+    eprintln!("=== post step ({:?})\n{}", post.elapsed, describe(&post));
     assert!(post.status.success(), "lock post step: {}", describe(&post));
     assert!(
         commands(&post, "error").is_empty(),

@@ -115,6 +115,9 @@ pub struct Counts {
     pub stalled: AtomicU64,
     pub reset: AtomicU64,
     pub half_open: AtomicU64,
+    /// When each stalled or half-open request came (wall clock, ns since the epoch): each
+    /// costs a client its attempt timeout, so a check can tell which waits a hang explains.
+    pub hangs: Mutex<Vec<u128>>,
 }
 
 impl Counts {
@@ -131,6 +134,22 @@ impl Counts {
     pub fn describe(&self) -> String {
         let [r, d, s, x, h] = self.snapshot();
         format!("{r} requests: {d} delayed, {s} stalled, {x} reset, {h} half-open")
+    }
+
+    fn hang(&self) {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        self.hangs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(now);
+    }
+
+    /// The hangs between two wall-clock instants (ns since the epoch).
+    pub fn hangs_between(&self, from: u128, to: u128) -> usize {
+        let hangs = self.hangs.lock().unwrap_or_else(|p| p.into_inner());
+        hangs.iter().filter(|&&t| t >= from && t <= to).count()
     }
 }
 
@@ -259,6 +278,7 @@ async fn connection(mut client: TcpStream, shared: Arc<Shared>) {
         }
         Fault::Stall => {
             shared.counts.stalled.fetch_add(1, Ordering::Relaxed);
+            shared.counts.hang();
             let mut sink = [0u8; 8192];
             while matches!(client.read(&mut sink).await, Ok(n) if n > 0) {}
             return;
@@ -292,6 +312,7 @@ async fn connection(mut client: TcpStream, shared: Arc<Shared>) {
                     }
                     Fault::Stall => {
                         shared.counts.stalled.fetch_add(1, Ordering::Relaxed);
+                        shared.counts.hang();
                         fate = Fate::Stalled;
                         continue;
                     }
@@ -302,6 +323,7 @@ async fn connection(mut client: TcpStream, shared: Arc<Shared>) {
                     }
                     Fault::HalfOpen => {
                         shared.counts.half_open.fetch_add(1, Ordering::Relaxed);
+                        shared.counts.hang();
                         fate = Fate::Mute;
                     }
                     Fault::Chaos(_) => {}

@@ -33,6 +33,8 @@ pub const HEAD_POLL_MAX: Duration = Duration::from_millis(720);
 /// waiter's first sight of the last one, so the part of the lease that had run before the
 /// kill covers the poll in which the waiter first saw it.
 pub const DEAD_SLACK: Duration = Duration::from_millis(500);
+/// The registry client's attempt timeout (`Registry::new`): what a hung request costs.
+pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(3);
 
 #[derive(Debug, Clone)]
 pub struct Soak {
@@ -76,8 +78,12 @@ pub struct Report {
     pub violations: Vec<String>,
     pub dead: Vec<DeadHolder>,
     /// The bound on a dead holder's lock beyond its lease: one head poll plus start-up of
-    /// the next section, plus, with faults, the slowest fault a poll can meet.
+    /// the next section, plus, with faults, the slowest fault a poll can meet; plus one more
+    /// attempt timeout for each further hung request the proxy saw between the kill and the
+    /// takeover (any of them may have been the takeover's: 20 processes share the proxy).
     pub dead_bound: Duration,
+    /// Dead holders whose window held more than one hung request (their bound grew).
+    pub hangs_in_window: usize,
     /// Dead holders kept longer than [`Report::dead_bound`] past their lease.
     pub dead_kept: Vec<String>,
     /// Dead holders whose lock was taken later than their lease, one head poll and
@@ -118,7 +124,7 @@ impl Report {
 
     pub fn describe(&self) -> String {
         let mut out = format!(
-            "{}: {} critical sections ({} acquisitions) in {:.0} s, {} violations; {} holders killed mid-hold (lease {} ms), the next holder at most {} ms after the kill ({}; bound: lease + {} ms; {} past lease + {} ms), {} kept longer; {} failed processes; {} keys left unclean",
+            "{}: {} critical sections ({} acquisitions) in {:.0} s, {} violations; {} holders killed mid-hold (lease {} ms), the next holder at most {} ms after the kill ({}; bound: lease + {} ms, + 3 s per further hung request in the window, for {}; {} past lease + {} ms), {} kept longer; {} failed processes; {} keys left unclean",
             self.emulator,
             self.sections,
             self.acquisitions,
@@ -129,6 +135,7 @@ impl Report {
             self.max_after_kill().map_or(0, |d| d.as_millis()),
             self.slowest_dead(),
             self.dead_bound.as_millis(),
+            self.hangs_in_window,
             self.over_plain_bound,
             (HEAD_POLL_MAX + DEAD_SLACK).as_millis(),
             self.dead_kept.len(),
@@ -251,7 +258,7 @@ impl Soak {
                 // A poll that meets a delay waits for it; one that meets a hung or half-open
                 // connection waits for the client's attempt timeout (3 s) and is retried.
                 if c.stall + c.half_open > 0.0 {
-                    Duration::from_secs(3)
+                    ATTEMPT_TIMEOUT
                 } else {
                     c.latency_max
                 }
@@ -259,7 +266,12 @@ impl Soak {
         for k in 0..self.keys {
             let key = format!("key-{k}");
             let marks = dir.path().join(format!("marks-{k}"));
-            check(&key, &marks, self.kill_lease, &mut report);
+            let hangs = |from: u128, to: u128| {
+                proxy
+                    .as_ref()
+                    .map_or(0, |p| p.counts().hangs_between(from, to))
+            };
+            check(&key, &marks, self.kill_lease, &hangs, &mut report);
             let status = self
                 .cli(
                     &direct,
@@ -369,7 +381,13 @@ impl Soak {
 }
 
 /// Checks one key's record (see the module's documentation).
-fn check(key: &str, marks: &Path, kill_lease: Duration, report: &mut Report) {
+fn check(
+    key: &str,
+    marks: &Path,
+    kill_lease: Duration,
+    hangs: &dyn Fn(u128, u128) -> usize,
+    report: &mut Report,
+) {
     let text = std::fs::read_to_string(marks).unwrap_or_default();
     // (fence, start ns) of the section in progress; (fence, end ns, killed) of the last one.
     let mut open: Option<(u64, u128)> = None;
@@ -415,7 +433,14 @@ fn check(key: &str, marks: &Path, kill_lease: Duration, report: &mut Report) {
                         if after > kill_lease + HEAD_POLL_MAX + DEAD_SLACK {
                             report.over_plain_bound += 1;
                         }
-                        if after > kill_lease + report.dead_bound {
+                        // A takeover that met several hung requests waited an attempt
+                        // timeout for each (the first is in dead_bound already).
+                        let more = hangs(end, ns).saturating_sub(1);
+                        if more > 0 {
+                            report.hangs_in_window += 1;
+                        }
+                        let bound = report.dead_bound + ATTEMPT_TIMEOUT * more as u32;
+                        if after > kill_lease + bound {
                             report.dead_kept.push(format!(
                                 "{key}: the lock of fence {f}, killed mid-hold, was taken {} ms after the kill (lease {} ms)",
                                 after.as_millis(),
