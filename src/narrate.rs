@@ -15,8 +15,11 @@ use std::time::Duration;
 use tracing::{info, warn};
 
 use crate::action::log;
+use crate::config::{OnRisk, StoppedChangeSet};
 use crate::duration;
 use crate::lock::{self, LockEvent};
+use crate::plan::guard::Verdict;
+use crate::plan::risk::Assessment;
 use crate::stack::{MonitorEvent, StackResult};
 
 /// How loud a line is.
@@ -290,6 +293,106 @@ pub(crate) fn release(outcome: &lock::ReleaseOutcome) -> String {
     }
 }
 
+/// `Id: why` for each resource, in the change set's order.
+fn each_and_why(assessments: &[Assessment]) -> String {
+    assessments
+        .iter()
+        .map(|a| format!("{}: {}", a.logical_id, a.reason))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+fn ids(assessments: &[Assessment]) -> String {
+    assessments
+        .iter()
+        .map(|a| a.logical_id.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// What the deploy guard says about a ready change set that runs: its risk and the changes
+/// for review as log lines; at most one annotation each for what was allowed, what runs at
+/// risk (`on-risk: warn`) and the allowances it did not use. A stop is said by
+/// [`guard_refusal`], as the result's one error.
+pub(crate) fn guard(change_set: &str, verdict: &Verdict, on_risk: OnRisk) -> Vec<Line> {
+    let mut lines = vec![Line::info(format!(
+        "deploy guard: change set {change_set} is {} ({} stateful resource(s) replaced or removed, {} allowed, {} for review)",
+        verdict.risk.as_str(),
+        verdict.at_risk.len() + verdict.allowed.len(),
+        verdict.allowed.len(),
+        verdict.review.len()
+    ))];
+    for a in &verdict.review {
+        lines.push(Line::info(format!(
+            "for review: {} ({})",
+            a.logical_id, a.reason
+        )));
+    }
+    if !verdict.allowed.is_empty() {
+        lines.push(Line::annotation(
+            Level::Notice,
+            "Replacement allowed",
+            format!(
+                "executing change set {change_set}, which replaces or removes {} as allow-replacement allows. {}",
+                ids(&verdict.allowed),
+                each_and_why(&verdict.allowed)
+            ),
+        ));
+    }
+    if !verdict.at_risk.is_empty() && !verdict.stop && on_risk == OnRisk::Warn {
+        lines.push(Line::annotation(
+            Level::Warning,
+            "Stateful resources at risk",
+            format!(
+                "executing change set {change_set} anyway (on-risk: warn), although it replaces or removes {}, which \
+                 allow-replacement does not list. {}",
+                ids(&verdict.at_risk),
+                each_and_why(&verdict.at_risk)
+            ),
+        ));
+    }
+    if !verdict.unused_allowances.is_empty() {
+        lines.push(Line::annotation(
+            Level::Notice,
+            "Unused allow-replacement",
+            format!(
+                "allow-replacement lists {}, which change set {change_set} neither replaces nor removes: remove it from \
+                 the workflow once the replacement is done, so that it cannot let a later one through unreviewed",
+                verdict.unused_allowances.join(", ")
+            ),
+        ));
+    }
+    lines
+}
+
+/// The error of a deployment the guard stopped: its title and its text, which names each
+/// resource, why it is at risk, what became of the change set and what to do.
+pub(crate) fn guard_refusal(
+    stack: &str,
+    change_set: &str,
+    verdict: &Verdict,
+    stopped: StoppedChangeSet,
+) -> (String, String) {
+    let kept = match stopped {
+        StoppedChangeSet::Delete => "the change set was deleted",
+        StoppedChangeSet::Keep => {
+            "the change set was kept for inspection (on-risk-change-set: keep)"
+        }
+    };
+    let text = format!(
+        "stopped before executing change set {change_set} on {stack}: it would replace or remove {} stateful \
+         resource(s) that allow-replacement does not list. {}. Nothing was executed; {kept}. If this is intended, add \
+         {} to allow-replacement in the workflow (where its review shows) and deploy again, or set on-risk: warn",
+        verdict.at_risk.len(),
+        each_and_why(&verdict.at_risk),
+        ids(&verdict.at_risk)
+    );
+    (
+        "Deployment stopped: stateful resources at risk".into(),
+        text,
+    )
+}
+
 /// The annotations of a finished stack operation: the root cause (an error when the operation
 /// failed), the next step out of a stuck state, and what was left behind. One place for both
 /// steps (mode lock reports from the post step).
@@ -297,6 +400,12 @@ pub(crate) fn result_annotations(stack: &str, result: &StackResult) -> Vec<Line>
     let mut lines = Vec::new();
     if !result.outcome.is_success() {
         match (&result.failed_resource, &result.failure_reason) {
+            // Nothing failed: the step refused to execute, and the title says so.
+            (_, Some(reason)) if result.failure_title.is_some() => lines.push(Line::annotation(
+                Level::Error,
+                result.failure_title.clone().unwrap_or_default(),
+                reason.clone(),
+            )),
             (Some(resource), Some(reason)) => lines.push(Line::annotation(
                 Level::Error,
                 format!("{resource} failed"),
@@ -457,6 +566,80 @@ mod tests {
             false,
         );
         assert_eq!(free.text, "lock \"prod\": already free: nothing to release");
+    }
+
+    #[test]
+    fn a_stop_names_each_resource_why_and_what_to_do_in_one_error() {
+        use crate::config::Guard;
+        use crate::stack::client::ResourceChange;
+        let change =
+            |id: &str, kind: &str, action: &str, replacement: Option<&str>| ResourceChange {
+                logical_id: id.into(),
+                resource_type: kind.into(),
+                action: action.into(),
+                replacement: replacement.map(str::to_string),
+                scope: vec!["Properties".into()],
+            };
+        let changes = [
+            change("Orders", "AWS::DynamoDB::Table", "Modify", Some("True")),
+            change("Uploads", "AWS::S3::Bucket", "Remove", None),
+            change(
+                "Cache",
+                "AWS::ElastiCache::CacheCluster",
+                "Modify",
+                Some("True"),
+            ),
+        ];
+        let guard = Guard {
+            allow_replacement: vec!["Cache".into()],
+            ..Guard::default()
+        };
+        let verdict = crate::plan::guard::judge(&changes, &guard);
+        let (title, text) = guard_refusal("shop", "dc-1", &verdict, StoppedChangeSet::Delete);
+        assert_eq!(title, "Deployment stopped: stateful resources at risk");
+        assert!(text.contains("change set dc-1 on shop"), "{text}");
+        assert!(
+            text.contains("Orders: AWS::DynamoDB::Table is replaced")
+                && text.contains("Uploads: AWS::S3::Bucket is removed"),
+            "{text}"
+        );
+        assert!(text.contains("the change set was deleted"), "{text}");
+        assert!(
+            text.contains("add Orders, Uploads to allow-replacement"),
+            "{text}"
+        );
+        // What runs says no error: the allowed one is a notice, the stop is the result's error.
+        let lines = super::guard("dc-1", &verdict, OnRisk::Fail);
+        assert!(
+            lines
+                .iter()
+                .all(|l| l.level != Level::Error && l.level != Level::Warning)
+        );
+        let allowed = lines
+            .iter()
+            .find(|l| l.title.as_deref() == Some("Replacement allowed"))
+            .expect("the allowed replacement is said");
+        assert!(
+            allowed
+                .text
+                .contains("Cache: AWS::ElastiCache::CacheCluster is replaced")
+        );
+        // on-risk: warn executes, with one warning naming them.
+        let guard = Guard {
+            on_risk: OnRisk::Warn,
+            ..Guard::default()
+        };
+        let verdict = crate::plan::guard::judge(&changes, &guard);
+        let warnings: Vec<_> = super::guard("dc-1", &verdict, OnRisk::Warn)
+            .into_iter()
+            .filter(|l| l.level == Level::Warning)
+            .collect();
+        assert_eq!(warnings.len(), 1);
+        assert!(
+            warnings[0].text.contains("Orders, Uploads, Cache"),
+            "{}",
+            warnings[0].text
+        );
     }
 
     #[test]

@@ -147,6 +147,26 @@ fn malformed_inputs_fail_clearly_before_any_network_call() {
             &[("stack-name", "app"), ("aws-region", "mars")],
             "aws-region",
         ),
+        (
+            &[
+                ("stack-name", "app"),
+                ("template", "t.yaml"),
+                ("on-risk", "ignore"),
+            ],
+            "on-risk",
+        ),
+        (
+            &[
+                ("stack-name", "app"),
+                ("template", "t.yaml"),
+                ("allow-replacement", "Orders-Table"),
+            ],
+            "allow-replacement",
+        ),
+        (
+            &[("stack-name", "app"), ("change-set-name", "plan_1")],
+            "change-set-name",
+        ),
     ];
     for (inputs, named) in cases {
         let mut runner = Runner::new();

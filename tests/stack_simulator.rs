@@ -13,8 +13,9 @@ use aws_credential_types::Credentials;
 use deploy_coordinator::config::{StackParameter, Template};
 use deploy_coordinator::stack::Baseline;
 use deploy_coordinator::stack::{
-    DeployRequest, ErrorKind, GuardError, MonitorEvent, MonitorSettings, Outcome, PollSettings,
-    StackClient, StackError, StackResult, deploy, monitor, reconstruct_since, wait_until_settled,
+    ChangeSetSource, DeployRequest, ErrorKind, GuardError, MonitorEvent, MonitorSettings, Outcome,
+    PollSettings, StackClient, StackError, StackResult, deploy, monitor, reconstruct_since,
+    wait_until_settled,
 };
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
@@ -171,7 +172,7 @@ impl Fixture {
         std::fs::write(&path, template)?;
         Ok(DeployRequest {
             stack_name: stack.into(),
-            template: Template::File(path),
+            source: ChangeSetSource::Template(Template::File(path)),
             // Only templates that declare it take the parameter (CloudFormation refuses others).
             parameters: if template.contains("Env:") {
                 vec![StackParameter::value("Env", "test")]

@@ -91,6 +91,7 @@ fn failing_nested_stack() -> StackResult {
             "Resource handler returned message: \"<script>alert(1)</script> | DB instance quota exceeded\" {}",
             "detail ".repeat(600)
         )),
+        failure_title: None,
         failed_resource: Some(failed),
         warnings: Vec::new(),
         recovery: None,

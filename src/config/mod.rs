@@ -15,9 +15,11 @@ use crate::{correlation, duration};
 
 mod declared;
 mod parameters;
+mod review;
 mod validate;
 
 pub use parameters::{ParameterValue, StackParameter};
+pub use review::{Guard, OnRisk, StoppedChangeSet};
 use validate::{
     parse_capabilities, parse_pairs, parse_slack, parse_template, validate_region,
     validate_role_arn,
@@ -27,7 +29,8 @@ pub use validate::{validate_lock_key, validate_stack_name, validate_table_name};
 /// What the step does once it holds the lock.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
-    /// Create and execute a change set from `template`, follow it to the end.
+    /// Create and execute a change set from `template` (or execute the reviewed
+    /// `change-set-name`), follow it to the end.
     Deploy,
     /// Follow the operation already running, or the next one to start.
     Monitor,
@@ -77,6 +80,10 @@ pub struct Config {
     pub stack_name: String,
     pub mode: Mode,
     pub template: Option<Template>,
+    /// Mode deploy: an existing change set (name or ARN) to execute instead of `template`.
+    pub change_set: Option<String>,
+    /// Mode deploy: whether a change set that puts stateful resources at risk may run.
+    pub guard: Guard,
     pub parameters: Vec<StackParameter>,
     pub capabilities: Vec<String>,
     pub tags: Vec<(String, String)>,
@@ -171,6 +178,13 @@ impl Config {
             .get("role-arn")
             .map(|r| validate_role_arn(r).map(|()| r.to_string()))
             .transpose()?;
+        if role_arn.is_some() && deploy.change_set.is_some() {
+            return Err(bad(
+                "role-arn",
+                "is given to CreateChangeSet, and change-set-name executes a change set that already has its role: remove role-arn from the deploy step (the plan job passes it)",
+            ));
+        }
+        let guard = guard_inputs(inputs, mode)?;
 
         let environment = inputs.get("environment").map(str::to_string);
         if let Some(env) = &environment
@@ -231,6 +245,8 @@ impl Config {
             stack_name: stack_name.to_string(),
             mode,
             template: deploy.template,
+            change_set: deploy.change_set,
+            guard,
             parameters: deploy.parameters,
             capabilities: deploy.capabilities,
             tags: deploy.tags,
@@ -261,6 +277,7 @@ impl Config {
 struct DeployInputs {
     mode: Mode,
     template: Option<Template>,
+    change_set: Option<String>,
     parameters: Vec<StackParameter>,
     tags: Vec<(String, String)>,
     capabilities: Vec<String>,
@@ -272,8 +289,9 @@ impl DeployInputs {
             .get("template")
             .map(|t| parse_template(t, workspace))
             .transpose()?;
+        let change_set = inputs.get("change-set-name").map(str::to_string);
         let mode = match inputs.get("mode") {
-            None if template.is_some() => Mode::Deploy,
+            None if template.is_some() || change_set.is_some() => Mode::Deploy,
             None => Mode::Monitor,
             Some("deploy") => Mode::Deploy,
             Some("monitor") => Mode::Monitor,
@@ -285,11 +303,33 @@ impl DeployInputs {
                 ));
             }
         };
+        if let Some(name) = &change_set {
+            if mode != Mode::Deploy {
+                return Err(bad(
+                    "change-set-name",
+                    format!("is only used in mode deploy, but mode is {}", mode.as_str()),
+                ));
+            }
+            review::validate_change_set(name)?;
+            // The change set already holds its template, parameters, tags and capabilities:
+            // the step's own would be silently ignored, so they are refused.
+            for input in ["template", "parameters", "tags", "capabilities"] {
+                if inputs.get(input).is_some() {
+                    return Err(bad(
+                        "change-set-name",
+                        format!(
+                            "executes an existing change set, which already holds its template, parameters, tags and \
+                             capabilities: remove {input} from this step (the plan job that made the change set passes it)"
+                        ),
+                    ));
+                }
+            }
+        }
         match (mode, &template) {
-            (Mode::Deploy, None) => {
+            (Mode::Deploy, None) if change_set.is_none() => {
                 return Err(bad(
                     "template",
-                    "is required in mode deploy: a template file in the workspace or an https:// URL",
+                    "is required in mode deploy: a template file in the workspace or an https:// URL (or change-set-name, to execute a reviewed change set)",
                 ));
             }
             (Mode::Monitor | Mode::Lock, Some(_)) => {
@@ -338,11 +378,40 @@ impl DeployInputs {
         Ok(DeployInputs {
             mode,
             template,
+            change_set,
             parameters,
             tags,
             capabilities,
         })
     }
+}
+
+/// The deploy guard's inputs: only mode deploy executes change sets, so giving them to modes
+/// monitor and lock is a mistake to report.
+fn guard_inputs(inputs: &Inputs, mode: Mode) -> Result<Guard, InputError> {
+    if matches!(mode, Mode::Monitor | Mode::Lock) {
+        for name in ["on-risk", "allow-replacement", "on-risk-change-set"] {
+            // The runner passes declared defaults as inputs: only another value was given.
+            let default = declared::spec(name).and_then(|s| s.default.value());
+            if inputs.get(name).is_some_and(|v| Some(v) != default) {
+                return Err(bad(
+                    name,
+                    format!("is only used in mode deploy, but mode is {}", mode.as_str()),
+                ));
+            }
+        }
+    }
+    Ok(Guard {
+        on_risk: review::parse_on_risk(value(inputs, "on-risk").unwrap_or_default())?,
+        allow_replacement: inputs
+            .get("allow-replacement")
+            .map(review::parse_allow_replacement)
+            .transpose()?
+            .unwrap_or_default(),
+        stopped_change_set: review::parse_stopped_change_set(
+            value(inputs, "on-risk-change-set").unwrap_or_default(),
+        )?,
+    })
 }
 
 /// The lock's inputs: its key (default the environment, else the stack), the registry, the
@@ -498,6 +567,74 @@ mod tests {
             err.problem,
             "is only used in mode deploy, but mode is monitor"
         );
+    }
+
+    #[test]
+    fn a_reviewed_change_set_replaces_the_template_and_the_guard_is_for_mode_deploy() {
+        let config = parse(&[("stack-name", "app"), ("change-set-name", "dc-plan-1")]).unwrap();
+        assert_eq!(
+            config.mode,
+            Mode::Deploy,
+            "change-set-name implies mode deploy"
+        );
+        assert_eq!(config.change_set.as_deref(), Some("dc-plan-1"));
+        assert_eq!(config.template, None);
+        assert_eq!(config.guard, Guard::default());
+        for (input, value) in [
+            ("template", "stack.yaml"),
+            ("parameters", "Env=prod"),
+            ("tags", "team=a"),
+            ("capabilities", "CAPABILITY_IAM"),
+        ] {
+            let err = parse(&[
+                ("stack-name", "app"),
+                ("change-set-name", "dc-plan-1"),
+                (input, value),
+            ])
+            .unwrap_err();
+            assert_eq!(err.input, "change-set-name", "{input}");
+            assert!(err.problem.contains(&format!("remove {input}")), "{err}");
+        }
+        let err = parse(&[
+            ("stack-name", "app"),
+            ("change-set-name", "dc-plan-1"),
+            ("role-arn", "arn:aws:iam::123456789012:role/deployer"),
+        ])
+        .unwrap_err();
+        assert_eq!(err.input, "role-arn");
+
+        let config = parse(&[
+            ("stack-name", "app"),
+            ("template", "stack.yaml"),
+            ("on-risk", "warn"),
+            ("allow-replacement", "Orders,Uploads"),
+            ("on-risk-change-set", "keep"),
+        ])
+        .unwrap();
+        assert_eq!(
+            config.guard,
+            Guard {
+                on_risk: OnRisk::Warn,
+                allow_replacement: vec!["Orders".into(), "Uploads".into()],
+                stopped_change_set: StoppedChangeSet::Keep,
+            }
+        );
+        // The runner passes the defaults to every mode; another value is a mistake.
+        assert!(parse(&[("stack-name", "app"), ("on-risk", "fail")]).is_ok());
+        for (input, value) in [
+            ("on-risk", "warn"),
+            ("allow-replacement", "Orders"),
+            ("on-risk-change-set", "keep"),
+            ("change-set-name", "dc-plan-1"),
+        ] {
+            let err =
+                parse(&[("stack-name", "app"), ("mode", "monitor"), (input, value)]).unwrap_err();
+            assert_eq!(err.input, input);
+            assert_eq!(
+                err.problem,
+                "is only used in mode deploy, but mode is monitor"
+            );
+        }
     }
 
     #[test]
@@ -688,6 +825,34 @@ mod tests {
                 "aws-region",
             ),
             (&[("stack-name", "app"), ("preflight", "yes")], "preflight"),
+            (
+                &[
+                    ("stack-name", "app"),
+                    ("template", "stack.yaml"),
+                    ("on-risk", "ignore"),
+                ],
+                "on-risk",
+            ),
+            (
+                &[
+                    ("stack-name", "app"),
+                    ("template", "stack.yaml"),
+                    ("allow-replacement", "Orders-Table"),
+                ],
+                "allow-replacement",
+            ),
+            (
+                &[
+                    ("stack-name", "app"),
+                    ("template", "stack.yaml"),
+                    ("on-risk-change-set", "retain"),
+                ],
+                "on-risk-change-set",
+            ),
+            (
+                &[("stack-name", "app"), ("change-set-name", "plan_1")],
+                "change-set-name",
+            ),
         ];
         for (pairs, input) in cases {
             let err = parse(pairs).expect_err(&format!("{pairs:?} should be refused"));

@@ -207,6 +207,11 @@ pub struct StackInfo {
 #[derive(Debug, Clone, PartialEq)]
 pub struct ChangeSetInfo {
     pub id: Option<String>,
+    /// The stack it belongs to (its ARN).
+    pub stack_id: Option<String>,
+    /// When it was created (CloudFormation's clock): a stack changed after it is no longer what
+    /// the change set was computed from.
+    pub creation_time: Option<DateTime<Utc>>,
     pub status: String,
     pub status_reason: Option<String>,
     pub execution_status: Option<String>,
@@ -555,6 +560,8 @@ impl StackClient {
                 None => {
                     info = Some(ChangeSetInfo {
                         id: out.change_set_id().map(str::to_string),
+                        stack_id: out.stack_id().map(str::to_string),
+                        creation_time: time(out.creation_time()),
                         status: out
                             .status()
                             .map(|s| s.as_str().to_string())

@@ -1,5 +1,5 @@
-//! Mode `deploy`: a change set from the template, executed with our own token, followed to
-//! the end.
+//! Mode `deploy`: a change set from the template (or a reviewed one, made earlier by a plan
+//! job), executed with our own token, followed to the end.
 //!
 //! A change set rather than UpdateStack: it says how many resources will change (progress
 //! N/M), tells an empty deployment apart before anything runs, and is the same path for a new
@@ -28,11 +28,21 @@ pub(crate) const MAX_TEMPLATE_BODY: usize = 51_200;
 /// The longest a token or change set name may be.
 const MAX_NAME: usize = 128;
 
+/// Where the change set to execute comes from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ChangeSetSource {
+    /// Created here from the template (and deleted again when it is not executed).
+    Template(Template),
+    /// An existing change set (name or ARN), made and reviewed before this step: executed as
+    /// it is, once it is still executable and the stack has not changed since it was created.
+    Reviewed(String),
+}
+
 /// Everything a deployment needs, from the inputs.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DeployRequest {
     pub stack_name: String,
-    pub template: Template,
+    pub source: ChangeSetSource,
     pub parameters: Vec<StackParameter>,
     pub capabilities: Vec<String>,
     pub tags: Vec<(String, String)>,
@@ -45,11 +55,16 @@ pub struct DeployRequest {
 }
 
 impl DeployRequest {
-    /// None when the configuration has no template (not mode deploy).
+    /// None when the configuration has neither a template nor a change set (not mode deploy).
     pub fn from_config(config: &Config, correlation_id: &str) -> Option<Self> {
+        let source = match (&config.change_set, &config.template) {
+            (Some(name), _) => ChangeSetSource::Reviewed(name.clone()),
+            (None, Some(template)) => ChangeSetSource::Template(template.clone()),
+            (None, None) => return None,
+        };
         Some(Self {
             stack_name: config.stack_name.clone(),
-            template: config.template.clone()?,
+            source,
             parameters: config.parameters.clone(),
             capabilities: config.capabilities.clone(),
             tags: config.tags.clone(),
@@ -143,10 +158,25 @@ pub(crate) fn plan(stack: &str, info: Option<&StackInfo>) -> Result<Plan, StackE
     }
 }
 
-/// Asked just before ExecuteChangeSet, the one step of a deployment that cannot be taken
-/// back: `Err(why)` and nothing is executed (the change set is deleted, the result says why).
-/// The main step proves there that it still holds the deployment lock.
+/// Why a ready change set is not executed (the deploy guard): the result's `failure_title`
+/// and `failure_reason`, and whether the change set stays.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Refusal {
+    pub(crate) title: String,
+    pub(crate) reason: String,
+    pub(crate) keep_change_set: bool,
+}
+
+/// Asked before ExecuteChangeSet, the one step of a deployment that cannot be taken back.
+/// `review`: whether this change set may run at all (the main step's deploy guard), asked as
+/// soon as it is ready. `check`: asked just before executing; `Err(why)` and nothing is
+/// executed (a change set made here is deleted, the result says why). The main step proves
+/// there that it still holds the deployment lock.
 pub(crate) trait BeforeExecute: Send + Sync {
+    fn review(&self, _name: &str, _change_set: &ChangeSetInfo) -> Result<(), Refusal> {
+        Ok(())
+    }
+
     fn check(&self) -> std::pin::Pin<Box<dyn Future<Output = Result<(), String>> + Send + '_>>;
 }
 
@@ -157,6 +187,68 @@ impl BeforeExecute for ExecuteFreely {
     fn check(&self) -> std::pin::Pin<Box<dyn Future<Output = Result<(), String>> + Send + '_>> {
         Box::pin(async { Ok(()) })
     }
+}
+
+/// Why a reviewed change set can no longer be executed as it was reviewed; None when it can
+/// (pure). `stack`: the stack now; `change_set`: DescribeChangeSet of it.
+///
+/// DescribeChangeSet's `Status` must be `CREATE_COMPLETE` and its `ExecutionStatus`
+/// `AVAILABLE` ("If the change set execution status is AVAILABLE, you can execute the change
+/// set. If you can't execute the change set, the status indicates why. For example, a change
+/// set might be in an UNAVAILABLE state because CloudFormation is still creating it or in an
+/// OBSOLETE state because the stack was already updated."
+/// <https://docs.aws.amazon.com/AWSCloudFormation/latest/APIReference/API_DescribeChangeSet.html>;
+/// ExecuteChangeSet refuses the others with `InvalidChangeSetStatus`,
+/// <https://docs.aws.amazon.com/AWSCloudFormation/latest/APIReference/API_ExecuteChangeSet.html>).
+/// Beyond what CloudFormation checks: the stack must not have changed since the change set
+/// was created (its LastUpdatedTime after the change set's CreationTime), whatever changed it,
+/// since what was reviewed was computed against the stack as it was.
+pub(crate) fn not_executable(stack: &StackInfo, change_set: &ChangeSetInfo) -> Option<String> {
+    if let Some(id) = &change_set.stack_id
+        && *id != stack.stack_id
+    {
+        return Some(format!(
+            "it belongs to stack {id}, not to {} ({})",
+            stack.name, stack.stack_id
+        ));
+    }
+    if change_set.status != "CREATE_COMPLETE" {
+        let reason = change_set
+            .status_reason
+            .as_deref()
+            .map(|r| format!(": {r}"))
+            .unwrap_or_default();
+        return Some(format!(
+            "its status is {}{reason}; only a CREATE_COMPLETE change set can be executed",
+            change_set.status
+        ));
+    }
+    let execution = change_set.execution_status.as_deref().unwrap_or("unknown");
+    if execution != "AVAILABLE" {
+        let meaning = match execution {
+            "EXECUTE_COMPLETE" => "it was executed already",
+            "EXECUTE_IN_PROGRESS" => "it is being executed now",
+            "EXECUTE_FAILED" => "it was executed, and that execution failed",
+            "OBSOLETE" => "the stack was updated after it was created",
+            "UNAVAILABLE" => "CloudFormation cannot execute it",
+            _ => "CloudFormation does not offer it for execution",
+        };
+        return Some(format!(
+            "its execution status is {execution} ({meaning}); only an AVAILABLE change set can be executed"
+        ));
+    }
+    if let (Some(updated), Some(created)) = (stack.last_updated, change_set.creation_time)
+        && updated > created
+    {
+        return Some(format!(
+            "the stack changed at {} (it is {} now), after the change set was created at {}: what was reviewed \
+             was computed against the stack as it was then",
+            updated.to_rfc3339(),
+            stack.status,
+            created.to_rfc3339()
+        ));
+    }
+    None
 }
 
 /// Deploys the template and follows the operation to its end.
@@ -185,9 +277,107 @@ pub(crate) async fn deploy_checked<F>(
 where
     F: FnMut(MonitorEvent) + Send,
 {
-    let began = Instant::now();
+    let run = Run {
+        client,
+        req,
+        settings,
+        cancel,
+        began: Instant::now(),
+    };
+    let ready = match &req.source {
+        ChangeSetSource::Template(template) => match create(&run, template, on_event).await? {
+            Ok(ready) => ready,
+            Err(ended) => return Ok(ended),
+        },
+        ChangeSetSource::Reviewed(name) => match reviewed(client, req, name).await? {
+            Ok(ready) => ready,
+            Err(refused) => {
+                on_event(MonitorEvent::Finished(Outcome::Failed));
+                return Ok(refused);
+            }
+        },
+    };
+    execute(&run, ready, on_event, before_execute).await
+}
+
+/// One deployment's call: what every part of it uses.
+#[derive(Clone, Copy)]
+struct Run<'a> {
+    client: &'a StackClient,
+    req: &'a DeployRequest,
+    settings: &'a MonitorSettings,
+    cancel: &'a CancellationToken,
+    began: Instant,
+}
+
+/// A change set ready to execute.
+struct Ready {
+    name: String,
+    info: ChangeSetInfo,
+    /// Made by this step: deleted when it is not executed. A reviewed one is left as it is
+    /// (unless the guard stops it and `on-risk-change-set` says delete).
+    owned: bool,
+}
+
+/// The reviewed change set, if it can still be executed as it was reviewed; else the result
+/// that says why not (nothing executed, the change set left as it is).
+async fn reviewed(
+    client: &StackClient,
+    req: &DeployRequest,
+    name: &str,
+) -> Result<Result<Ready, StackResult>, StackError> {
     let stack = req.stack_name.as_str();
-    let (template_body, template_url) = match &req.template {
+    let refuse = |info: Option<&StackInfo>, why: String| {
+        let mut result = StackResult::without_operation(Outcome::Failed, info);
+        result.failure_title = Some("Change set not executable".into());
+        result.failure_reason = Some(format!(
+            "change set {name} of stack {stack} cannot be executed: {why}. Nothing was executed. Run the plan \
+             again to make a change set from the stack as it is now, review it, and deploy that one"
+        ));
+        result
+    };
+    let Some(info) = client.describe_stack(stack).await? else {
+        return Ok(Err(refuse(None, "the stack does not exist".into())));
+    };
+    let change_set = match client.describe_change_set(stack, name).await {
+        Ok(change_set) => change_set,
+        Err(e) if e.kind == ErrorKind::NotFound => {
+            return Ok(Err(refuse(
+                Some(&info),
+                "it does not exist (it was deleted, or executed and removed, or made for another stack)".into(),
+            )));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    if let Some(why) = not_executable(&info, &change_set) {
+        return Ok(Err(refuse(Some(&info), why)));
+    }
+    Ok(Ok(Ready {
+        name: name.to_string(),
+        info: change_set,
+        owned: false,
+    }))
+}
+
+/// Creates the change set from the template and waits until it is ready; `Ok(Err(result))`
+/// when the deployment ends there (no changes, a change set CloudFormation could not create).
+async fn create<F>(
+    run: &Run<'_>,
+    template: &Template,
+    on_event: &mut F,
+) -> Result<Result<Ready, StackResult>, StackError>
+where
+    F: FnMut(MonitorEvent) + Send,
+{
+    let Run {
+        client,
+        req,
+        settings,
+        cancel,
+        began,
+    } = *run;
+    let stack = req.stack_name.as_str();
+    let (template_body, template_url) = match template {
         Template::Url(url) => (None, Some(url.clone())),
         Template::File(path) => {
             let shown = path.display().to_string();
@@ -261,8 +451,8 @@ where
         cancel,
     )
     .await;
-    let (changes, resource_changes) = match ready {
-        Ok(info) => (info.change_count, info.changes),
+    let info = match ready {
+        Ok(info) => info,
         Err(ChangeSetEnd::Empty) => {
             client.delete_change_set(stack, &name).await?;
             let info = client.describe_stack(stack).await?;
@@ -273,7 +463,7 @@ where
                 result.failure_reason =
                     Some("the change set contained no changes (fail-on-empty-changeset)".into());
             }
-            return Ok(result);
+            return Ok(Err(result));
         }
         Err(ChangeSetEnd::Failed { reason }) => {
             // Early validation says which resource and why (DescribeEvents); best effort:
@@ -293,7 +483,7 @@ where
                 reason: result.failure_reason.clone().unwrap_or_default(),
             });
             on_event(MonitorEvent::Finished(Outcome::Failed));
-            return Ok(result);
+            return Ok(Err(result));
         }
         Err(ChangeSetEnd::Error(e)) => {
             // Best effort: the error matters more than the clean-up.
@@ -301,22 +491,63 @@ where
             return Err(e);
         }
     };
+    Ok(Ok(Ready {
+        name,
+        info,
+        owned: true,
+    }))
+}
+
+/// Executes a ready change set (after the guard and the last check) and follows it.
+async fn execute<F>(
+    run: &Run<'_>,
+    ready: Ready,
+    on_event: &mut F,
+    before_execute: &dyn BeforeExecute,
+) -> Result<StackResult, StackError>
+where
+    F: FnMut(MonitorEvent) + Send,
+{
+    let (client, req, cancel) = (run.client, run.req, run.cancel);
+    let stack = req.stack_name.as_str();
+    let Ready { name, info, owned } = ready;
+    // Only a change set made here is ours to clean up.
+    let discard = || async {
+        if owned {
+            let _ = client.delete_change_set(stack, &name).await;
+        }
+    };
+    let changes = info.change_count;
     on_event(MonitorEvent::ChangeSetCreated {
         name: name.clone(),
         changes,
-        resources: resource_changes,
+        resources: info.changes.clone(),
     });
+    if let Err(refusal) = before_execute.review(&name, &info) {
+        if !refusal.keep_change_set {
+            // Best effort: what matters is that nothing runs.
+            if let Err(e) = client.delete_change_set(stack, &name).await {
+                tracing::warn!("cannot delete change set {name} ({e})");
+            }
+        }
+        let info = client.describe_stack(stack).await?;
+        on_event(MonitorEvent::Finished(Outcome::Failed));
+        let mut result = StackResult::without_operation(Outcome::Failed, info.as_ref());
+        result.failure_title = Some(refusal.title);
+        result.failure_reason = Some(refusal.reason);
+        return Ok(result);
+    }
     // Where the history stands before execution: our operation is the first one after it.
-    let baseline = match read_baseline(client, stack, settings, cancel).await {
+    let baseline = match read_baseline(client, stack, run.settings, cancel).await {
         Ok(baseline) => baseline,
         Err(e) => {
-            // Nothing was executed: leave no change set behind.
-            let _ = client.delete_change_set(stack, &name).await;
+            // Nothing was executed: leave no change set of ours behind.
+            discard().await;
             return Err(e.into());
         }
     };
     if cancel.is_cancelled() {
-        let _ = client.delete_change_set(stack, &name).await;
+        discard().await;
         let info = client.describe_stack(stack).await?;
         on_event(MonitorEvent::Finished(Outcome::Cancelled));
         let mut result = StackResult::without_operation(Outcome::Cancelled, info.as_ref());
@@ -325,7 +556,7 @@ where
         return Ok(result);
     }
     if let Err(why) = before_execute.check().await {
-        let _ = client.delete_change_set(stack, &name).await;
+        discard().await;
         let info = client.describe_stack(stack).await?;
         // Failed, not cancelled: nobody cancelled the run; what it needed (the lock) was
         // gone, and the summary, the card and the `outcome` output must all say the same.
@@ -344,11 +575,11 @@ where
             client_request_token: Some(token),
         },
         total_hint: Some(changes),
-        timeout: remaining(req, began),
+        timeout: remaining(req, run.began),
         start_timeout: None,
         expected_duration: req.expected_duration,
     };
-    follow(client, spec, settings, cancel, on_event).await
+    follow(client, spec, run.settings, cancel, on_event).await
 }
 
 fn remaining(req: &DeployRequest, began: Instant) -> Duration {
@@ -549,6 +780,74 @@ mod tests {
         assert!(!is_empty_change_set(
             "Template format error: unresolved resource dependencies"
         ));
+    }
+
+    fn change_set(status: &str, execution: &str, created: &str) -> ChangeSetInfo {
+        ChangeSetInfo {
+            id: Some("arn:aws:cloudformation:us-east-1:1:changeSet/dc-plan/1".into()),
+            stack_id: Some("arn:aws:cloudformation:us-east-1:1:stack/app/1".into()),
+            creation_time: Some(created.parse().unwrap()),
+            status: status.into(),
+            status_reason: None,
+            execution_status: Some(execution.into()),
+            change_count: 1,
+            changes: Vec::new(),
+        }
+    }
+
+    fn stack_updated(at: &str) -> StackInfo {
+        StackInfo {
+            last_updated: Some(at.parse().unwrap()),
+            ..info("UPDATE_COMPLETE")
+        }
+    }
+
+    #[test]
+    fn a_reviewed_change_set_runs_only_while_it_is_what_was_reviewed() {
+        let before = stack_updated("2026-12-03T10:00:00Z");
+        let ready = change_set("CREATE_COMPLETE", "AVAILABLE", "2026-12-03T10:05:00Z");
+        assert_eq!(not_executable(&before, &ready), None);
+
+        // The stack was updated after the change set was made (by anyone, however).
+        let after = stack_updated("2026-12-03T10:06:00Z");
+        let why = not_executable(&after, &ready).expect("stale");
+        assert!(
+            why.contains("the stack changed at 2026-12-03T10:06:00+00:00")
+                && why.contains("after the change set was created at 2026-12-03T10:05:00+00:00"),
+            "{why}"
+        );
+
+        for (execution, meaning) in [
+            ("OBSOLETE", "the stack was updated after it was created"),
+            ("EXECUTE_COMPLETE", "it was executed already"),
+            ("EXECUTE_IN_PROGRESS", "it is being executed now"),
+            ("EXECUTE_FAILED", "that execution failed"),
+            ("UNAVAILABLE", "CloudFormation cannot execute it"),
+        ] {
+            let cs = change_set("CREATE_COMPLETE", execution, "2026-12-03T10:05:00Z");
+            let why = not_executable(&before, &cs).expect(execution);
+            assert!(
+                why.contains(&format!("its execution status is {execution}"))
+                    && why.contains(meaning),
+                "{why}"
+            );
+        }
+        let mut failed = change_set("FAILED", "UNAVAILABLE", "2026-12-03T10:05:00Z");
+        failed.status_reason = Some("Template format error".into());
+        let why = not_executable(&before, &failed).expect("failed");
+        assert!(
+            why.contains("its status is FAILED: Template format error")
+                && why.contains("only a CREATE_COMPLETE change set"),
+            "{why}"
+        );
+
+        let mut other = ready.clone();
+        other.stack_id = Some("arn:aws:cloudformation:us-east-1:1:stack/other/2".into());
+        let why = not_executable(&before, &other).expect("another stack's");
+        assert!(
+            why.contains("it belongs to stack arn:aws:cloudformation:us-east-1:1:stack/other/2"),
+            "{why}"
+        );
     }
 
     #[test]

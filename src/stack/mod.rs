@@ -22,7 +22,7 @@ pub mod tracker;
 
 pub use client::{ClientError, ErrorKind, StackClient, StackInfo};
 pub use cursor::Baseline;
-pub use deploy::{DeployRequest, deploy};
+pub use deploy::{ChangeSetSource, DeployRequest, deploy};
 pub use events::Event;
 pub use guard::{GuardError, SettleWait, Settled, wait_until_settled};
 pub use monitor::{

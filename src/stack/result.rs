@@ -27,6 +27,9 @@ pub struct StackResult {
     pub finished_at: Option<DateTime<Utc>>,
     /// From AWS (sanitize before logging).
     pub failure_reason: Option<String>,
+    /// The error's title when "RESOURCE failed" would mislead: nothing failed, the step
+    /// refused to execute (the deploy guard, a reviewed change set no longer executable).
+    pub failure_title: Option<String>,
     pub failed_resource: Option<String>,
     /// What a person must know although it did not decide the outcome: resources left
     /// behind by a clean-up, another operation that took the stack over (from AWS in part:
@@ -58,6 +61,7 @@ impl StackResult {
             started_at: None,
             finished_at: None,
             failure_reason: None,
+            failure_title: None,
             failed_resource: None,
             warnings: Vec::new(),
             recovery: None,
@@ -138,6 +142,7 @@ pub fn result_of(tracker: &Tracker, info: Option<&StackInfo>, elapsed: Duration)
         started_at: start.map(|e| e.timestamp),
         finished_at: last.map(|e| e.timestamp),
         failure_reason,
+        failure_title: None,
         failed_resource,
         recovery: end.and_then(|e| {
             recovery(

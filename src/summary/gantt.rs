@@ -253,6 +253,7 @@ mod tests {
             started_at: at(0),
             finished_at: at(100),
             failure_reason: Some("boom".into()),
+            failure_title: None,
             failed_resource: Some("Net/Db".into()),
             warnings: Vec::new(),
             recovery: None,

@@ -8,6 +8,7 @@
 //! below the runner's 1 MiB limit, also for a 500-resource nested stack.
 
 pub(crate) mod gantt;
+pub(crate) mod guard;
 pub(crate) mod markdown;
 pub mod mermaid;
 
@@ -290,7 +291,9 @@ fn root_cause(result: &StackResult) -> String {
             )
         ));
     } else if let Some(reason) = &result.failure_reason {
-        md.push_str(&format!("\n#### Root cause\n\n{}\n", cell(reason)));
+        // A refusal to execute has no root cause: its title says what happened.
+        let heading = result.failure_title.as_deref().unwrap_or("Root cause");
+        md.push_str(&format!("\n#### {}\n\n{}\n", cell(heading), cell(reason)));
     }
     if !failed.is_empty() {
         let names: Vec<String> = failed
@@ -387,6 +390,7 @@ mod tests {
             started_at: at(0),
             finished_at: at(726),
             failure_reason: Some("Resource handler returned message: \"<b>x</b> | y\"".into()),
+            failure_title: None,
             failed_resource: Some("Data/Db".into()),
             warnings: Vec::new(),
             recovery: None,

@@ -26,6 +26,8 @@ pub(super) struct Ledger {
     pub(super) registry_unreachable: bool,
     /// An output or state record could not be written: the step fails at its end.
     pub(super) write_failed: bool,
+    /// The deploy guard's section of the job summary (empty when it had nothing to say).
+    pub(super) guard_summary: String,
     /// The loss of the lock was reported (error, summary, card): the release says no more.
     pub(super) lock_lost_reported: bool,
 }

@@ -9,14 +9,56 @@ use tracing::{info, warn};
 use super::lock::{Coordination, ProveLock};
 use super::{Ending, Step};
 use crate::action::log;
-use crate::config::Mode;
+use crate::config::{Mode, StoppedChangeSet};
 use crate::lock;
 use crate::outputs::state;
+use crate::stack::client::ChangeSetInfo;
+use crate::stack::deploy::{BeforeExecute, Refusal};
 use crate::stack::{
     self, DeployRequest, GuardError, MonitorEvent, MonitorSettings, Outcome, PollSettings,
     StackClient, StackError, StackResult,
 };
-use crate::{duration, narrate, summary};
+use crate::{duration, narrate, plan, summary};
+
+/// What stands between a ready change set and its execution: the deploy guard (may it run at
+/// all?), then the proof that the lock is still ours.
+struct Gate<'a> {
+    step: &'a Step,
+    lock: ProveLock<'a>,
+}
+
+impl BeforeExecute for Gate<'_> {
+    fn review(&self, name: &str, change_set: &ChangeSetInfo) -> Result<(), Refusal> {
+        let config = &self.step.config;
+        let guard = &config.guard;
+        let verdict = plan::guard::judge(&change_set.changes, guard);
+        let section = summary::guard::section(name, &verdict, guard.on_risk);
+        self.step.ledger(|l| l.guard_summary = section);
+        if verdict.stop {
+            let (title, reason) = narrate::guard_refusal(
+                &config.stack_name,
+                name,
+                &verdict,
+                guard.stopped_change_set,
+            );
+            return Err(Refusal {
+                title,
+                reason,
+                keep_change_set: guard.stopped_change_set == StoppedChangeSet::Keep,
+            });
+        }
+        for line in narrate::guard(name, &verdict, guard.on_risk) {
+            narrate::say(&line);
+        }
+        Ok(())
+    }
+
+    fn check(
+        &self,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send + '_>> {
+        self.lock.check()
+    }
+}
 
 impl Step {
     /// Waits while the stack has an operation in progress, bounded by `deploy-timeout`.
@@ -131,11 +173,14 @@ impl Step {
                         &settings,
                         &self.cancel,
                         &mut on_event,
-                        &ProveLock(heartbeat),
+                        &Gate {
+                            step: self,
+                            lock: ProveLock(heartbeat),
+                        },
                     )
                     .await
                 }
-                // Config guarantees a template in mode deploy.
+                // Config guarantees a template or a change set in mode deploy.
                 None => Err(StackError::BadState {
                     stack: config.stack_name.clone(),
                     problem: "no template".into(),
@@ -294,7 +339,9 @@ impl Step {
         if let Some(lock) = self.ledger(|l| l.lock_summary.clone()) {
             context = context.with_lock(lock);
         }
-        self.summary(&summary::render_summary(&context, result));
+        let mut md = summary::render_summary(&context, result);
+        md.push_str(&self.ledger(|l| std::mem::take(&mut l.guard_summary)));
+        self.summary(&md);
         self.live
             .finished(result, self.config.slack_mention_on_failure.as_deref());
         self.ledger(|l| l.reported = true);
