@@ -3,9 +3,12 @@ and return the result structure (serialised by cfnsim_xml). Runs under Sim.lock.
 
 from __future__ import annotations
 
+import json
 import re
+import types
 import uuid
 
+import cfnsim_changeset as csd
 import cfnsim_events as ev
 import cfnsim_scenario as sc
 import cfnsim_template as tpl
@@ -38,6 +41,14 @@ def _page(items: list, params: dict, size: int, key: str) -> tuple:
         return ev.newest_first_page(items, params.get("NextToken"), size, key)
     except ev.TokenError as e:
         raise validation(str(e)) from e
+
+
+def _without_values(rc: dict) -> dict:
+    """A ResourceChange without IncludePropertyValues: no contexts, no Before/AfterValue."""
+    out = {k: v for k, v in rc.items() if k not in ("BeforeContext", "AfterContext")}
+    out["Details"] = [{**d, "Target": {k: v for k, v in d["Target"].items() if k not in ("BeforeValue", "AfterValue")}}
+                      for d in rc.get("Details") or []]
+    return out
 
 
 def _invalid_action(action: str) -> ApiError:
@@ -159,9 +170,14 @@ class Api:
             new_stack = stack is None
             if new_stack:
                 stack = sim.new_stack(stack_name)
+            details = csd.resource_changes(changes, None, template, {}, new_params, False, {}, True)
         else:
             new_stack = False
             changes = self._changes(stack, template, new_params, tags)
+            details = csd.resource_changes(changes, stack.template, template, stack.params, new_params,
+                                           tags is not None and tags != stack.tags,
+                                           {k: r.physical for k, r in stack.resources.items()}, True)
+            changes = csd.as_tuples(details)
         # Creating a change set is an operation of its own (DescribeEvents OperationType CREATE_CHANGESET),
         # but the REVIEW_IN_PROGRESS event carries no OperationId (streams 22-24).
         record = sim.new_record(stack, "CREATE_CHANGESET", None)
@@ -174,9 +190,12 @@ class Api:
             raw_params=params, tags=tags, capabilities=caps, description=params.get("Description"),
             status="CREATE_PENDING", reason=None, exec_status="UNAVAILABLE",
             creation_time=sim.scheduler.now(), changes=changes, client_token=token, exec_token=None,
-            record=record,
+            record=record, details=details, include_nested=_bool(params, "IncludeNestedStacks"),
+            parent_id=None, root_id=None, children=[],
         )
         sim.change_sets[cs.id] = cs
+        if cs.include_nested:
+            self._nested_change_sets(cs, cs, stack, scope, tags is not None and tags != stack.tags)
         rng = sc.rng_for(sim.scenario.get("seed", 0), stack.path, cs_name, "changeset")
         total = sc.pick(sc.scope_get(scope, "change_set_seconds", [2, 5]), rng, 3.0)
 
@@ -199,12 +218,76 @@ class Api:
             else:
                 cs.status, cs.exec_status = "CREATE_COMPLETE", "AVAILABLE"
                 record.close(sim, "CREATE_COMPLETE")
+            # Nested change sets are created with their root and end as it does.
+            for child in self._descendants(cs):
+                child.status, child.exec_status, child.reason = cs.status, cs.exec_status, None
 
         sim.scheduler.after(total * 0.2, in_progress)
         sim.scheduler.after(total, complete)
         return {"Id": cs.id, "StackId": stack.id}
 
-    def _change_set_dict(self, cs) -> dict:
+    def _descendants(self, cs) -> list:
+        out = []
+        for child in cs.children:
+            out.append(child)
+            out.extend(self._descendants(child))
+        return out
+
+    def _nested_change_sets(self, parent_cs, root_cs, stack, scope, tags_changed: bool) -> None:
+        """IncludeNestedStacks: a change set for each nested stack the parent adds or modifies
+        (API_CreateChangeSet IncludeNestedStacks; API_DescribeChangeSet ParentChangeSetId,
+        RootChangeSetId; the AWS::CloudFormation::Stack change's ChangeSetId). A modified nested
+        stack's resources change as its update would play them (`update_changes`, else all), or
+        as the scenario's `next_template` for it says."""
+        sim = self.sim
+        for rc in parent_cs.details:
+            if rc["ResourceType"] != csd.NESTED_STACK or rc["Action"] not in ("Add", "Modify"):
+                continue
+            logical = rc["LogicalResourceId"]
+            cfg = sc.nested_config(scope, logical)
+            child_scope = scope + [cfg]
+            existing = stack.resources.get(logical) if stack is not None else None
+            child_stack = existing.child if existing is not None else None
+            suffix = sc.rand_suffix(sc.rng_for(sim.scenario.get("seed", 0), parent_cs.id, logical))
+            if rc["Action"] == "Modify" and child_stack is not None and child_stack.template is not None:
+                old = child_stack.template
+                new = tpl.parse_template(json.dumps(cfg["next_template"])) if cfg.get("next_template") else old
+                force = cfg.get("update_changes")
+                if force is None and not cfg.get("next_template"):
+                    force = list(old["Resources"])
+                changes = tpl.compute_changes(old, new, child_stack.params, child_stack.params, tags_changed,
+                                              set(force or []))
+                details = csd.resource_changes(changes, old, new, child_stack.params, child_stack.params,
+                                               tags_changed,
+                                               {k: r.physical for k, r in child_stack.resources.items()}, True)
+                changes = csd.as_tuples(details)
+                owner = child_stack
+            else:
+                new = tpl.parse_template(json.dumps(cfg.get("template") or {
+                    "Resources": {"Resource": {"Type": "AWS::CloudFormation::WaitConditionHandle"}}}))
+                changes = [("Add", k, r["Type"]) for k, r in new["Resources"].items()]
+                details = csd.resource_changes(changes, None, new, {}, {}, False, {}, True)
+                name = f"{parent_cs.stack.name}-{logical}-{suffix}"
+                # The nested stack does not exist until the root change set runs.
+                owner = types.SimpleNamespace(
+                    id=f"arn:aws:cloudformation:{sim.region}:{ACCOUNT}:stack/{name}/{uuid.uuid4()}",
+                    name=name, resources={})
+            cs_name = f"{root_cs.name}-{logical}-{suffix}"
+            child = ChangeSet(
+                id=f"arn:aws:cloudformation:{sim.region}:{ACCOUNT}:changeSet/{cs_name}/{uuid.uuid4()}",
+                name=cs_name, stack=owner, type=parent_cs.type, template=new, body=json.dumps(new), params={},
+                raw_params={}, tags=parent_cs.tags, capabilities=parent_cs.capabilities, description=None,
+                status="CREATE_PENDING", reason=None, exec_status="UNAVAILABLE",
+                creation_time=parent_cs.creation_time, changes=changes, client_token=None, exec_token=None,
+                record=parent_cs.record, details=details, include_nested=True, parent_id=parent_cs.id,
+                root_id=root_cs.id, children=[],
+            )
+            sim.change_sets[child.id] = child
+            parent_cs.children.append(child)
+            rc["ChangeSetId"] = child.id
+            self._nested_change_sets(child, root_cs, child_stack, child_scope, tags_changed)
+
+    def _change_set_dict(self, cs, params: dict) -> dict:
         result = {
             "ChangeSetName": cs.name,
             "ChangeSetId": cs.id,
@@ -218,25 +301,34 @@ class Api:
             "StatusReason": cs.reason,
             "Capabilities": cs.capabilities or None,
             "Tags": [{"Key": k, "Value": v} for k, v in (cs.tags or [])] or None,
-            "IncludeNestedStacks": False,
+            "IncludeNestedStacks": cs.include_nested,
+            "ParentChangeSetId": cs.parent_id,
+            "RootChangeSetId": cs.root_id,
         }
         if cs.status == "CREATE_COMPLETE":
-            changes = []
-            for action, logical, rtype in cs.changes:
-                res = cs.stack.resources.get(logical)
-                rc = {"Action": action, "LogicalResourceId": logical,
-                      "PhysicalResourceId": res.physical if (res and action != "Add") else None,
-                      "ResourceType": rtype}
-                if action == "Modify":
-                    rc["Replacement"] = "False"
-                    rc["Scope"] = ["Properties"]
-                changes.append({"Type": "Resource", "ResourceChange": rc})
-            result["Changes"] = changes
+            values = _bool(params, "IncludePropertyValues")
+            changes = [{"Type": "Resource", "ResourceChange": _without_values(rc) if not values else rc}
+                       for rc in cs.details]
+            # Changes come in pages (API_DescribeChangeSet NextToken: "If the output exceeds 1 MB");
+            # the scenario's `change_set_page_size` pages them by count.
+            size = sc.scope_get(cs.stack.scope if hasattr(cs.stack, "scope") else [], "change_set_page_size")
+            start = 0
+            if params.get("NextToken"):
+                try:
+                    start = int(params["NextToken"].removeprefix("changes-"))
+                except ValueError as e:
+                    raise validation("Invalid NextToken") from e
+            if size:
+                end = start + int(size)
+                result["Changes"] = changes[start:end]
+                result["NextToken"] = f"changes-{end}" if end < len(changes) else None
+            else:
+                result["Changes"] = changes
         return result
 
     def do_DescribeChangeSet(self, params: dict):
         cs = self.sim.find_change_set(params.get("ChangeSetName", ""), params.get("StackName"))
-        return self._change_set_dict(cs)
+        return self._change_set_dict(cs, params)
 
     def do_ExecuteChangeSet(self, params: dict):
         sim = self.sim
@@ -280,6 +372,9 @@ class Api:
         if cs.exec_status == "EXECUTE_IN_PROGRESS":
             raise ApiError("InvalidChangeSetStatus",
                            f"Cannot delete ChangeSet [{cs.id}] while it is in status {cs.exec_status}")
+        # Deleting a root change set deletes its nested change sets.
+        for child in self._descendants(cs):
+            self.sim.change_sets.pop(child.id, None)
         del self.sim.change_sets[cs.id]
         return {}
 

@@ -1424,3 +1424,147 @@ class ReplayTest(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class ChangeSetDetailTest(unittest.TestCase):
+    """DescribeChangeSet's Changes in detail (cfnsim_changeset.py)."""
+
+    BEFORE = json.dumps({
+        "Parameters": {"Env": {"Type": "String"}},
+        "Resources": {
+            "Table": {"Type": "AWS::DynamoDB::Table", "DeletionPolicy": "Delete",
+                      "Properties": {"TableName": {"Fn::Sub": "orders-${Env}"}, "BillingMode": "PAY_PER_REQUEST"}},
+            "Fn": {"Type": "AWS::Lambda::Function",
+                   "Properties": {"Environment": {"Variables": {"TABLE": {"Ref": "Table"}}}, "Timeout": 3}},
+            "Queue": {"Type": "AWS::SQS::Queue", "Properties": {"VisibilityTimeout": 30}},
+            "Old": {"Type": "AWS::S3::Bucket"},
+        },
+    })
+    AFTER = json.dumps({
+        "Parameters": {"Env": {"Type": "String"}},
+        "Resources": {
+            "Table": {"Type": "AWS::DynamoDB::Table", "DeletionPolicy": "Retain",
+                      "Properties": {"TableName": {"Fn::Sub": "orders-${Env}"}, "BillingMode": "PAY_PER_REQUEST"}},
+            "Fn": {"Type": "AWS::Lambda::Function",
+                   "Properties": {"Environment": {"Variables": {"TABLE": {"Ref": "Table"}}}, "Timeout": 3}},
+            "Queue": {"Type": "AWS::SQS::Queue", "Properties": {"VisibilityTimeout": 60}},
+            "Added": {"Type": "AWS::SNS::Topic"},
+        },
+    })
+
+    def _update(self, cf, name, body, env, **kwargs):
+        r = cf.create_change_set(StackName=name, ChangeSetName="plan", TemplateBody=body,
+                                 Parameters=[{"ParameterKey": "Env", "ParameterValue": env}], **kwargs)
+        d, _ = wait_change_set(cf, r["Id"])
+        return r, d
+
+    def _by_logical(self, d):
+        return {c["ResourceChange"]["LogicalResourceId"]: c["ResourceChange"] for c in d["Changes"]}
+
+    def test_replacement_details_causes_and_property_values(self):
+        with Sim(FAST) as sim:
+            cf = sim.client()
+            deploy(cf, "detail", template=self.BEFORE, Parameters=[{"ParameterKey": "Env", "ParameterValue": "dev"}])
+            wait_stack(cf, "detail")
+            r, _ = self._update(cf, "detail", self.AFTER, "prod")
+            d = cf.describe_change_set(ChangeSetName=r["Id"], IncludePropertyValues=True)
+            changes = self._by_logical(d)
+            self.assertEqual({k: v["Action"] for k, v in changes.items()},
+                             {"Table": "Modify", "Fn": "Modify", "Queue": "Modify", "Old": "Remove", "Added": "Add"})
+            table = changes["Table"]
+            # TableName requires replacement (aws-resource-dynamodb-table.html); its value changed
+            # through the parameter Env.
+            self.assertEqual(table["Replacement"], "True")
+            self.assertEqual(table["Scope"], ["Properties", "DeletionPolicy"])
+            name_change = [x for x in table["Details"] if x["Target"].get("Name") == "TableName"][0]
+            self.assertEqual(name_change["ChangeSource"], "ParameterReference")
+            self.assertEqual(name_change["CausingEntity"], "Env")
+            self.assertEqual(name_change["Target"]["RequiresRecreation"], "Always")
+            self.assertEqual(name_change["Target"]["Path"], "/Properties/TableName")
+            policy = [x for x in table["Details"] if x["Target"]["Attribute"] == "DeletionPolicy"][0]
+            self.assertEqual((policy["Target"]["BeforeValue"], policy["Target"]["AfterValue"]), ("Delete", "Retain"))
+            self.assertEqual(json.loads(table["BeforeContext"])["DeletionPolicy"], "Delete")
+            self.assertEqual(json.loads(table["AfterContext"])["DeletionPolicy"], "Retain")
+            # The function refers to the replaced table: a Dynamic change caused by the reference.
+            fn = changes["Fn"]
+            self.assertEqual(fn["Replacement"], "False")
+            self.assertEqual([(x["Evaluation"], x["ChangeSource"], x["CausingEntity"]) for x in fn["Details"]],
+                             [("Dynamic", "ResourceReference", "Table")])
+            queue = changes["Queue"]
+            self.assertEqual(queue["Replacement"], "False")
+            self.assertEqual(queue["Details"][0]["ChangeSource"], "DirectModification")
+            self.assertNotIn("CausingEntity", queue["Details"][0])
+            self.assertEqual((queue["Details"][0]["Target"]["BeforeValue"], queue["Details"][0]["Target"]["AfterValue"]),
+                             ("30", "60"))
+            self.assertTrue(changes["Old"]["PhysicalResourceId"])
+            self.assertIn("BeforeContext", changes["Old"])
+            self.assertNotIn("PhysicalResourceId", changes["Added"])
+            self.assertNotIn("BeforeContext", changes["Added"])
+            # Without IncludePropertyValues: the same changes, no values, no contexts.
+            plain = self._by_logical(cf.describe_change_set(ChangeSetName=r["Id"]))
+            self.assertNotIn("BeforeContext", plain["Table"])
+            self.assertNotIn("BeforeValue", plain["Queue"]["Details"][0]["Target"])
+            self.assertEqual(plain["Table"]["Replacement"], "True")
+
+    def test_changes_page_with_next_token(self):
+        resources = {f"Q{i:03d}": {"Type": "AWS::SQS::Queue"} for i in range(7)}
+        with Sim({**FAST, "change_set_page_size": 3}) as sim:
+            cf = sim.client()
+            r = cf.create_change_set(StackName="paged", ChangeSetName="cs", ChangeSetType="CREATE",
+                                     TemplateBody=json.dumps({"Resources": resources}))
+            wait_change_set(cf, r["Id"])
+            seen, token, pages = [], None, 0
+            while True:
+                page = cf.describe_change_set(ChangeSetName=r["Id"], **({"NextToken": token} if token else {}))
+                pages += 1
+                seen.extend(c["ResourceChange"]["LogicalResourceId"] for c in page["Changes"])
+                token = page.get("NextToken")
+                if not token:
+                    break
+            self.assertEqual((pages, seen), (3, sorted(resources)))
+
+    def test_nested_change_sets(self):
+        parent = json.dumps({"Resources": {
+            "Data": {"Type": "AWS::CloudFormation::Stack", "Properties": {"TemplateURL": "https://s3/x"}},
+            "Topic": {"Type": "AWS::SNS::Topic"}}})
+        nested = {"template": {"Resources": {"Table": {"Type": "AWS::DynamoDB::Table",
+                                                       "Properties": {"TableName": "a"}}}},
+                  "next_template": {"Resources": {"Table": {"Type": "AWS::DynamoDB::Table",
+                                                            "Properties": {"TableName": "b"}}}}}
+        with Sim({**FAST, "nested": {"Data": nested}}) as sim:
+            cf = sim.client()
+            cf.create_stack(StackName="root", TemplateBody=parent)
+            wait_stack(cf, "root")
+            r = cf.create_change_set(StackName="root", ChangeSetName="plan", IncludeNestedStacks=True,
+                                     TemplateBody=parent.replace("https://s3/x", "https://s3/y"))
+            root, _ = wait_change_set(cf, r["Id"])
+            self.assertTrue(root["IncludeNestedStacks"])
+            self.assertNotIn("ParentChangeSetId", root)
+            stack_change = self._by_logical(root)["Data"]
+            self.assertEqual(stack_change["ResourceType"], "AWS::CloudFormation::Stack")
+            self.assertEqual(stack_change["Details"][0]["Target"]["Name"], "TemplateURL")
+            child = cf.describe_change_set(ChangeSetName=stack_change["ChangeSetId"], IncludePropertyValues=True)
+            self.assertEqual(child["Status"], "CREATE_COMPLETE")
+            self.assertEqual((child["ParentChangeSetId"], child["RootChangeSetId"]), (r["Id"], r["Id"]))
+            self.assertTrue(child["StackName"].startswith("root-Data-"))
+            table = self._by_logical(child)["Table"]
+            self.assertEqual(table["Replacement"], "True")
+            self.assertEqual((table["Details"][0]["Target"]["BeforeValue"], table["Details"][0]["Target"]["AfterValue"]),
+                             ("a", "b"))
+            cf.delete_change_set(ChangeSetName=r["Id"])
+            with self.assertRaises(botocore.exceptions.ClientError):
+                cf.describe_change_set(ChangeSetName=stack_change["ChangeSetId"])
+
+    def test_failed_change_sets_say_why(self):
+        with Sim(FAST) as sim:
+            cf = sim.client()
+            deploy(cf, "same", template=self.BEFORE, Parameters=[{"ParameterKey": "Env", "ParameterValue": "dev"}])
+            wait_stack(cf, "same")
+            r, d = self._update(cf, "same", self.BEFORE, "dev")
+            self.assertEqual((d["Status"], d["ExecutionStatus"]), ("FAILED", "UNAVAILABLE"))
+            self.assertEqual(d["StatusReason"], "The submitted information didn't contain changes. "
+                                                "Submit different information to create a change set.")
+            self.assertNotIn("Changes", d)
+            with self.assertRaises(botocore.exceptions.ClientError) as ctx:
+                cf.create_change_set(StackName="same", ChangeSetName="broken", TemplateBody="{not: [json")
+            self.assertEqual(ctx.exception.response["Error"]["Code"], "ValidationError")

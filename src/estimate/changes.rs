@@ -95,6 +95,7 @@ pub(crate) fn of_record(record: &HistoryRecord) -> Vec<ResourceChange> {
             action: action.to_string(),
             replacement: replacement.map(str::to_string),
             scope: Vec::new(),
+            ..Default::default()
         });
     }
     out
@@ -159,6 +160,7 @@ pub fn parse_describe_change_set(text: &str) -> Result<ChangeSetFile, ChangeSetP
             action: c.action,
             replacement: c.replacement,
             scope: c.scope,
+            ..Default::default()
         })
         .collect();
     Ok(ChangeSetFile {
@@ -178,6 +180,7 @@ mod tests {
             action: action.into(),
             replacement: replacement.map(str::to_string),
             scope: vec![],
+            ..Default::default()
         }
     }
 

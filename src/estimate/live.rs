@@ -281,6 +281,7 @@ mod tests {
                 action: "Add".into(),
                 replacement: None,
                 scope: vec![],
+                ..Default::default()
             },
             ResourceChange {
                 logical_id: "Topic".into(),
@@ -288,6 +289,7 @@ mod tests {
                 action: "Add".into(),
                 replacement: None,
                 scope: vec![],
+                ..Default::default()
             },
         ]);
         timeline.push(&event(

@@ -85,6 +85,7 @@ fn change_set(changed: &[&str], removed: &[&str]) -> Vec<ResourceChange> {
         action: action.into(),
         replacement: (action == "Modify").then(|| "False".into()),
         scope: vec!["Properties".into()],
+        ..Default::default()
     };
     changed
         .iter()

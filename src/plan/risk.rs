@@ -114,10 +114,49 @@ pub(crate) fn classify(change: &ResourceChange) -> Assessment {
     }
 }
 
+/// Every change of a change set (DescribeChangeSet's `Changes`, every page), classified in
+/// CloudFormation's order: what mode plan renders and the deploy guard decides on.
+pub(crate) fn assess(changes: &[ResourceChange]) -> Vec<Assessment> {
+    changes.iter().map(classify).collect()
+}
+
+/// A resource attribute (`DeletionPolicy`, `UpdateReplacePolicy`) from a Before/AfterContext
+/// (JSON text; only with `IncludePropertyValues`).
+fn attribute_in(context: Option<&str>, attribute: &str) -> Option<String> {
+    let value: serde_json::Value = serde_json::from_str(context?).ok()?;
+    value.get(attribute)?.as_str().map(str::to_string)
+}
+
+/// Whether a policy keeps the data when CloudFormation lets go of the resource.
+fn keeps(policy: Option<&str>) -> bool {
+    matches!(policy, Some("Retain" | "Snapshot" | "RetainExceptOnCreate"))
+}
+
 fn risk_of(change: &ResourceChange) -> (Risk, String) {
     let kind = &change.resource_type;
     if let Some(lost) = stateful(kind) {
+        let before = change.before_context.as_deref();
         match (change.action.as_str(), change.replacement.as_deref()) {
+            ("Remove", _) if keeps(attribute_in(before, "DeletionPolicy").as_deref()) => {
+                let policy = attribute_in(before, "DeletionPolicy").unwrap_or_default();
+                return (
+                    Risk::Review,
+                    format!(
+                        "{kind} leaves the stack; its DeletionPolicy {policy} keeps {lost}, outside CloudFormation from now on"
+                    ),
+                );
+            }
+            ("Modify", Some("True" | "Conditional"))
+                if keeps(attribute_in(before, "UpdateReplacePolicy").as_deref()) =>
+            {
+                let policy = attribute_in(before, "UpdateReplacePolicy").unwrap_or_default();
+                return (
+                    Risk::Dangerous,
+                    format!(
+                        "{kind} is replaced: UpdateReplacePolicy {policy} keeps the old one with {lost}, but the stack and everything referring to it move to a new, empty one"
+                    ),
+                );
+            }
             ("Remove", _) => {
                 return (
                     Risk::Dangerous,
@@ -148,6 +187,21 @@ fn risk_of(change: &ResourceChange) -> (Risk, String) {
                     .iter()
                     .any(|s| s == "DeletionPolicy" || s == "UpdateReplacePolicy") =>
             {
+                // With values: say from what to what, and whether the data stops being kept.
+                let after = change.after_context.as_deref();
+                for policy in ["DeletionPolicy", "UpdateReplacePolicy"] {
+                    let (was, will) = (attribute_in(before, policy), attribute_in(after, policy));
+                    if keeps(was.as_deref()) && !keeps(will.as_deref()) {
+                        return (
+                            Risk::Review,
+                            format!(
+                                "{kind}'s {policy} goes from {} to {}: a later removal or replacement deletes {lost}",
+                                was.unwrap_or_default(),
+                                will.unwrap_or_else(|| "Delete (the default)".into())
+                            ),
+                        );
+                    }
+                }
                 return (
                     Risk::Review,
                     format!(
@@ -206,6 +260,7 @@ mod tests {
             action: action.into(),
             replacement: replacement.map(str::to_string),
             scope: scope.iter().map(|s| s.to_string()).collect(),
+            ..Default::default()
         }
     }
 
@@ -361,6 +416,49 @@ mod tests {
             [Risk::None, Risk::Review, Risk::Dangerous].map(Risk::as_str),
             ["none", "review", "dangerous"]
         );
+    }
+
+    #[test]
+    fn retention_policies_read_from_the_contexts_say_what_is_kept() {
+        let mut removed = change("AWS::DynamoDB::Table", "Remove", None, &[]);
+        removed.before_context = Some(r#"{"Properties":{},"DeletionPolicy":"Retain"}"#.into());
+        let a = classify(&removed);
+        assert_eq!(a.risk, Risk::Review, "{}", a.reason);
+        assert!(
+            a.reason
+                .contains("DeletionPolicy Retain keeps the table's items"),
+            "{}",
+            a.reason
+        );
+
+        let mut replaced = change("AWS::S3::Bucket", "Modify", Some("True"), &["Properties"]);
+        replaced.before_context = Some(r#"{"UpdateReplacePolicy":"Retain"}"#.into());
+        let a = classify(&replaced);
+        assert_eq!(a.risk, Risk::Dangerous);
+        assert!(a.reason.contains("a new, empty one"), "{}", a.reason);
+
+        let mut loosened = change(
+            "AWS::RDS::DBInstance",
+            "Modify",
+            Some("False"),
+            &["DeletionPolicy"],
+        );
+        loosened.before_context = Some(r#"{"DeletionPolicy":"Snapshot"}"#.into());
+        loosened.after_context = Some(r#"{"Properties":{}}"#.into());
+        let a = classify(&loosened);
+        assert_eq!(a.risk, Risk::Review);
+        assert!(
+            a.reason
+                .contains("DeletionPolicy goes from Snapshot to Delete (the default)"),
+            "{}",
+            a.reason
+        );
+        // Without values (mode deploy reads none): the removal stays dangerous.
+        assert_eq!(
+            classify(&change("AWS::DynamoDB::Table", "Remove", None, &[])).risk,
+            Risk::Dangerous
+        );
+        assert_eq!(assess(&[removed.clone(), replaced.clone()]).len(), 2);
     }
 
     #[test]

@@ -223,7 +223,7 @@ pub struct ChangeSetInfo {
 
 /// One resource change of a change set, in CloudFormation's own words (`Changes[].ResourceChange`
 /// of DescribeChangeSet), so that what the operator reads is what the console shows.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ResourceChange {
     pub logical_id: String,
     pub resource_type: String,
@@ -237,10 +237,58 @@ pub struct ResourceChange {
     /// `DeletionPolicy`, `UpdateReplacePolicy`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub scope: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub physical_id: Option<String>,
+    /// What exactly changes and why (`Details`), with values when the change set was read
+    /// with `IncludePropertyValues`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub details: Vec<ChangeDetail>,
+    /// A nested stack's change: the ARN of its own change set (`IncludeNestedStacks`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub change_set_id: Option<String>,
+    /// The resource before and after, as JSON text (`BeforeContext`, `AfterContext`; only
+    /// with `IncludePropertyValues`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub before_context: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after_context: Option<String>,
+}
+
+/// One entry of a resource change's `Details`: the `Target` that changes (a property, an
+/// attribute such as `DeletionPolicy`, the tags), how it is evaluated and what caused it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ChangeDetail {
+    /// `Properties`, `Metadata`, `CreationPolicy`, `UpdatePolicy`, `DeletionPolicy`,
+    /// `UpdateReplacePolicy`, `Tags`.
+    pub attribute: String,
+    /// The property's name (attribute `Properties` only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// `Never`, `Always`, `Conditionally` (attribute `Properties` only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requires_recreation: Option<String>,
+    /// `Add`, `Remove`, `Modify`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub change_type: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub before: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after: Option<String>,
+    /// `Static` or `Dynamic` (known only when the update runs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub evaluation: Option<String>,
+    /// `DirectModification`, `ParameterReference`, `ResourceReference`, `ResourceAttribute`,
+    /// `Automatic`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    /// The parameter or resource that caused it (`Env`, `Table`, `Table.Arn`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub causing_entity: Option<String>,
 }
 
 impl ResourceChange {
     fn from_sdk(c: &aws_sdk_cloudformation::types::ResourceChange) -> ResourceChange {
+        let text = |s: Option<&str>| s.map(str::to_string);
         ResourceChange {
             logical_id: c.logical_resource_id().unwrap_or_default().to_string(),
             resource_type: c.resource_type().unwrap_or_default().to_string(),
@@ -250,6 +298,35 @@ impl ResourceChange {
                 .unwrap_or_default(),
             replacement: c.replacement().map(|r| r.as_str().to_string()),
             scope: c.scope().iter().map(|s| s.as_str().to_string()).collect(),
+            physical_id: text(c.physical_resource_id()),
+            details: c
+                .details()
+                .iter()
+                .map(|d| {
+                    let target = d.target();
+                    ChangeDetail {
+                        attribute: target
+                            .and_then(|t| t.attribute())
+                            .map(|a| a.as_str().to_string())
+                            .unwrap_or_default(),
+                        name: text(target.and_then(|t| t.name())),
+                        requires_recreation: target
+                            .and_then(|t| t.requires_recreation())
+                            .map(|r| r.as_str().to_string()),
+                        change_type: target
+                            .and_then(|t| t.attribute_change_type())
+                            .map(|r| r.as_str().to_string()),
+                        before: text(target.and_then(|t| t.before_value())),
+                        after: text(target.and_then(|t| t.after_value())),
+                        evaluation: d.evaluation().map(|e| e.as_str().to_string()),
+                        source: d.change_source().map(|e| e.as_str().to_string()),
+                        causing_entity: text(d.causing_entity()),
+                    }
+                })
+                .collect(),
+            change_set_id: text(c.change_set_id()),
+            before_context: text(c.before_context()),
+            after_context: text(c.after_context()),
         }
     }
 }
@@ -295,6 +372,8 @@ pub struct ChangeSetRequest {
     pub role_arn: Option<String>,
     pub client_token: String,
     pub description: Option<String>,
+    /// `IncludeNestedStacks`: a change set for each nested stack too (mode plan).
+    pub include_nested_stacks: bool,
 }
 
 fn time(t: Option<&aws_smithy_types::DateTime>) -> Option<DateTime<Utc>> {
@@ -507,7 +586,8 @@ impl StackClient {
             .set_template_body(req.template_body.clone())
             .set_template_url(req.template_url.clone())
             .set_role_arn(req.role_arn.clone())
-            .set_description(req.description.clone());
+            .set_description(req.description.clone())
+            .set_include_nested_stacks(req.include_nested_stacks.then_some(true));
         for parameter in &req.parameters {
             let built = Parameter::builder().parameter_key(&parameter.key);
             let built = match &parameter.value {
@@ -534,14 +614,28 @@ impl StackClient {
         stack: &str,
         change_set: &str,
     ) -> Result<ChangeSetInfo, ClientError> {
+        self.describe_change_set_with(Some(stack), change_set, false)
+            .await
+    }
+
+    /// DescribeChangeSet, every page. `stack` may be None when `change_set` is an ARN (a
+    /// nested change set's, which belongs to the nested stack); `values` asks for
+    /// `IncludePropertyValues` (each property's before and after value).
+    pub async fn describe_change_set_with(
+        &self,
+        stack: Option<&str>,
+        change_set: &str,
+        values: bool,
+    ) -> Result<ChangeSetInfo, ClientError> {
         let mut info: Option<ChangeSetInfo> = None;
         let mut token = None;
         for _ in 0..MAX_PAGES {
             let out = self
                 .cfn
                 .describe_change_set()
-                .stack_name(stack)
+                .set_stack_name(stack.map(str::to_string))
                 .change_set_name(change_set)
+                .set_include_property_values(values.then_some(true))
                 .set_next_token(token)
                 .send()
                 .await

@@ -432,6 +432,7 @@ where
         role_arn: req.role_arn.clone(),
         client_token: format!("{}-cs", restricted(&req.correlation_id, MAX_NAME - 3)),
         description: Some(format!("deploy-coordinator {}", req.correlation_id)),
+        include_nested_stacks: false,
     };
     if let Err(e) = client.create_change_set(&cs).await {
         if e.kind != ErrorKind::AlreadyExists {

@@ -452,6 +452,7 @@ fn change_set(template: &Template, intent: &Intent) -> Option<Vec<ResourceChange
                 action: action.to_string(),
                 replacement: replacement.map(str::to_string),
                 scope: scope.into_iter().map(str::to_string).collect(),
+                ..Default::default()
             }
         })
         .collect();

@@ -439,6 +439,7 @@ fn deployment_of(record: &HistoryRecord) -> Deployment {
             .to_string(),
             replacement: (r.action != "CREATE").then(|| "False".to_string()),
             scope: vec!["Properties".to_string()],
+            ..Default::default()
         })
         .collect();
     Deployment {
