@@ -579,6 +579,7 @@ mod tests {
                 action: action.into(),
                 replacement: replacement.map(str::to_string),
                 scope: vec!["Properties".into()],
+                ..ResourceChange::default()
             };
         let changes = [
             change("Orders", "AWS::DynamoDB::Table", "Modify", Some("True")),

@@ -8,7 +8,7 @@
 //! allowed. An entry of `allow-replacement` that this change set does not use is reported, so
 //! that a permanent allowance left in a workflow is noticed before it allows a later mistake.
 
-use super::risk::{Assessment, Risk, classify, overall};
+use super::risk::{Assessment, Risk, assess, overall};
 use crate::config::{Guard, OnRisk};
 use crate::stack::client::ResourceChange;
 
@@ -31,7 +31,7 @@ pub(crate) struct Verdict {
 
 /// The verdict on a change set's resource changes.
 pub(crate) fn judge(changes: &[ResourceChange], guard: &Guard) -> Verdict {
-    let assessments: Vec<Assessment> = changes.iter().map(classify).collect();
+    let assessments = assess(changes);
     let mut verdict = Verdict {
         risk: overall(&assessments),
         at_risk: Vec::new(),
@@ -72,6 +72,7 @@ mod tests {
             action: action.into(),
             replacement: replacement.map(str::to_string),
             scope: vec!["Properties".into()],
+            ..ResourceChange::default()
         }
     }
 

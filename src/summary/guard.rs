@@ -69,6 +69,7 @@ mod tests {
             action: "Modify".into(),
             replacement: Some("True".into()),
             scope: vec!["Properties".into()],
+            ..ResourceChange::default()
         }
     }
 
