@@ -678,3 +678,257 @@ async fn parameters_from_files_reach_the_change_set_and_use_previous_value_keeps
     assert!(broken.state.is_empty(), "nothing taken: {:?}", broken.state);
     assert_eq!(world.sim.requests("CreateChangeSet"), requests);
 }
+
+/// An orders table whose name is the template's: renaming it replaces the table (its
+/// TableName requires replacement, as the simulator's per-type table says after AWS).
+fn orders_template(table_name: &str) -> String {
+    format!(
+        r#"
+Resources:
+  Orders:
+    Type: AWS::DynamoDB::Table
+    Properties:
+      TableName: {table_name}
+      KeySchema: [{{AttributeName: id, KeyType: HASH}}]
+  Queue:
+    Type: AWS::SQS::Queue
+    Properties: {{DelaySeconds: 0}}
+"#
+    )
+}
+
+fn errors(run: &StepRun) -> Vec<String> {
+    run.commands()
+        .into_iter()
+        .filter(|c| c.starts_with("::error"))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_guarded_deploy_that_would_replace_a_table_stops_before_execute_change_set() {
+    let world = World::start(json!({"seed": 19, "change_set_seconds": 1}), 120.0).await;
+    assert_code(
+        &world
+            .runner("1801", "orders", Some(&orders_template("orders-v1")))
+            .main(),
+        0,
+        "create",
+    );
+    let executes = world.sim.requests("ExecuteChangeSet");
+    let deletes = world.sim.requests("DeleteChangeSet");
+
+    let runner = world.runner("1802", "orders", Some(&orders_template("orders-v2")));
+    let main = runner.main();
+    assert_code(&main, 1, "stopped by the guard");
+    assert_eq!(
+        world.sim.requests("ExecuteChangeSet"),
+        executes,
+        "nothing was executed"
+    );
+    assert_eq!(
+        world.sim.requests("DeleteChangeSet"),
+        deletes + 1,
+        "on-risk-change-set delete (the default) deleted it"
+    );
+    assert_eq!(main.output("outcome"), Some("failed"));
+    assert_eq!(main.output("stack-status"), Some("CREATE_COMPLETE"));
+    let reason = main.output("failure-reason").unwrap_or_default();
+    assert!(
+        reason.contains("Orders: AWS::DynamoDB::Table is replaced")
+            && reason.contains("add Orders to allow-replacement"),
+        "{reason}"
+    );
+    let errors = errors(&main);
+    assert_eq!(errors.len(), 1, "one error annotation: {errors:?}");
+    assert!(
+        // The runner unescapes %3A in the title back to ":".
+        errors[0].starts_with("::error title=Deployment stopped%3A stateful resources at risk::")
+            && errors[0].contains("Orders"),
+        "{}",
+        errors[0]
+    );
+    assert!(
+        main.summary.contains("#### Deploy guard")
+            && main
+                .summary
+                .contains("- **Orders** (AWS::DynamoDB::Table): ⛔ stopped"),
+        "{}",
+        main.summary
+    );
+    // The lock was handed on by the main step; the post step has nothing left to do.
+    assert_eq!(
+        main.state.get("lock_released").map(String::as_str),
+        Some("true")
+    );
+    let status = support::runner::lock_status(&world.dynamo.env(), TABLE, "orders");
+    assert_eq!(status["state"], "free", "{status}");
+    assert_code(&runner.post(&main), 0, "post");
+}
+
+#[tokio::test]
+async fn an_allowed_replacement_proceeds_and_on_risk_warn_proceeds_with_a_warning() {
+    let world = World::start(json!({"seed": 20, "change_set_seconds": 1}), 120.0).await;
+    assert_code(
+        &world
+            .runner(
+                "1901",
+                "orders-allowed",
+                Some(&orders_template("orders-v1")),
+            )
+            .main(),
+        0,
+        "create",
+    );
+    let executes = world.sim.requests("ExecuteChangeSet");
+    let mut allowed = world.runner(
+        "1902",
+        "orders-allowed",
+        Some(&orders_template("orders-v2")),
+    );
+    allowed.input("allow-replacement", "Orders");
+    let run = allowed.main();
+    assert_code(&run, 0, "allowed");
+    assert_eq!(run.output("outcome"), Some("succeeded"));
+    assert_eq!(world.sim.requests("ExecuteChangeSet"), executes + 1);
+    let notice = run
+        .commands()
+        .into_iter()
+        .find(|c| c.starts_with("::notice title=Replacement allowed::"))
+        .expect("the allowed replacement is said");
+    assert!(
+        notice.contains("Orders: AWS::DynamoDB::Table is replaced"),
+        "{notice}"
+    );
+    assert!(
+        run.summary
+            .contains("- **Orders** (AWS::DynamoDB::Table): ✅ allowed by allow-replacement"),
+        "{}",
+        run.summary
+    );
+
+    let mut warned = world.runner(
+        "1903",
+        "orders-allowed",
+        Some(&orders_template("orders-v3")),
+    );
+    warned.input("on-risk", "warn");
+    let run = warned.main();
+    assert_code(&run, 0, "on-risk: warn");
+    assert_eq!(run.output("outcome"), Some("succeeded"));
+    assert_eq!(world.sim.requests("ExecuteChangeSet"), executes + 2);
+    let warnings: Vec<String> = run
+        .commands()
+        .into_iter()
+        .filter(|c| c.starts_with("::warning title=Stateful resources at risk::"))
+        .collect();
+    assert_eq!(warnings.len(), 1, "{}", run.log());
+    assert!(
+        warnings[0].contains("Orders") && warnings[0].contains("on-risk: warn"),
+        "{}",
+        warnings[0]
+    );
+    assert!(errors(&run).is_empty(), "{:?}", errors(&run));
+}
+
+#[tokio::test]
+async fn a_reviewed_change_set_executes_once_and_a_stale_one_is_refused() {
+    let world = World::start(json!({"seed": 21, "change_set_seconds": 1}), 120.0).await;
+    let stack = "orders-reviewed";
+    assert_code(
+        &world
+            .runner("2001", stack, Some(&orders_template("orders-v1")))
+            .main(),
+        0,
+        "create",
+    );
+    // An earlier run made the change set and kept it (a plan job does the same); its name
+    // comes from the correlation ID.
+    let make = |run_id: &str, id: &str, table: &str| {
+        let mut runner = world.runner(run_id, stack, Some(&orders_template(table)));
+        runner
+            .input("correlation-id", id)
+            .input("on-risk-change-set", "keep");
+        let run = runner.main();
+        assert_code(&run, 1, "stopped, change set kept");
+        assert!(
+            run.output("failure-reason")
+                .unwrap_or_default()
+                .contains("the change set was kept for inspection"),
+            "{}",
+            run.log()
+        );
+    };
+    make("2002", "review-1", "orders-v2");
+    let creates = world.sim.requests("CreateChangeSet");
+    let executes = world.sim.requests("ExecuteChangeSet");
+
+    // The approved deploy job: no template, the change set by name, the reviewer's allowance.
+    let reviewed = |run_id: &str, change_set: &str| {
+        let mut runner = world.runner(run_id, stack, None);
+        runner
+            .input("change-set-name", change_set)
+            .input("allow-replacement", "Orders");
+        runner.main()
+    };
+    let run = reviewed("2003", "dc-review-1");
+    assert_code(&run, 0, "the reviewed change set");
+    assert_eq!(run.output("outcome"), Some("succeeded"));
+    assert_eq!(run.output("stack-status"), Some("UPDATE_COMPLETE"));
+    assert_eq!(world.sim.requests("ExecuteChangeSet"), executes + 1);
+    assert_eq!(
+        world.sim.requests("CreateChangeSet"),
+        creates,
+        "executed as it was, no new change set"
+    );
+    assert!(
+        run.log()
+            .contains("Orders AWS::DynamoDB::Table UPDATE_COMPLETE"),
+        "{}",
+        run.log()
+    );
+
+    // Executed once: a second approval of the same change set is refused.
+    let again = reviewed("2004", "dc-review-1");
+    assert_code(&again, 1, "executed already");
+    let errors_again = errors(&again);
+    assert_eq!(errors_again.len(), 1, "{errors_again:?}");
+    assert!(
+        errors_again[0].starts_with("::error title=Change set not executable::")
+            && errors_again[0].contains("its execution status is EXECUTE_COMPLETE"),
+        "{}",
+        errors_again[0]
+    );
+    assert_eq!(world.sim.requests("ExecuteChangeSet"), executes + 1);
+
+    // A change set reviewed, then the stack changed by someone else: refused, nothing executed.
+    make("2005", "review-2", "orders-v3");
+    world.sim.admin_post(
+        &format!("start?stack={stack}&operation=update&touch=Queue"),
+        None,
+    );
+    let runner = {
+        let mut runner = world.runner("2006", stack, None);
+        runner
+            .input("change-set-name", "dc-review-2")
+            .input("allow-replacement", "Orders");
+        runner
+    };
+    let stale = runner.main();
+    assert_code(&stale, 1, "stale");
+    assert_eq!(world.sim.requests("ExecuteChangeSet"), executes + 1);
+    let reason = stale.output("failure-reason").unwrap_or_default();
+    assert!(
+        reason.starts_with(&format!(
+            "change set dc-review-2 of stack {stack} cannot be executed: the stack changed at"
+        )) && reason.contains("Run the plan again"),
+        "{reason}"
+    );
+    assert!(
+        stale.summary.contains("#### Change set not executable"),
+        "{}",
+        stale.summary
+    );
+    let status = support::runner::lock_status(&world.dynamo.env(), TABLE, stack);
+    assert_eq!(status["state"], "free", "{status}");
+    assert_code(&runner.post(&stale), 0, "post");
+}
