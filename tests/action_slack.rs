@@ -261,3 +261,48 @@ async fn the_post_step_leaves_a_timed_out_runs_final_card_alone() {
         after.len()
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_deployment_the_guard_stopped_ends_the_card_saying_so_and_naming_the_table() {
+    let (dynamo, sim) = world().await;
+    let table = |name: &str| {
+        format!(
+            "Resources:\n  Orders:\n    Type: AWS::DynamoDB::Table\n    Properties:\n      TableName: {name}\n"
+        )
+    };
+    let first = runner(&dynamo, &sim, "orders-card");
+    std::fs::write(first.workspace().join("stack.yaml"), table("orders-v1")).unwrap();
+    let (_, created) = run_main(first).await;
+    assert_eq!(created.code(), Some(0), "{}", created.log());
+
+    let slack = MockServer::start().await;
+    for api in ["/api/chat.postMessage", "/api/chat.update"] {
+        Mock::given(method("POST"))
+            .and(path(api))
+            .respond_with(ResponseTemplate::new(200).set_body_json(
+                json!({"ok": true, "channel": "C0DEPLOY", "ts": "1700000000.000200"}),
+            ))
+            .mount(&slack)
+            .await;
+    }
+    let mut guarded = runner(&dynamo, &sim, "orders-card");
+    std::fs::write(guarded.workspace().join("stack.yaml"), table("orders-v2")).unwrap();
+    guarded
+        .input("slack-bot-token", TOKEN)
+        .input("slack-channel", "#deploys")
+        .input("slack-api-url", &format!("{}/api", slack.uri()));
+    let (_, main) = run_main(guarded).await;
+    assert_eq!(main.code(), Some(1), "{}", main.log());
+    let requests = slack.received_requests().await.unwrap_or_default();
+    let last = calls(&requests, "chat.update")
+        .last()
+        .map(|b| b.to_string())
+        .expect("the card's last state");
+    assert!(
+        last.contains("*Deployment stopped: stateful resources at risk*")
+            && last.contains("Orders: AWS::DynamoDB::Table is replaced")
+            && last.contains("Nothing was executed"),
+        "{last}"
+    );
+    assert!(!last.contains("Root cause"), "nothing failed: {last}");
+}

@@ -197,6 +197,7 @@ fn finished() -> Phase {
             resource: "Db".into(),
             resource_type: Some("AWS::RDS::DBInstance".into()),
             reason: format!("DB instance class not supported {EVIL}"),
+            heading: None,
         }),
         stack_status: Some("UPDATE_ROLLBACK_COMPLETE".into()),
         mention: Some("@here".into()),

@@ -22,6 +22,9 @@ pub struct RootCause {
     pub resource: String,
     pub resource_type: Option<String>,
     pub reason: String,
+    /// Said instead of "Root cause: RESOURCE" when nothing failed: the step refused to execute
+    /// (the deploy guard, a reviewed change set no longer executable).
+    pub heading: Option<String>,
 }
 
 /// The run that holds the lock, as a waiter sees it.
@@ -598,6 +601,13 @@ impl Card {
 }
 
 fn render_root_cause(rc: &RootCause) -> String {
+    if let Some(heading) = &rc.heading {
+        return format!(
+            "*{}*\n>{}",
+            escape(&cut(heading, 255)),
+            escape(&cut(&rc.reason, MAX_REASON)).replace('\n', "\n>")
+        );
+    }
     let kind = rc
         .resource_type
         .as_deref()
@@ -852,6 +862,7 @@ mod tests {
                     resource: "Db".into(),
                     resource_type: Some("AWS::RDS::DBInstance".into()),
                     reason: format!("Invalid {EVIL}"),
+                    heading: None,
                 }),
                 stack_status: Some("UPDATE_ROLLBACK_COMPLETE".into()),
                 mention: Some("@here".into()),
@@ -1008,6 +1019,7 @@ mod tests {
                 resource: "R".repeat(500),
                 resource_type: None,
                 reason: reason.clone(),
+                heading: None,
             }),
             stack_status: None,
             mention: None,

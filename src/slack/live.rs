@@ -294,6 +294,7 @@ impl LiveCard {
                 .unwrap_or_else(|| state.card.stack.clone()),
             resource_type: None,
             reason: reason.clone(),
+            heading: result.failure_title.clone(),
         });
         let phase = Phase::Finished {
             outcome: result.outcome.into(),
@@ -345,6 +346,7 @@ impl LiveCard {
                 resource: "deploy-coordinator".into(),
                 resource_type: None,
                 reason: why.to_string(),
+                heading: None,
             }),
             stack_status: None,
             mention: mention.map(str::to_string),
