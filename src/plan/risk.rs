@@ -2,10 +2,7 @@
 //! access changes) or `dangerous` (data can be lost: a stateful resource replaced or removed).
 //!
 //! The one list of stateful resource types is [`STATEFUL`]; the one list of access types is
-//! [`ACCESS`]. The guide will quote them when mode plan makes them user-facing.
-// Mode plan and the deploy guard (issue #16, items 1–2) are its callers, in a later change;
-// the tests below use every item until then.
-#![cfg_attr(not(test), expect(dead_code, reason = "callers land with mode plan"))]
+//! [`ACCESS`]; the guide quotes both (docs/guide.md, mode plan).
 
 use crate::stack::client::ResourceChange;
 
