@@ -2,7 +2,7 @@
 //! access changes) or `dangerous` (data can be lost: a stateful resource replaced or removed).
 //!
 //! The one list of stateful resource types is [`STATEFUL`]; the one list of access types is
-//! [`ACCESS`]. The guide will quote them when mode plan makes them user-facing.
+//! [`ACCESS`]; the guide quotes both (docs/guide.md, mode plan and the deploy guard).
 
 use crate::stack::client::ResourceChange;
 
