@@ -595,7 +595,13 @@ mod tests {
             allow_replacement: vec!["Cache".into()],
             ..Guard::default()
         };
-        let verdict = crate::plan::guard::judge(&changes, &guard);
+        let verdict = crate::plan::guard::judge(
+            &[crate::plan::review::StackChanges {
+                path: Vec::new(),
+                changes: changes.to_vec(),
+            }],
+            &guard,
+        );
         let (title, text) = guard_refusal("shop", "dc-1", &verdict, StoppedChangeSet::Delete);
         assert_eq!(title, "Deployment stopped: stateful resources at risk");
         assert!(text.contains("change set dc-1 on shop"), "{text}");
@@ -630,7 +636,13 @@ mod tests {
             on_risk: OnRisk::Warn,
             ..Guard::default()
         };
-        let verdict = crate::plan::guard::judge(&changes, &guard);
+        let verdict = crate::plan::guard::judge(
+            &[crate::plan::review::StackChanges {
+                path: Vec::new(),
+                changes: changes.to_vec(),
+            }],
+            &guard,
+        );
         let warnings: Vec<_> = super::guard("dc-1", &verdict, OnRisk::Warn)
             .into_iter()
             .filter(|l| l.level == Level::Warning)

@@ -8,9 +8,9 @@
 //! allowed. An entry of `allow-replacement` that this change set does not use is reported, so
 //! that a permanent allowance left in a workflow is noticed before it allows a later mistake.
 
-use super::risk::{Assessment, Risk, assess, overall};
+use super::review::{StackChanges, rows};
+use super::risk::{Assessment, Risk, overall};
 use crate::config::{Guard, OnRisk};
-use crate::stack::client::ResourceChange;
 
 /// What the guard decided, with every resource that decided it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,9 +29,17 @@ pub(crate) struct Verdict {
     pub(crate) stop: bool,
 }
 
-/// The verdict on a change set's resource changes.
-pub(crate) fn judge(changes: &[ResourceChange], guard: &Guard) -> Verdict {
-    let assessments = assess(changes);
+/// The verdict on a change set's resource changes, nested change sets included: a nested
+/// stack's resource is named `Nested/Logical`, as the plan names it and `allow-replacement`
+/// lists it.
+pub(crate) fn judge(stacks: &[StackChanges], guard: &Guard) -> Verdict {
+    let assessments: Vec<Assessment> = rows(stacks)
+        .into_iter()
+        .map(|row| Assessment {
+            logical_id: row.resource(),
+            ..row.assessment
+        })
+        .collect();
     let mut verdict = Verdict {
         risk: overall(&assessments),
         at_risk: Vec::new(),
@@ -64,6 +72,14 @@ pub(crate) fn judge(changes: &[ResourceChange], guard: &Guard) -> Verdict {
 mod tests {
     use super::*;
     use crate::config::StoppedChangeSet;
+    use crate::stack::client::ResourceChange;
+
+    fn root(changes: &[ResourceChange]) -> Vec<StackChanges> {
+        vec![StackChanges {
+            path: Vec::new(),
+            changes: changes.to_vec(),
+        }]
+    }
 
     fn change(id: &str, kind: &str, action: &str, replacement: Option<&str>) -> ResourceChange {
         ResourceChange {
@@ -100,7 +116,7 @@ mod tests {
 
     #[test]
     fn a_stateful_replacement_or_removal_not_allowed_stops_the_deployment() {
-        let verdict = judge(&changes(), &guard(OnRisk::Fail, &[]));
+        let verdict = judge(&root(&changes()), &guard(OnRisk::Fail, &[]));
         assert!(verdict.stop);
         assert_eq!(verdict.risk, Risk::Dangerous);
         assert_eq!(ids(&verdict.at_risk), ["Orders", "Uploads"]);
@@ -112,12 +128,15 @@ mod tests {
 
     #[test]
     fn allowed_resources_proceed_and_only_those() {
-        let verdict = judge(&changes(), &guard(OnRisk::Fail, &["Orders"]));
+        let verdict = judge(&root(&changes()), &guard(OnRisk::Fail, &["Orders"]));
         assert!(verdict.stop, "Uploads is still at risk");
         assert_eq!(ids(&verdict.allowed), ["Orders"]);
         assert_eq!(ids(&verdict.at_risk), ["Uploads"]);
 
-        let verdict = judge(&changes(), &guard(OnRisk::Fail, &["Orders", "Uploads"]));
+        let verdict = judge(
+            &root(&changes()),
+            &guard(OnRisk::Fail, &["Orders", "Uploads"]),
+        );
         assert!(!verdict.stop);
         assert_eq!(ids(&verdict.allowed), ["Orders", "Uploads"]);
         assert!(verdict.at_risk.is_empty());
@@ -125,7 +144,7 @@ mod tests {
 
     #[test]
     fn warn_proceeds_but_keeps_what_is_at_risk() {
-        let verdict = judge(&changes(), &guard(OnRisk::Warn, &[]));
+        let verdict = judge(&root(&changes()), &guard(OnRisk::Warn, &[]));
         assert!(!verdict.stop);
         assert_eq!(ids(&verdict.at_risk), ["Orders", "Uploads"]);
     }
@@ -136,7 +155,7 @@ mod tests {
             change("Fn", "AWS::Lambda::Function", "Modify", Some("True")),
             change("Orders", "AWS::DynamoDB::Table", "Modify", Some("False")),
         ];
-        let verdict = judge(&safe, &guard(OnRisk::Fail, &["Orders", "Gone"]));
+        let verdict = judge(&root(&safe), &guard(OnRisk::Fail, &["Orders", "Gone"]));
         assert!(!verdict.stop);
         assert_eq!(verdict.risk, Risk::None);
         assert!(verdict.at_risk.is_empty() && verdict.allowed.is_empty());
@@ -152,7 +171,41 @@ mod tests {
             "Modify",
             Some("Conditional"),
         )];
-        assert!(judge(&maybe, &guard(OnRisk::Fail, &[])).stop);
-        assert!(!judge(&maybe, &guard(OnRisk::Fail, &["Db"])).stop);
+        assert!(judge(&root(&maybe), &guard(OnRisk::Fail, &[])).stop);
+        assert!(!judge(&root(&maybe), &guard(OnRisk::Fail, &["Db"])).stop);
+    }
+
+    #[test]
+    fn a_nested_stacks_resource_is_named_by_its_path() {
+        let stacks = vec![
+            StackChanges {
+                path: Vec::new(),
+                changes: vec![ResourceChange {
+                    change_set_id: Some("arn:aws:cloudformation:us-east-1:1:changeSet/n/1".into()),
+                    ..change(
+                        "Data",
+                        "AWS::CloudFormation::Stack",
+                        "Modify",
+                        Some("False"),
+                    )
+                }],
+            },
+            StackChanges {
+                path: vec!["Data".into()],
+                changes: vec![change(
+                    "Orders",
+                    "AWS::DynamoDB::Table",
+                    "Modify",
+                    Some("True"),
+                )],
+            },
+        ];
+        let verdict = judge(&stacks, &guard(OnRisk::Fail, &["Orders"]));
+        assert!(verdict.stop, "Orders of the root is not Data/Orders");
+        assert_eq!(ids(&verdict.at_risk), ["Data/Orders"]);
+        assert_eq!(verdict.unused_allowances, ["Orders"]);
+        let verdict = judge(&stacks, &guard(OnRisk::Fail, &["Data/Orders"]));
+        assert!(!verdict.stop);
+        assert_eq!(ids(&verdict.allowed), ["Data/Orders"]);
     }
 }

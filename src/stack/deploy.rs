@@ -21,6 +21,7 @@ use super::result::{StackResult, change_set_failed};
 use super::status::{self, Outcome};
 use super::tracker::Matcher;
 use crate::config::{Config, StackParameter, Template};
+use crate::plan::review::StackChanges;
 
 /// CloudFormation's limit for an inline template body.
 pub(crate) const MAX_TEMPLATE_BODY: usize = 51_200;
@@ -173,7 +174,7 @@ pub(crate) struct Refusal {
 /// executed (a change set made here is deleted, the result says why). The main step proves
 /// there that it still holds the deployment lock.
 pub(crate) trait BeforeExecute: Send + Sync {
-    fn review(&self, _name: &str, _change_set: &ChangeSetInfo) -> Result<(), Refusal> {
+    fn review(&self, _name: &str, _stacks: &[StackChanges]) -> Result<(), Refusal> {
         Ok(())
     }
 
@@ -524,7 +525,14 @@ where
         changes,
         resources: info.changes.clone(),
     });
-    if let Err(refusal) = before_execute.review(&name, &info) {
+    // The change set as the guard judges it. Nested stacks' own change sets are not read
+    // (the change set is made without IncludeNestedStacks): their changes show as the nested
+    // stack's own row.
+    let stacks = [StackChanges {
+        path: Vec::new(),
+        changes: info.changes.clone(),
+    }];
+    if let Err(refusal) = before_execute.review(&name, &stacks) {
         if !refusal.keep_change_set {
             // Best effort: what matters is that nothing runs.
             if let Err(e) = client.delete_change_set(stack, &name).await {

@@ -80,7 +80,11 @@ mod tests {
             allow_replacement: vec!["Cache".into(), "Old".into()],
             stopped_change_set: StoppedChangeSet::Delete,
         };
-        let verdict = judge(&[table("Orders_1"), table("Cache")], &guard);
+        let stacks = [crate::plan::review::StackChanges {
+            path: Vec::new(),
+            changes: vec![table("Orders_1"), table("Cache")],
+        }];
+        let verdict = judge(&stacks, &guard);
         let md = section("dc-1", &verdict, OnRisk::Fail);
         assert!(md.contains("risk **dangerous**"), "{md}");
         assert!(

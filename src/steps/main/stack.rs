@@ -12,7 +12,7 @@ use crate::action::log;
 use crate::config::{Mode, StoppedChangeSet};
 use crate::lock;
 use crate::outputs::state;
-use crate::stack::client::ChangeSetInfo;
+use crate::plan::review::StackChanges;
 use crate::stack::deploy::{BeforeExecute, Refusal};
 use crate::stack::{
     self, DeployRequest, GuardError, MonitorEvent, MonitorSettings, Outcome, PollSettings,
@@ -28,10 +28,10 @@ struct Gate<'a> {
 }
 
 impl BeforeExecute for Gate<'_> {
-    fn review(&self, name: &str, change_set: &ChangeSetInfo) -> Result<(), Refusal> {
+    fn review(&self, name: &str, stacks: &[StackChanges]) -> Result<(), Refusal> {
         let config = &self.step.config;
         let guard = &config.guard;
-        let verdict = plan::guard::judge(&change_set.changes, guard);
+        let verdict = plan::guard::judge(stacks, guard);
         let section = summary::guard::section(name, &verdict, guard.on_risk);
         self.step.ledger(|l| l.guard_summary = section);
         if verdict.stop {
