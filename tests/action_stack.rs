@@ -932,3 +932,41 @@ async fn a_reviewed_change_set_executes_once_and_a_stale_one_is_refused() {
     assert_eq!(status["state"], "free", "{status}");
     assert_code(&runner.post(&stale), 0, "post");
 }
+
+#[tokio::test]
+async fn a_table_removed_with_deletion_policy_retain_is_kept_so_the_guard_lets_it_go() {
+    let world = World::start(json!({"seed": 22, "change_set_seconds": 1}), 120.0).await;
+    let retained = r#"
+Resources:
+  Orders:
+    Type: AWS::DynamoDB::Table
+    DeletionPolicy: Retain
+    Properties:
+      TableName: orders-v1
+      KeySchema: [{AttributeName: id, KeyType: HASH}]
+  Queue:
+    Type: AWS::SQS::Queue
+"#;
+    let without = "\nResources:\n  Queue:\n    Type: AWS::SQS::Queue\n";
+    assert_code(
+        &world
+            .runner("2101", "orders-retained", Some(retained))
+            .main(),
+        0,
+        "create",
+    );
+    let executes = world.sim.requests("ExecuteChangeSet");
+    let run = world
+        .runner("2102", "orders-retained", Some(without))
+        .main();
+    assert_code(&run, 0, "removal of a retained table");
+    assert_eq!(world.sim.requests("ExecuteChangeSet"), executes + 1);
+    assert!(
+        run.summary
+            .contains("- **Orders** (AWS::DynamoDB::Table): 👀 for review.")
+            && run.summary.contains("DeletionPolicy Retain keeps"),
+        "{}",
+        run.summary
+    );
+    assert!(errors(&run).is_empty(), "{:?}", errors(&run));
+}

@@ -525,12 +525,23 @@ where
         changes,
         resources: info.changes.clone(),
     });
-    // The change set as the guard judges it. Nested stacks' own change sets are not read
-    // (the change set is made without IncludeNestedStacks): their changes show as the nested
-    // stack's own row.
+    // The change set as the guard judges it, read again with IncludePropertyValues: each
+    // change's Before/AfterContext tells whether a DeletionPolicy or UpdateReplacePolicy keeps
+    // the data. Nested stacks' own change sets are not read (the change set is made without
+    // IncludeNestedStacks): their changes show as the nested stack's own row.
+    let detailed = match client
+        .describe_change_set_with(Some(stack), &name, true)
+        .await
+    {
+        Ok(detailed) => detailed,
+        Err(e) => {
+            discard().await;
+            return Err(e.into());
+        }
+    };
     let stacks = [StackChanges {
         path: Vec::new(),
-        changes: info.changes.clone(),
+        changes: detailed.changes,
     }];
     if let Err(refusal) = before_execute.review(&name, &stacks) {
         if !refusal.keep_change_set {
