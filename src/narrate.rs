@@ -327,6 +327,77 @@ pub(crate) fn result_annotations(stack: &str, result: &StackResult) -> Vec<Line>
     lines
 }
 
+/// What a plan found, said once: one annotation for the plan's verdict (a warning that names
+/// each dangerous resource and why, a notice for review or no changes, an error when the change
+/// set could not be created), and one log line per risky change.
+pub(crate) fn plan(review: &crate::plan::review::Review) -> Vec<Line> {
+    use crate::plan::review::Outcome as PlanOutcome;
+    use crate::plan::risk::Risk;
+    let stack = &review.stack;
+    let mut lines = Vec::new();
+    match &review.outcome {
+        PlanOutcome::NoChanges { reason } => lines.push(Line::annotation(
+            Level::Notice,
+            format!("{stack}: no changes"),
+            format!("the template and parameters change nothing on the stack ({reason})"),
+        )),
+        PlanOutcome::Failed { reason, failures } => {
+            let mut text = format!(
+                "change set {} could not be created: {reason}",
+                review.change_set_name
+            );
+            for f in failures {
+                text.push('\n');
+                text.push_str(f);
+            }
+            lines.push(Line::annotation(
+                Level::Error,
+                format!("{stack}: plan failed"),
+                text,
+            ));
+        }
+        PlanOutcome::Changes(rows) => {
+            for row in rows.iter().filter(|r| r.assessment.risk != Risk::None) {
+                lines.push(Line::info(format!(
+                    "plan: {} {} ({}): {}: {}",
+                    row.change.action,
+                    row.resource(),
+                    row.change.resource_type,
+                    row.assessment.risk.as_str(),
+                    row.assessment.reason
+                )));
+            }
+            let risky = |risk: Risk| -> Vec<String> {
+                rows.iter()
+                    .filter(|r| r.assessment.risk == risk)
+                    .map(|r| format!("{}: {}", r.resource(), r.assessment.reason))
+                    .collect()
+            };
+            let dangerous = risky(Risk::Dangerous);
+            let review_rows = risky(Risk::Review);
+            let counts = crate::plan::render::counts(rows);
+            let line = match review.risk() {
+                Risk::Dangerous => Line::annotation(
+                    Level::Warning,
+                    format!("{stack}: dangerous changes"),
+                    format!("{counts}\n{}", dangerous.join("\n")),
+                ),
+                Risk::Review => Line::annotation(
+                    Level::Notice,
+                    format!("{stack}: changes to review"),
+                    format!("{counts}\n{}", review_rows.join("\n")),
+                ),
+                Risk::None => Line::info(format!(
+                    "plan for {stack}: {counts} Change set {}, not executed.",
+                    review.change_set_name
+                )),
+            };
+            lines.push(line);
+        }
+    }
+    lines
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

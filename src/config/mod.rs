@@ -33,6 +33,9 @@ pub enum Mode {
     Monitor,
     /// Hold the lock until the post step, for jobs that deploy with other tools.
     Lock,
+    /// Create a change set from `template` and show what it would do; execute nothing, take
+    /// no lock.
+    Plan,
 }
 
 impl Mode {
@@ -41,7 +44,13 @@ impl Mode {
             Mode::Deploy => "deploy",
             Mode::Monitor => "monitor",
             Mode::Lock => "lock",
+            Mode::Plan => "plan",
         }
+    }
+
+    /// Modes that read `template`, `parameters`, `tags` and `capabilities`.
+    pub fn uses_template(self) -> bool {
+        matches!(self, Mode::Deploy | Mode::Plan)
     }
 }
 
@@ -278,25 +287,29 @@ impl DeployInputs {
             Some("deploy") => Mode::Deploy,
             Some("monitor") => Mode::Monitor,
             Some("lock") => Mode::Lock,
+            Some("plan") => Mode::Plan,
             Some(other) => {
                 return Err(bad(
                     "mode",
-                    format!("{other:?} is not a mode: use deploy, monitor or lock"),
+                    format!("{other:?} is not a mode: use deploy, plan, monitor or lock"),
                 ));
             }
         };
         match (mode, &template) {
-            (Mode::Deploy, None) => {
+            (Mode::Deploy | Mode::Plan, None) => {
                 return Err(bad(
                     "template",
-                    "is required in mode deploy: a template file in the workspace or an https:// URL",
+                    format!(
+                        "is required in mode {}: a template file in the workspace or an https:// URL",
+                        mode.as_str()
+                    ),
                 ));
             }
             (Mode::Monitor | Mode::Lock, Some(_)) => {
                 return Err(bad(
                     "template",
                     format!(
-                        "is only used in mode deploy, but mode is {}: remove it or set mode: deploy",
+                        "is only used in mode deploy (or plan), but mode is {}: remove it or set mode: deploy",
                         mode.as_str()
                     ),
                 ));
@@ -304,9 +317,10 @@ impl DeployInputs {
             _ => {}
         }
 
-        // Only mode deploy reads a parameters file: elsewhere the mode is the mistake to report.
+        // Only modes deploy and plan read a parameters file: elsewhere the mode is the mistake
+        // to report.
         let parameters = match inputs.get("parameters") {
-            Some(_) if mode != Mode::Deploy => Vec::new(),
+            Some(_) if !mode.uses_template() => Vec::new(),
             Some(p) => parameters::parse_parameters(p, workspace)?,
             None => Vec::new(),
         };
@@ -320,7 +334,7 @@ impl DeployInputs {
             .map(parse_capabilities)
             .transpose()?
             .unwrap_or_default();
-        if mode != Mode::Deploy {
+        if !mode.uses_template() {
             for (name, given) in [
                 ("parameters", inputs.get("parameters").is_some()),
                 ("tags", !tags.is_empty()),
@@ -330,7 +344,10 @@ impl DeployInputs {
                     let name: &'static str = name;
                     return Err(bad(
                         name,
-                        format!("is only used in mode deploy, but mode is {}", mode.as_str()),
+                        format!(
+                            "is only used in mode deploy (or plan), but mode is {}",
+                            mode.as_str()
+                        ),
                     ));
                 }
             }
@@ -496,7 +513,7 @@ mod tests {
         assert_eq!(err.input, "parameters");
         assert_eq!(
             err.problem,
-            "is only used in mode deploy, but mode is monitor"
+            "is only used in mode deploy (or plan), but mode is monitor"
         );
     }
 

@@ -2,9 +2,6 @@
 //! (`risk.rs`), the plan as rows a reviewer reads (`review.rs`), and its words for the job
 //! summary and the pull-request comment (`render.rs`). Mode plan and the deploy guard read it.
 
-// Mode plan (steps/main/plan.rs) calls it in the next change.
-#![cfg_attr(not(test), expect(dead_code, reason = "mode plan wires it next"))]
-
 pub(crate) mod render;
 pub(crate) mod review;
 pub(crate) mod risk;

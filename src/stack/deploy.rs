@@ -62,6 +62,31 @@ impl DeployRequest {
     }
 }
 
+impl DeployRequest {
+    /// The change set this request creates, named after the correlation ID.
+    pub(crate) fn change_set(
+        &self,
+        create: bool,
+        template_body: Option<String>,
+        template_url: Option<String>,
+    ) -> ChangeSetRequest {
+        ChangeSetRequest {
+            stack_name: self.stack_name.clone(),
+            change_set_name: change_set_name(&self.correlation_id),
+            create,
+            template_body,
+            template_url,
+            parameters: self.parameters.clone(),
+            capabilities: self.capabilities.clone(),
+            tags: self.tags.clone(),
+            role_arn: self.role_arn.clone(),
+            client_token: format!("{}-cs", restricted(&self.correlation_id, MAX_NAME - 3)),
+            description: Some(format!("deploy-coordinator {}", self.correlation_id)),
+            include_nested_stacks: false,
+        }
+    }
+}
+
 /// Turns a correlation ID into `[a-zA-Z][-a-zA-Z0-9]*`, prefixed `dc-` (change set names must
 /// start with a letter; tokens accept it too), at most `max` characters.
 fn restricted(correlation_id: &str, max: usize) -> String {
@@ -187,26 +212,7 @@ where
 {
     let began = Instant::now();
     let stack = req.stack_name.as_str();
-    let (template_body, template_url) = match &req.template {
-        Template::Url(url) => (None, Some(url.clone())),
-        Template::File(path) => {
-            let shown = path.display().to_string();
-            let body =
-                tokio::fs::read_to_string(path)
-                    .await
-                    .map_err(|source| StackError::Template {
-                        path: shown.clone(),
-                        source,
-                    })?;
-            if body.len() > MAX_TEMPLATE_BODY {
-                return Err(StackError::TemplateTooLarge {
-                    path: shown,
-                    size: body.len(),
-                });
-            }
-            (Some(body), None)
-        }
-    };
+    let (template_body, template_url) = template_source(&req.template).await?;
     let info = client.describe_stack(stack).await?;
     let create = match plan(stack, info.as_ref())? {
         Plan::Create => true,
@@ -230,29 +236,8 @@ where
         }
     };
     let name = change_set_name(&req.correlation_id);
-    let mut cs = ChangeSetRequest {
-        stack_name: stack.to_string(),
-        change_set_name: name.clone(),
-        create,
-        template_body,
-        template_url,
-        parameters: req.parameters.clone(),
-        capabilities: req.capabilities.clone(),
-        tags: req.tags.clone(),
-        role_arn: req.role_arn.clone(),
-        client_token: format!("{}-cs", restricted(&req.correlation_id, MAX_NAME - 3)),
-        description: Some(format!("deploy-coordinator {}", req.correlation_id)),
-        include_nested_stacks: false,
-    };
-    if let Err(e) = client.create_change_set(&cs).await {
-        if e.kind != ErrorKind::AlreadyExists {
-            return Err(e.into());
-        }
-        // A rerun of the step with the same correlation ID: replace the old change set.
-        client.delete_change_set(stack, &name).await?;
-        cs.client_token = format!("{}-cs2", restricted(&req.correlation_id, MAX_NAME - 4));
-        client.create_change_set(&cs).await?;
-    }
+    let mut cs = req.change_set(create, template_body, template_url);
+    create_change_set(client, &mut cs, &req.correlation_id).await?;
     let ready = wait_change_set(
         client,
         stack,
@@ -264,7 +249,7 @@ where
     .await;
     let (changes, resource_changes) = match ready {
         Ok(info) => (info.change_count, info.changes),
-        Err(ChangeSetEnd::Empty) => {
+        Err(ChangeSetEnd::Empty { .. }) => {
             client.delete_change_set(stack, &name).await?;
             let info = client.describe_stack(stack).await?;
             on_event(MonitorEvent::Finished(Outcome::NoChanges));
@@ -352,12 +337,61 @@ where
     follow(client, spec, settings, cancel, on_event).await
 }
 
+/// The template as CreateChangeSet takes it: (TemplateBody, TemplateURL).
+pub(crate) async fn template_source(
+    template: &Template,
+) -> Result<(Option<String>, Option<String>), StackError> {
+    match template {
+        Template::Url(url) => Ok((None, Some(url.clone()))),
+        Template::File(path) => {
+            let shown = path.display().to_string();
+            let body =
+                tokio::fs::read_to_string(path)
+                    .await
+                    .map_err(|source| StackError::Template {
+                        path: shown.clone(),
+                        source,
+                    })?;
+            if body.len() > MAX_TEMPLATE_BODY {
+                return Err(StackError::TemplateTooLarge {
+                    path: shown,
+                    size: body.len(),
+                });
+            }
+            Ok((Some(body), None))
+        }
+    }
+}
+
+/// CreateChangeSet; a rerun of the step with the same correlation ID (the name exists)
+/// replaces the old change set.
+pub(crate) async fn create_change_set(
+    client: &StackClient,
+    cs: &mut ChangeSetRequest,
+    correlation_id: &str,
+) -> Result<(), ClientError> {
+    if let Err(e) = client.create_change_set(cs).await {
+        if e.kind != ErrorKind::AlreadyExists {
+            return Err(e);
+        }
+        client
+            .delete_change_set(&cs.stack_name, &cs.change_set_name)
+            .await?;
+        cs.client_token = format!("{}-cs2", restricted(correlation_id, MAX_NAME - 4));
+        client.create_change_set(cs).await?;
+    }
+    Ok(())
+}
+
 fn remaining(req: &DeployRequest, began: Instant) -> Duration {
     req.deploy_timeout.saturating_sub(began.elapsed())
 }
 
-enum ChangeSetEnd {
-    Empty,
+pub(crate) enum ChangeSetEnd {
+    /// CloudFormation's words for "nothing to change".
+    Empty {
+        reason: String,
+    },
     /// CloudFormation could not create it (template error, early validation): its reason.
     Failed {
         reason: String,
@@ -366,7 +400,7 @@ enum ChangeSetEnd {
 }
 
 /// Waits for the change set to be ready; returns what DescribeChangeSet says of it.
-async fn wait_change_set(
+pub(crate) async fn wait_change_set(
     client: &StackClient,
     stack: &str,
     name: &str,
@@ -387,7 +421,7 @@ async fn wait_change_set(
                 "FAILED" => {
                     let reason = info.status_reason.unwrap_or_default();
                     if is_empty_change_set(&reason) {
-                        return Err(ChangeSetEnd::Empty);
+                        return Err(ChangeSetEnd::Empty { reason });
                     }
                     return Err(ChangeSetEnd::Failed { reason });
                 }
