@@ -78,11 +78,15 @@ def _text(value) -> str:
 
 
 def _resolve(node, params: dict):
-    """Parameter Refs replaced by their values (what IncludePropertyValues shows); other
-    intrinsics are left as they are written (their value is only known when it runs)."""
+    """Intrinsics that use only parameters (`Ref`, `Fn::Sub`, `Fn::Join`, ...) evaluated to
+    their value (what IncludePropertyValues shows); those that refer to resources are left as
+    they are written (their value is only known when it runs)."""
     if isinstance(node, dict):
-        if len(node) == 1 and "Ref" in node and isinstance(node["Ref"], str) and node["Ref"] in params:
-            return params[node["Ref"]]
+        if len(node) == 1 and next(iter(node)) in ("Ref", "Fn::Sub", "Fn::Join", "Fn::Select"):
+            refs = set()
+            tpl._walk_refs(node, refs)
+            if refs <= set(params):
+                return tpl.resolve_value(node, {"params": params})
         return {k: _resolve(v, params) for k, v in node.items()}
     if isinstance(node, list):
         return [_resolve(v, params) for v in node]

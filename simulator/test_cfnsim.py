@@ -1481,6 +1481,8 @@ class ChangeSetDetailTest(unittest.TestCase):
             self.assertEqual(name_change["CausingEntity"], "Env")
             self.assertEqual(name_change["Target"]["RequiresRecreation"], "Always")
             self.assertEqual(name_change["Target"]["Path"], "/Properties/TableName")
+            self.assertEqual((name_change["Target"]["BeforeValue"], name_change["Target"]["AfterValue"]),
+                             ("orders-dev", "orders-prod"))
             policy = [x for x in table["Details"] if x["Target"]["Attribute"] == "DeletionPolicy"][0]
             self.assertEqual((policy["Target"]["BeforeValue"], policy["Target"]["AfterValue"]), ("Delete", "Retain"))
             self.assertEqual(json.loads(table["BeforeContext"])["DeletionPolicy"], "Delete")

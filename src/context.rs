@@ -53,6 +53,15 @@ pub fn commit_message(event_path: Option<&str>) -> Option<String> {
         .map(str::to_string)
 }
 
+/// The pull request's number, from the event payload (`pull_request.number` of a
+/// `pull_request` or `pull_request_target` event). None for a push, a schedule or an
+/// unreadable payload.
+pub fn pull_request_number(event_path: Option<&str>) -> Option<u64> {
+    let text = std::fs::read_to_string(event_path?).ok()?;
+    let event: serde_json::Value = serde_json::from_str(&text).ok()?;
+    event.pointer("/pull_request/number")?.as_u64()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -84,5 +93,21 @@ mod tests {
         std::fs::write(&path, r#"{"inputs": {}}"#).unwrap();
         assert_eq!(commit_message(Some(&path)), None);
         assert_eq!(commit_message(None), None);
+    }
+
+    #[test]
+    fn the_pull_request_number_comes_from_a_pull_request_event_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("event.json");
+        std::fs::write(
+            &path,
+            r#"{"action": "synchronize", "pull_request": {"number": 42}}"#,
+        )
+        .unwrap();
+        let path = path.display().to_string();
+        assert_eq!(pull_request_number(Some(&path)), Some(42));
+        std::fs::write(&path, r#"{"head_commit": {"message": "x"}}"#).unwrap();
+        assert_eq!(pull_request_number(Some(&path)), None);
+        assert_eq!(pull_request_number(None), None);
     }
 }

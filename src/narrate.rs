@@ -379,7 +379,7 @@ pub(crate) fn guard_refusal(
             "the change set was kept for inspection (on-risk-change-set: keep)"
         }
     };
-    let text = format!(
+    let mut text = format!(
         "stopped before executing change set {change_set} on {stack}: it would replace or remove {} stateful \
          resource(s) that allow-replacement does not list. {}. Nothing was executed; {kept}. If this is intended, add \
          {} to allow-replacement in the workflow (where its review shows) and deploy again, or set on-risk: warn",
@@ -387,6 +387,14 @@ pub(crate) fn guard_refusal(
         each_and_why(&verdict.at_risk),
         ids(&verdict.at_risk)
     );
+    if !verdict.unused_allowances.is_empty() {
+        // Often the allowance meant for it, misspelt or without its nested stack's path.
+        text.push_str(&format!(
+            ". allow-replacement lists {}, which this change set neither replaces nor removes (a nested stack's \
+             resource is written Nested/Logical)",
+            verdict.unused_allowances.join(", ")
+        ));
+    }
     (
         "Deployment stopped: stateful resources at risk".into(),
         text,
@@ -432,6 +440,77 @@ pub(crate) fn result_annotations(stack: &str, result: &StackResult) -> Vec<Line>
             format!("{stack}: left behind"),
             warning.clone(),
         ));
+    }
+    lines
+}
+
+/// What a plan found, said once: one annotation for the plan's verdict (a warning that names
+/// each dangerous resource and why, a notice for review or no changes, an error when the change
+/// set could not be created), and one log line per risky change.
+pub(crate) fn plan(review: &crate::plan::review::Review) -> Vec<Line> {
+    use crate::plan::review::Outcome as PlanOutcome;
+    use crate::plan::risk::Risk;
+    let stack = &review.stack;
+    let mut lines = Vec::new();
+    match &review.outcome {
+        PlanOutcome::NoChanges { reason } => lines.push(Line::annotation(
+            Level::Notice,
+            format!("{stack}: no changes"),
+            format!("the template and parameters change nothing on the stack ({reason})"),
+        )),
+        PlanOutcome::Failed { reason, failures } => {
+            let mut text = format!(
+                "change set {} could not be created: {reason}",
+                review.change_set_name
+            );
+            for f in failures {
+                text.push('\n');
+                text.push_str(f);
+            }
+            lines.push(Line::annotation(
+                Level::Error,
+                format!("{stack}: plan failed"),
+                text,
+            ));
+        }
+        PlanOutcome::Changes(rows) => {
+            for row in rows.iter().filter(|r| r.assessment.risk != Risk::None) {
+                lines.push(Line::info(format!(
+                    "plan: {} {} ({}): {}: {}",
+                    row.change.action,
+                    row.resource(),
+                    row.change.resource_type,
+                    row.assessment.risk.as_str(),
+                    row.assessment.reason
+                )));
+            }
+            let risky = |risk: Risk| -> Vec<String> {
+                rows.iter()
+                    .filter(|r| r.assessment.risk == risk)
+                    .map(|r| format!("{}: {}", r.resource(), r.assessment.reason))
+                    .collect()
+            };
+            let dangerous = risky(Risk::Dangerous);
+            let review_rows = risky(Risk::Review);
+            let counts = crate::plan::render::counts(rows);
+            let line = match review.risk() {
+                Risk::Dangerous => Line::annotation(
+                    Level::Warning,
+                    format!("{stack}: dangerous changes"),
+                    format!("{counts}\n{}", dangerous.join("\n")),
+                ),
+                Risk::Review => Line::annotation(
+                    Level::Notice,
+                    format!("{stack}: changes to review"),
+                    format!("{counts}\n{}", review_rows.join("\n")),
+                ),
+                Risk::None => Line::info(format!(
+                    "plan for {stack}: {counts} Change set {}, not executed.",
+                    review.change_set_name
+                )),
+            };
+            lines.push(line);
+        }
     }
     lines
 }

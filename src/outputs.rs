@@ -45,4 +45,8 @@ pub const OUTPUTS: &[&str] = &[
     "stack-outputs",
     "slack-ts",
     "deployment-id",
+    "change-set-name",
+    "change-set-id",
+    "changes",
+    "risk",
 ];

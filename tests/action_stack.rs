@@ -970,3 +970,56 @@ Resources:
     );
     assert!(errors(&run).is_empty(), "{:?}", errors(&run));
 }
+
+#[tokio::test]
+async fn a_table_replaced_inside_a_nested_stack_is_stopped_by_its_path_and_allowed_by_it() {
+    // The nested stack's own change set renames (replaces) its table when Env changes.
+    let ledger = |name: &str| json!({"Resources": {"Ledger": {"Type": "AWS::DynamoDB::Table", "Properties": {"TableName": name}}}});
+    let world = World::start(
+        json!({"seed": 23, "change_set_seconds": 1,
+               "nested": {"Data": {"template": ledger("ledger-a"), "next_template": ledger("ledger-b")}}}),
+        120.0,
+    )
+    .await;
+    let template = r#"
+Parameters:
+  Env: {Type: String}
+Resources:
+  Queue:
+    Type: AWS::SQS::Queue
+  Data:
+    Type: AWS::CloudFormation::Stack
+    Properties:
+      TemplateURL: https://s3.amazonaws.com/acme/data.yaml
+      Parameters: {Env: !Ref Env}
+"#;
+    let deploy = |run_id: &str, env: &str, allow: Option<&str>| {
+        let mut runner = world.runner(run_id, "ledger-app", Some(template));
+        runner.input("parameters", &format!("Env={env}"));
+        if let Some(allow) = allow {
+            runner.input("allow-replacement", allow);
+        }
+        runner.main()
+    };
+    assert_code(&deploy("2201", "a", None), 0, "create");
+    let executes = world.sim.requests("ExecuteChangeSet");
+
+    let stopped = deploy("2202", "b", Some("Ledger"));
+    assert_code(&stopped, 1, "the nested table is at risk");
+    assert_eq!(world.sim.requests("ExecuteChangeSet"), executes);
+    let reason = stopped.output("failure-reason").unwrap_or_default();
+    assert!(
+        reason.contains("Data/Ledger: AWS::DynamoDB::Table is replaced"),
+        "{reason}"
+    );
+    // The root has no Ledger: the allowance that was meant for it is pointed out.
+    assert!(
+        reason.contains("allow-replacement lists Ledger, which this change set neither"),
+        "{reason}"
+    );
+
+    let allowed = deploy("2203", "b", Some("Data/Ledger"));
+    assert_code(&allowed, 0, "allowed by its path");
+    assert_eq!(allowed.output("outcome"), Some("succeeded"));
+    assert_eq!(world.sim.requests("ExecuteChangeSet"), executes + 1);
+}

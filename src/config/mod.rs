@@ -36,6 +36,9 @@ pub enum Mode {
     Monitor,
     /// Hold the lock until the post step, for jobs that deploy with other tools.
     Lock,
+    /// Create a change set from `template` and show what it would do; execute nothing, take
+    /// no lock.
+    Plan,
 }
 
 impl Mode {
@@ -44,7 +47,13 @@ impl Mode {
             Mode::Deploy => "deploy",
             Mode::Monitor => "monitor",
             Mode::Lock => "lock",
+            Mode::Plan => "plan",
         }
+    }
+
+    /// Modes that read `template`, `parameters`, `tags` and `capabilities`.
+    pub fn uses_template(self) -> bool {
+        matches!(self, Mode::Deploy | Mode::Plan)
     }
 }
 
@@ -296,10 +305,11 @@ impl DeployInputs {
             Some("deploy") => Mode::Deploy,
             Some("monitor") => Mode::Monitor,
             Some("lock") => Mode::Lock,
+            Some("plan") => Mode::Plan,
             Some(other) => {
                 return Err(bad(
                     "mode",
-                    format!("{other:?} is not a mode: use deploy, monitor or lock"),
+                    format!("{other:?} is not a mode: use deploy, plan, monitor or lock"),
                 ));
             }
         };
@@ -332,11 +342,20 @@ impl DeployInputs {
                     "is required in mode deploy: a template file in the workspace or an https:// URL (or change-set-name, to execute a reviewed change set)",
                 ));
             }
+            (Mode::Plan, None) => {
+                return Err(bad(
+                    "template",
+                    format!(
+                        "is required in mode {}: a template file in the workspace or an https:// URL",
+                        mode.as_str()
+                    ),
+                ));
+            }
             (Mode::Monitor | Mode::Lock, Some(_)) => {
                 return Err(bad(
                     "template",
                     format!(
-                        "is only used in mode deploy, but mode is {}: remove it or set mode: deploy",
+                        "is only used in mode deploy (or plan), but mode is {}: remove it or set mode: deploy",
                         mode.as_str()
                     ),
                 ));
@@ -344,9 +363,10 @@ impl DeployInputs {
             _ => {}
         }
 
-        // Only mode deploy reads a parameters file: elsewhere the mode is the mistake to report.
+        // Only modes deploy and plan read a parameters file: elsewhere the mode is the mistake
+        // to report.
         let parameters = match inputs.get("parameters") {
-            Some(_) if mode != Mode::Deploy => Vec::new(),
+            Some(_) if !mode.uses_template() => Vec::new(),
             Some(p) => parameters::parse_parameters(p, workspace)?,
             None => Vec::new(),
         };
@@ -360,7 +380,7 @@ impl DeployInputs {
             .map(parse_capabilities)
             .transpose()?
             .unwrap_or_default();
-        if mode != Mode::Deploy {
+        if !mode.uses_template() {
             for (name, given) in [
                 ("parameters", inputs.get("parameters").is_some()),
                 ("tags", !tags.is_empty()),
@@ -370,7 +390,10 @@ impl DeployInputs {
                     let name: &'static str = name;
                     return Err(bad(
                         name,
-                        format!("is only used in mode deploy, but mode is {}", mode.as_str()),
+                        format!(
+                            "is only used in mode deploy (or plan), but mode is {}",
+                            mode.as_str()
+                        ),
                     ));
                 }
             }
@@ -386,10 +409,10 @@ impl DeployInputs {
     }
 }
 
-/// The deploy guard's inputs: only mode deploy executes change sets, so giving them to modes
-/// monitor and lock is a mistake to report.
+/// The deploy guard's inputs: only mode deploy executes change sets, so giving them to another
+/// mode is a mistake to report.
 fn guard_inputs(inputs: &Inputs, mode: Mode) -> Result<Guard, InputError> {
-    if matches!(mode, Mode::Monitor | Mode::Lock) {
+    if mode != Mode::Deploy {
         for name in ["on-risk", "allow-replacement", "on-risk-change-set"] {
             // The runner passes declared defaults as inputs: only another value was given.
             let default = declared::spec(name).and_then(|s| s.default.value());
@@ -565,7 +588,7 @@ mod tests {
         assert_eq!(err.input, "parameters");
         assert_eq!(
             err.problem,
-            "is only used in mode deploy, but mode is monitor"
+            "is only used in mode deploy (or plan), but mode is monitor"
         );
     }
 

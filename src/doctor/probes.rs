@@ -15,7 +15,7 @@ use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use super::report::{Check, Report, Verdict};
 use super::verdicts::{self, Credentials, Fault, GitHubAnswer, KeyElement};
 use super::{GitHub, Settings};
-use crate::config::{Mode, SlackTarget};
+use crate::config::SlackTarget;
 use crate::registry::item::Item;
 use crate::registry::{Registry, RegistryError};
 use crate::slack::client::{SlackApi, Webhook};
@@ -419,7 +419,7 @@ async fn stack_checks(settings: &Settings, stacks: &StackClient) -> Vec<Check> {
         async { ok(stacks.events_page(stack, None).await.map(|_| ())) },
         async { ok(stacks.resource_count(stack).await.map(|_| ())) },
         async {
-            if settings.mode == Mode::Deploy {
+            if settings.mode.uses_template() {
                 Some(ok(stacks
                     .describe_change_set(stack, PROBE_CHANGE_SET)
                     .await

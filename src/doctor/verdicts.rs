@@ -419,6 +419,10 @@ pub(crate) fn stack(name: &str, mode: Mode, found: &Result<Option<StackInfo>, Fa
                 NAME,
                 format!("{name} does not exist yet: the deployment creates it"),
             ),
+            Mode::Plan => Check::pass(
+                NAME,
+                format!("{name} does not exist yet: the plan shows every resource as added"),
+            ),
             Mode::Monitor | Mode::Lock => Check::warn(
                 NAME,
                 format!(
@@ -515,7 +519,7 @@ pub(crate) fn stack_permissions(mode: Mode, probes: &[(&'static str, Result<(), 
     }
     let proved: Vec<&str> = probes.iter().map(|(a, _)| *a).collect();
     let mut detail = format!("{} allowed", proved.join(", "));
-    if mode == Mode::Deploy {
+    if mode.uses_template() {
         detail.push_str(
             "; CreateChangeSet, ExecuteChangeSet, DeleteChangeSet and DeleteStack cannot be proved \
              without side effects: compare the role with statement DeployModeChangeSets",

@@ -45,6 +45,27 @@ impl LiveEstimate {
         self.change_set = Some(changes);
     }
 
+    /// What the estimator expects of a change set that has not run (mode plan): the
+    /// estimator's change-set path over this stack's history, as `estimate --change-set` does.
+    pub(crate) fn planned(
+        &self,
+        changes: &[ResourceChange],
+        now: DateTime<Utc>,
+    ) -> Option<Estimate> {
+        let file = crate::estimate::ChangeSetFile {
+            stack_name: Some(self.stack.clone()),
+            changes: changes.to_vec(),
+        };
+        crate::estimate::offline::estimate_offline(
+            self.history.clone(),
+            &[],
+            Some(&file),
+            now,
+            None,
+        )
+        .ok()
+    }
+
     /// Takes an event of the followed operation. Only the root stack's: a nested stack's own
     /// "User Initiated" start would read as a new operation.
     pub(crate) fn push(&mut self, event: &stack::Event) {

@@ -1,11 +1,13 @@
 //! The GitHub API, for what the coordinator needs from it: whether a run attempt is completed
-//! (the lock's second staleness rule), and deployments with their statuses.
+//! (the lock's second staleness rule), deployments with their statuses, and mode plan's
+//! pull-request comment, one per stack, updated in place (`comments.rs`).
 
 use std::time::Duration;
 
 use octocrab::Octocrab;
 use octocrab::service::middleware::retry::RetryConfig;
 
+pub(crate) mod comments;
 pub mod deployments;
 mod runs;
 

@@ -4,9 +4,6 @@
 //! (`render.rs`). Mode plan and the deploy guard read it.
 
 pub(crate) mod guard;
-// Mode plan (steps/main/plan.rs) calls these in the next change.
-#[cfg_attr(not(test), expect(dead_code, reason = "mode plan wires it next"))]
 pub(crate) mod render;
-#[cfg_attr(not(test), expect(dead_code, reason = "mode plan wires it next"))]
 pub(crate) mod review;
 pub(crate) mod risk;

@@ -66,14 +66,9 @@ pub(crate) struct Review {
 impl Review {
     /// The most severe risk of any change (`none` without changes).
     pub(crate) fn risk(&self) -> Risk {
-        match &self.outcome {
-            Outcome::Changes(rows) => rows
-                .iter()
-                .map(|r| r.assessment.risk)
-                .max()
-                .unwrap_or(Risk::None),
-            _ => Risk::None,
-        }
+        let assessments: Vec<Assessment> =
+            self.rows().iter().map(|r| r.assessment.clone()).collect();
+        risk::overall(&assessments)
     }
 
     pub(crate) fn rows(&self) -> &[Row] {

@@ -78,6 +78,31 @@ impl DeployRequest {
     }
 }
 
+impl DeployRequest {
+    /// The change set this request creates, named after the correlation ID.
+    pub(crate) fn change_set(
+        &self,
+        create: bool,
+        template_body: Option<String>,
+        template_url: Option<String>,
+    ) -> ChangeSetRequest {
+        ChangeSetRequest {
+            stack_name: self.stack_name.clone(),
+            change_set_name: change_set_name(&self.correlation_id),
+            create,
+            template_body,
+            template_url,
+            parameters: self.parameters.clone(),
+            capabilities: self.capabilities.clone(),
+            tags: self.tags.clone(),
+            role_arn: self.role_arn.clone(),
+            client_token: format!("{}-cs", restricted(&self.correlation_id, MAX_NAME - 3)),
+            description: Some(format!("deploy-coordinator {}", self.correlation_id)),
+            include_nested_stacks: false,
+        }
+    }
+}
+
 /// Turns a correlation ID into `[a-zA-Z][-a-zA-Z0-9]*`, prefixed `dc-` (change set names must
 /// start with a letter; tokens accept it too), at most `max` characters.
 fn restricted(correlation_id: &str, max: usize) -> String {
@@ -378,26 +403,7 @@ where
         began,
     } = *run;
     let stack = req.stack_name.as_str();
-    let (template_body, template_url) = match template {
-        Template::Url(url) => (None, Some(url.clone())),
-        Template::File(path) => {
-            let shown = path.display().to_string();
-            let body =
-                tokio::fs::read_to_string(path)
-                    .await
-                    .map_err(|source| StackError::Template {
-                        path: shown.clone(),
-                        source,
-                    })?;
-            if body.len() > MAX_TEMPLATE_BODY {
-                return Err(StackError::TemplateTooLarge {
-                    path: shown,
-                    size: body.len(),
-                });
-            }
-            (Some(body), None)
-        }
-    };
+    let (template_body, template_url) = template_source(template).await?;
     let info = client.describe_stack(stack).await?;
     let create = match plan(stack, info.as_ref())? {
         Plan::Create => true,
@@ -421,29 +427,11 @@ where
         }
     };
     let name = change_set_name(&req.correlation_id);
-    let mut cs = ChangeSetRequest {
-        stack_name: stack.to_string(),
-        change_set_name: name.clone(),
-        create,
-        template_body,
-        template_url,
-        parameters: req.parameters.clone(),
-        capabilities: req.capabilities.clone(),
-        tags: req.tags.clone(),
-        role_arn: req.role_arn.clone(),
-        client_token: format!("{}-cs", restricted(&req.correlation_id, MAX_NAME - 3)),
-        description: Some(format!("deploy-coordinator {}", req.correlation_id)),
-        include_nested_stacks: false,
-    };
-    if let Err(e) = client.create_change_set(&cs).await {
-        if e.kind != ErrorKind::AlreadyExists {
-            return Err(e.into());
-        }
-        // A rerun of the step with the same correlation ID: replace the old change set.
-        client.delete_change_set(stack, &name).await?;
-        cs.client_token = format!("{}-cs2", restricted(&req.correlation_id, MAX_NAME - 4));
-        client.create_change_set(&cs).await?;
-    }
+    let mut cs = req.change_set(create, template_body, template_url);
+    // Nested stacks get change sets of their own, so that the guard sees what changes inside
+    // them, as mode plan shows it.
+    cs.include_nested_stacks = true;
+    create_change_set(client, &mut cs, &req.correlation_id).await?;
     let ready = wait_change_set(
         client,
         stack,
@@ -455,7 +443,7 @@ where
     .await;
     let info = match ready {
         Ok(info) => info,
-        Err(ChangeSetEnd::Empty) => {
+        Err(ChangeSetEnd::Empty { .. }) => {
             client.delete_change_set(stack, &name).await?;
             let info = client.describe_stack(stack).await?;
             on_event(MonitorEvent::Finished(Outcome::NoChanges));
@@ -525,24 +513,25 @@ where
         changes,
         resources: info.changes.clone(),
     });
-    // The change set as the guard judges it, read again with IncludePropertyValues: each
-    // change's Before/AfterContext tells whether a DeletionPolicy or UpdateReplacePolicy keeps
-    // the data. Nested stacks' own change sets are not read (the change set is made without
-    // IncludeNestedStacks): their changes show as the nested stack's own row.
-    let detailed = match client
+    // The change set as the guard judges it, nested change sets included (a table replaced
+    // inside a nested stack is as lost as one in the root), read again with
+    // IncludePropertyValues: each change's Before/AfterContext tells whether a DeletionPolicy
+    // or UpdateReplacePolicy keeps the data.
+    let detailed = client
         .describe_change_set_with(Some(stack), &name, true)
         .await
-    {
-        Ok(detailed) => detailed,
+        .map_err(StackError::from);
+    let stacks = match detailed {
+        Ok(root) => super::preview::nested(client, root).await,
+        Err(e) => Err(e),
+    };
+    let stacks = match stacks {
+        Ok(stacks) => stacks,
         Err(e) => {
             discard().await;
-            return Err(e.into());
+            return Err(e);
         }
     };
-    let stacks = [StackChanges {
-        path: Vec::new(),
-        changes: detailed.changes,
-    }];
     if let Err(refusal) = before_execute.review(&name, &stacks) {
         if !refusal.keep_change_set {
             // Best effort: what matters is that nothing runs.
@@ -602,12 +591,61 @@ where
     follow(client, spec, run.settings, cancel, on_event).await
 }
 
+/// The template as CreateChangeSet takes it: (TemplateBody, TemplateURL).
+pub(crate) async fn template_source(
+    template: &Template,
+) -> Result<(Option<String>, Option<String>), StackError> {
+    match template {
+        Template::Url(url) => Ok((None, Some(url.clone()))),
+        Template::File(path) => {
+            let shown = path.display().to_string();
+            let body =
+                tokio::fs::read_to_string(path)
+                    .await
+                    .map_err(|source| StackError::Template {
+                        path: shown.clone(),
+                        source,
+                    })?;
+            if body.len() > MAX_TEMPLATE_BODY {
+                return Err(StackError::TemplateTooLarge {
+                    path: shown,
+                    size: body.len(),
+                });
+            }
+            Ok((Some(body), None))
+        }
+    }
+}
+
+/// CreateChangeSet; a rerun of the step with the same correlation ID (the name exists)
+/// replaces the old change set.
+pub(crate) async fn create_change_set(
+    client: &StackClient,
+    cs: &mut ChangeSetRequest,
+    correlation_id: &str,
+) -> Result<(), ClientError> {
+    if let Err(e) = client.create_change_set(cs).await {
+        if e.kind != ErrorKind::AlreadyExists {
+            return Err(e);
+        }
+        client
+            .delete_change_set(&cs.stack_name, &cs.change_set_name)
+            .await?;
+        cs.client_token = format!("{}-cs2", restricted(correlation_id, MAX_NAME - 4));
+        client.create_change_set(cs).await?;
+    }
+    Ok(())
+}
+
 fn remaining(req: &DeployRequest, began: Instant) -> Duration {
     req.deploy_timeout.saturating_sub(began.elapsed())
 }
 
-enum ChangeSetEnd {
-    Empty,
+pub(crate) enum ChangeSetEnd {
+    /// CloudFormation's words for "nothing to change".
+    Empty {
+        reason: String,
+    },
     /// CloudFormation could not create it (template error, early validation): its reason.
     Failed {
         reason: String,
@@ -616,7 +654,7 @@ enum ChangeSetEnd {
 }
 
 /// Waits for the change set to be ready; returns what DescribeChangeSet says of it.
-async fn wait_change_set(
+pub(crate) async fn wait_change_set(
     client: &StackClient,
     stack: &str,
     name: &str,
@@ -637,7 +675,7 @@ async fn wait_change_set(
                 "FAILED" => {
                     let reason = info.status_reason.unwrap_or_default();
                     if is_empty_change_set(&reason) {
-                        return Err(ChangeSetEnd::Empty);
+                        return Err(ChangeSetEnd::Empty { reason });
                     }
                     return Err(ChangeSetEnd::Failed { reason });
                 }

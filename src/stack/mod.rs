@@ -16,6 +16,7 @@ pub(crate) mod guard;
 pub(crate) mod monitor;
 pub mod planner;
 pub mod poll;
+pub(crate) mod preview;
 pub mod result;
 pub mod status;
 pub mod tracker;

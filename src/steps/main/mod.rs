@@ -7,7 +7,8 @@
 //!    the lock is ours, a heartbeat keeps it so through every later phase.
 //! 4. Wait while the stack is busy with an operation started outside the lock.
 //! 5. Deploy or follow the stack (modes deploy and monitor), or hand over to the job's later
-//!    steps (mode lock).
+//!    steps (mode lock). Mode plan leaves the story after step 2 for its own (`plan.rs`): it
+//!    takes no lock and executes nothing.
 //! 6. Write outputs and the job summary; release the lock we no longer need; deliver Slack.
 //!
 //! The lock's identity (table, key, owner) is saved for the post step BEFORE the lock is
@@ -15,13 +16,14 @@
 //! step killed at any moment, even between the DynamoDB write and the state file, is cleaned up.
 //!
 //! The files of this folder follow the story: `lock.rs` (step 3 and the release), `stack.rs`
-//! (steps 4 and 5), `finish.rs` (step 6); `ledger.rs` is what the callbacks learn on the way,
+//! (steps 4 and 5), `finish.rs` (step 6), `plan.rs` (mode plan); `ledger.rs` is what the callbacks learn on the way,
 //! `files.rs` the runner's files.
 
 mod files;
 mod finish;
 mod ledger;
 mod lock;
+mod plan;
 mod stack;
 
 use std::process::ExitCode;
@@ -164,6 +166,7 @@ impl Step {
                 Mode::Deploy => "deploying",
                 Mode::Monitor => "monitoring",
                 Mode::Lock => "locking",
+                Mode::Plan => "planning",
             },
             config.stack_name,
             config.mode.as_str(),
@@ -179,6 +182,10 @@ impl Step {
         self.state(state::MODE, config.mode.as_str());
         if let Some(region) = self.sdk.region() {
             self.state(state::REGION, region.as_ref());
+        }
+        // A plan executes nothing: no lock, no heartbeat, no GitHub deployment (plan.rs).
+        if config.mode == Mode::Plan {
+            return self.plan().await;
         }
 
         // 3. The lock, kept alive by the heartbeat from the moment it is ours through every
@@ -218,7 +225,8 @@ impl Step {
                     self.hand_over(&stacks, &coordination).await
                 }
             }
-            Mode::Deploy | Mode::Monitor => {
+            // Mode plan returned above, before the lock.
+            Mode::Deploy | Mode::Monitor | Mode::Plan => {
                 let ending = self.deploy_or_follow(&stacks, heartbeat.as_ref()).await;
                 let ending = self.end_heartbeat(heartbeat, ending).await;
                 // 6. The operation has ended: hand the lock on now rather than at the post
