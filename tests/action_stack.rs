@@ -1023,3 +1023,62 @@ Resources:
     assert_eq!(allowed.output("outcome"), Some("succeeded"));
     assert_eq!(world.sim.requests("ExecuteChangeSet"), executes + 1);
 }
+
+#[tokio::test]
+async fn a_plans_change_set_id_executes_exactly_that_change_set_once_allowed() {
+    let world = World::start(json!({"seed": 24, "change_set_seconds": 1}), 120.0).await;
+    let stack = "orders-planned";
+    assert_code(
+        &world
+            .runner("2301", stack, Some(&orders_template("orders-v1")))
+            .main(),
+        0,
+        "create",
+    );
+    // The plan job: a change set made and left for review.
+    let mut planner = world.runner("2302", stack, Some(&orders_template("orders-v2")));
+    planner.input("mode", "plan");
+    let plan = planner.main();
+    assert_code(&plan, 0, "plan");
+    assert_eq!(plan.output("risk"), Some("dangerous"));
+    let id = plan
+        .output("change-set-id")
+        .expect("change-set-id")
+        .to_string();
+    assert!(id.contains(":changeSet/"), "{id}");
+    let creates = world.sim.requests("CreateChangeSet");
+    let executes = world.sim.requests("ExecuteChangeSet");
+
+    // The approved deploy job, by ARN. Approval alone does not replace the table...
+    let approved = |run_id: &str, allow: Option<&str>| {
+        let mut runner = world.runner(run_id, stack, None);
+        runner
+            .input("change-set-name", &id)
+            .input("on-risk-change-set", "keep");
+        if let Some(allow) = allow {
+            runner.input("allow-replacement", allow);
+        }
+        runner.main()
+    };
+    let stopped = approved("2303", None);
+    assert_code(&stopped, 1, "approved, but the table is not allowed");
+    assert_eq!(world.sim.requests("ExecuteChangeSet"), executes);
+    assert!(
+        stopped
+            .output("failure-reason")
+            .unwrap_or_default()
+            .contains(&format!("stopped before executing change set {id}")),
+        "{}",
+        stopped.log()
+    );
+    // ...a reviewed allowance does, with the very change set that was planned.
+    let run = approved("2304", Some("Orders"));
+    assert_code(&run, 0, "approved and allowed");
+    assert_eq!(run.output("outcome"), Some("succeeded"));
+    assert_eq!(world.sim.requests("ExecuteChangeSet"), executes + 1);
+    assert_eq!(
+        world.sim.requests("CreateChangeSet"),
+        creates,
+        "no new change set"
+    );
+}
