@@ -1082,3 +1082,22 @@ async fn a_plans_change_set_id_executes_exactly_that_change_set_once_allowed() {
         "no new change set"
     );
 }
+
+#[tokio::test]
+async fn a_planned_new_stack_is_created_by_its_reviewed_change_set() {
+    let world = World::start(json!({"seed": 25, "change_set_seconds": 1}), 120.0).await;
+    let mut planner = world.runner("2401", "orders-new", Some(&orders_template("orders-v1")));
+    planner.input("mode", "plan");
+    let plan = planner.main();
+    assert_code(&plan, 0, "plan of a stack that does not exist yet");
+    let id = plan
+        .output("change-set-id")
+        .expect("change-set-id")
+        .to_string();
+    let mut deployer = world.runner("2402", "orders-new", None);
+    deployer.input("change-set-name", &id);
+    let run = deployer.main();
+    assert_code(&run, 0, "the reviewed CREATE change set");
+    assert_eq!(run.output("stack-status"), Some("CREATE_COMPLETE"));
+    assert_eq!(world.sim.requests("CreateChangeSet"), 1, "only the plan's");
+}
