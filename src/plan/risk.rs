@@ -461,6 +461,30 @@ mod tests {
         assert_eq!(assess(&[removed.clone(), replaced.clone()]).len(), 2);
     }
 
+    /// The guide's "Risk classes" names every type of both lists, so what users read is what
+    /// the code does.
+    #[test]
+    fn the_guide_names_every_stateful_and_access_type() {
+        let guide = include_str!("../../docs/guide.md");
+        let section = guide
+            .split("#### Risk classes")
+            .nth(1)
+            .and_then(|rest| rest.split("\n### ").next())
+            .unwrap_or_default();
+        for (kind, _) in STATEFUL {
+            assert!(
+                section.contains(&format!("`{kind}`")),
+                "{kind} missing from the guide"
+            );
+        }
+        for kind in ACCESS {
+            assert!(
+                section.contains(&format!("`{kind}`")),
+                "{kind} missing from the guide"
+            );
+        }
+    }
+
     #[test]
     fn the_stateful_list_has_no_type_twice() {
         for (i, (kind, _)) in STATEFUL.iter().enumerate() {
