@@ -221,6 +221,16 @@ fn risk_of(change: &ResourceChange) -> (Risk, String) {
             _ => {}
         }
     }
+    // A removed nested stack gets no change set of its own: everything in it is deleted
+    // unseen, stateful resources included.
+    if kind == "AWS::CloudFormation::Stack" && change.action == "Remove" {
+        return (
+            Risk::Review,
+            format!(
+                "{kind} is removed: every resource in the nested stack is deleted, and the plan cannot list them"
+            ),
+        );
+    }
     if grants_access(kind) {
         let verb = match change.action.as_str() {
             "Add" => "is added",
@@ -483,6 +493,22 @@ mod tests {
                 "{kind} missing from the guide"
             );
         }
+    }
+
+    #[test]
+    fn a_removed_nested_stack_is_for_review() {
+        let a = classify(&change("AWS::CloudFormation::Stack", "Remove", None, &[]));
+        assert_eq!(a.risk, Risk::Review);
+        assert!(
+            a.reason
+                .contains("every resource in the nested stack is deleted"),
+            "{}",
+            a.reason
+        );
+        assert_eq!(
+            risk("AWS::CloudFormation::Stack", "Modify", Some("False")),
+            Risk::None
+        );
     }
 
     #[test]
