@@ -740,4 +740,49 @@ mod tests {
         result.failure_reason = Some("an earlier failure".into());
         assert!(result_annotations("app", &result).is_empty());
     }
+
+    #[test]
+    fn a_plan_gives_one_annotation_naming_each_dangerous_resource() {
+        use crate::plan::review::{Outcome as PlanOutcome, Review, StackChanges, change, rows};
+        let stacks = [StackChanges {
+            path: vec![],
+            changes: vec![
+                change("Table", "AWS::DynamoDB::Table", "Remove", None),
+                change("Role", "AWS::IAM::Role", "Modify", Some("False")),
+                change("Fn", "AWS::Lambda::Function", "Add", None),
+            ],
+        }];
+        let mut review = Review {
+            stack: "app".into(),
+            change_set_name: "dc-1".into(),
+            change_set_id: None,
+            outcome: PlanOutcome::Changes(rows(&stacks)),
+            expected: None,
+        };
+        let lines = plan(&review);
+        let annotations: Vec<&Line> = lines.iter().filter(|l| l.title.is_some()).collect();
+        assert_eq!(annotations.len(), 1, "{lines:?}");
+        assert_eq!(annotations[0].level, Level::Warning);
+        assert_eq!(
+            annotations[0].title.as_deref(),
+            Some("app: dangerous changes")
+        );
+        assert!(
+            annotations[0]
+                .text
+                .contains("Table: AWS::DynamoDB::Table is removed")
+        );
+        assert!(
+            !annotations[0].text.contains("Role:"),
+            "only the dangerous ones"
+        );
+        // One log line per risky change, none for the rest.
+        assert_eq!(lines.len(), 3, "{lines:?}");
+        review.outcome = PlanOutcome::NoChanges {
+            reason: "didn't contain changes".into(),
+        };
+        let lines = plan(&review);
+        assert_eq!(lines.len(), 1);
+        assert_eq!(lines[0].level, Level::Notice);
+    }
 }

@@ -344,3 +344,74 @@ async fn a_plan_with_no_changes_says_so_and_a_broken_template_is_the_plans_resul
         "only the deploy executed"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_comment_is_found_on_a_later_page_and_a_github_refusal_only_warns() {
+    let world = world().await;
+    // 100 other comments fill page 1; ours is on page 2.
+    let others: Vec<serde_json::Value> = (1..=100)
+        .map(|id| json!({"id": id, "body": format!("comment {id}")}))
+        .collect();
+    Mock::given(method("GET"))
+        .and(path("/repos/acme/payments/issues/9/comments"))
+        .and(query_param("page", "1"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!(others)))
+        .mount(&world.github)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/repos/acme/payments/issues/9/comments"))
+        .and(query_param("page", "2"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(json!([{"id": 777, "body": format!("{MARKER}\nold plan")}])),
+        )
+        .mount(&world.github)
+        .await;
+    Mock::given(method("PATCH"))
+        .and(path("/repos/acme/payments/issues/comments/777"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"id": 777})))
+        .mount(&world.github)
+        .await;
+    let main = run(runner(&world, "plan", "dev", "7777777aaaaaaa", Some(9))).await;
+    assert_eq!(main.code(), Some(0), "{}", main.log());
+    assert_eq!(
+        routes(&comment_requests(&world.github).await),
+        [
+            "GET /repos/acme/payments/issues/9/comments",
+            "GET /repos/acme/payments/issues/9/comments",
+            "PATCH /repos/acme/payments/issues/comments/777"
+        ]
+    );
+
+    // Without `pull-requests: write`: one warning that says what to add; the plan stands.
+    world.github.reset().await;
+    Mock::given(method("GET"))
+        .and(path("/repos/acme/payments/issues/9/comments"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!([])))
+        .mount(&world.github)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/repos/acme/payments/issues/9/comments"))
+        .respond_with(
+            ResponseTemplate::new(403)
+                .set_body_json(json!({"message": "Resource not accessible by integration"})),
+        )
+        .mount(&world.github)
+        .await;
+    let main = run(runner(&world, "plan", "dev", "8888888bbbbbbb", Some(9))).await;
+    assert_eq!(main.code(), Some(0), "{}", main.log());
+    assert_eq!(main.output("outcome"), Some("succeeded"));
+    let warnings: Vec<String> = main
+        .commands()
+        .into_iter()
+        .filter(|c| c.starts_with("::warning title=Plan comment not written::"))
+        .collect();
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(
+        warnings[0].contains("pull-requests: write"),
+        "{}",
+        warnings[0]
+    );
+    assert!(main.summary.contains("| Resource | Type | Action |"));
+    assert_eq!(world.sim.requests("ExecuteChangeSet"), 0);
+}

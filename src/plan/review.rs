@@ -118,19 +118,47 @@ struct JsonRow<'a> {
     reason: &'a str,
 }
 
-/// The `changes` output (a JSON array; `[]` without changes).
+/// GitHub keeps a step output up to 1 MB; a little less leaves room for the other outputs.
+pub(crate) const MAX_CHANGES_OUTPUT: usize = 900_000;
+
+/// The `changes` output (a JSON array; `[]` without changes). Without the resources' whole
+/// Before/AfterContext (the summary has the values that change); beyond
+/// [`MAX_CHANGES_OUTPUT`] without the details either, so every change is still listed.
 pub(crate) fn changes_json(review: &Review) -> String {
-    let rows: Vec<JsonRow<'_>> = review
-        .rows()
-        .iter()
-        .map(|r| JsonRow {
-            stack_path: &r.stack_path,
-            change: &r.change,
-            risk: r.assessment.risk.as_str(),
-            reason: &r.assessment.reason,
-        })
-        .collect();
-    serde_json::to_string(&rows).unwrap_or_else(|_| "[]".into())
+    let json = |details: bool| {
+        let changes: Vec<ResourceChange> = review
+            .rows()
+            .iter()
+            .map(|r| ResourceChange {
+                before_context: None,
+                after_context: None,
+                details: if details {
+                    r.change.details.clone()
+                } else {
+                    Vec::new()
+                },
+                ..r.change.clone()
+            })
+            .collect();
+        let rows: Vec<JsonRow<'_>> = review
+            .rows()
+            .iter()
+            .zip(&changes)
+            .map(|(r, change)| JsonRow {
+                stack_path: &r.stack_path,
+                change,
+                risk: r.assessment.risk.as_str(),
+                reason: &r.assessment.reason,
+            })
+            .collect();
+        serde_json::to_string(&rows).unwrap_or_else(|_| "[]".into())
+    };
+    let full = json(true);
+    if full.len() <= MAX_CHANGES_OUTPUT {
+        full
+    } else {
+        json(false)
+    }
 }
 
 /// A resource change as the tests of `plan` write it.
@@ -197,6 +225,48 @@ mod tests {
         assert_eq!(json[1]["risk"], "dangerous");
         assert_eq!(json[2]["risk"], "review");
         assert!(json[0].get("reason").is_none());
+    }
+
+    #[test]
+    fn the_changes_output_stays_within_githubs_limit_for_outputs() {
+        let detail = crate::stack::client::ChangeDetail {
+            attribute: "Properties".into(),
+            name: Some("Code".into()),
+            before: Some("b".repeat(5_000)),
+            after: Some("a".repeat(5_000)),
+            ..Default::default()
+        };
+        let changes: Vec<ResourceChange> = (0..200)
+            .map(|i| ResourceChange {
+                details: vec![detail.clone()],
+                before_context: Some("{}".into()),
+                ..change(
+                    &format!("Fn{i}"),
+                    "AWS::Lambda::Function",
+                    "Modify",
+                    Some("False"),
+                )
+            })
+            .collect();
+        let review = Review {
+            stack: "app".into(),
+            change_set_name: "dc-1".into(),
+            change_set_id: None,
+            outcome: Outcome::Changes(rows(&[StackChanges {
+                path: vec![],
+                changes,
+            }])),
+            expected: None,
+        };
+        let out = changes_json(&review);
+        assert!(out.len() <= MAX_CHANGES_OUTPUT, "{}", out.len());
+        let json: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(
+            json.as_array().map(Vec::len),
+            Some(200),
+            "every change listed"
+        );
+        assert!(json[0].get("before_context").is_none());
     }
 
     #[test]

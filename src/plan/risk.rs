@@ -221,6 +221,16 @@ fn risk_of(change: &ResourceChange) -> (Risk, String) {
             _ => {}
         }
     }
+    // A removed nested stack gets no change set of its own: everything in it is deleted
+    // unseen, stateful resources included.
+    if kind == "AWS::CloudFormation::Stack" && change.action == "Remove" {
+        return (
+            Risk::Review,
+            format!(
+                "{kind} is removed: every resource in the nested stack is deleted, and the plan cannot list them"
+            ),
+        );
+    }
     if grants_access(kind) {
         let verb = match change.action.as_str() {
             "Add" => "is added",
@@ -459,6 +469,46 @@ mod tests {
             Risk::Dangerous
         );
         assert_eq!(assess(&[removed.clone(), replaced.clone()]).len(), 2);
+    }
+
+    /// The guide's "Risk classes" names every type of both lists, so what users read is what
+    /// the code does.
+    #[test]
+    fn the_guide_names_every_stateful_and_access_type() {
+        let guide = include_str!("../../docs/guide.md");
+        let section = guide
+            .split("#### Risk classes")
+            .nth(1)
+            .and_then(|rest| rest.split("\n### ").next())
+            .unwrap_or_default();
+        for (kind, _) in STATEFUL {
+            assert!(
+                section.contains(&format!("`{kind}`")),
+                "{kind} missing from the guide"
+            );
+        }
+        for kind in ACCESS {
+            assert!(
+                section.contains(&format!("`{kind}`")),
+                "{kind} missing from the guide"
+            );
+        }
+    }
+
+    #[test]
+    fn a_removed_nested_stack_is_for_review() {
+        let a = classify(&change("AWS::CloudFormation::Stack", "Remove", None, &[]));
+        assert_eq!(a.risk, Risk::Review);
+        assert!(
+            a.reason
+                .contains("every resource in the nested stack is deleted"),
+            "{}",
+            a.reason
+        );
+        assert_eq!(
+            risk("AWS::CloudFormation::Stack", "Modify", Some("False")),
+            Risk::None
+        );
     }
 
     #[test]
