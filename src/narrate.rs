@@ -16,7 +16,7 @@ use tracing::{info, warn};
 
 use crate::action::log;
 use crate::duration;
-use crate::lock::{self, LockEvent};
+use crate::lock::{self, HolderInfo, LockEvent};
 use crate::stack::{MonitorEvent, StackResult};
 
 /// How loud a line is.
@@ -169,7 +169,32 @@ pub(crate) fn lock_event(key: &str, event: &LockEvent, now_ms: u64) -> Line {
             record.fence,
             duration::human(*waited)
         )),
+        // A notice: a waiter wants to know on its run page why its wait got longer.
+        LockEvent::PassedBy { by, position } => Line::annotation(
+            Level::Notice,
+            "A hotfix went ahead",
+            format!(
+                "a hotfix from {} run {} went ahead of you in the queue of lock {key:?} (priority high);                  now queue position {position}",
+                by.origin(),
+                by.run_url.as_deref().unwrap_or(&by.owner)
+            ),
+        ),
     }
+}
+
+/// The notice of a run that left the queue because `by`, a newer commit of its ref, is queued.
+pub(crate) fn superseded(key: &str, mine: &HolderInfo, by: &HolderInfo) -> Line {
+    Line::annotation(
+        Level::Notice,
+        "Skipped: superseded by a newer commit",
+        format!(
+            "{} is queued for lock {key:?} with commit {}, which GitHub says is ahead of this run's {}:              this run left the queue without deploying (on-superseded: skip); the newer commit deploys              instead — {}",
+            by.origin(),
+            by.short_sha().unwrap_or("?"),
+            mine.short_sha().unwrap_or("?"),
+            by.run_url.as_deref().unwrap_or(&by.owner)
+        ),
+    )
 }
 
 /// The line of one event while the stack is deployed or followed. `root`: the followed stack
@@ -348,6 +373,7 @@ mod tests {
             freeze: None,
             watched: None,
             cycle_ms: None,
+            queue_mark: None,
         }
     }
 

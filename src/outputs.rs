@@ -45,4 +45,5 @@ pub const OUTPUTS: &[&str] = &[
     "stack-outputs",
     "slack-ts",
     "deployment-id",
+    "superseded-by",
 ];

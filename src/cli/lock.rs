@@ -390,6 +390,11 @@ async fn take(
             tracing::warn!("interrupted: left the queue for lock {key:?}");
             Err(ExitCode::from(130))
         }
+        // The CLI waits with `on-superseded: wait` (the default): it is never superseded.
+        Err(e @ AcquireError::Superseded { .. }) => {
+            crate::action::log::error("Lock not acquired", &e.to_string());
+            Err(ExitCode::from(75))
+        }
         Err(AcquireError::Registry(e)) => Err(registry_failure("Lock not acquired", &e)),
     }
 }
@@ -540,9 +545,11 @@ async fn status_cmd(reg: &Registry, key: Option<&str>, json_out: bool) -> ExitCo
                         .iter()
                         .enumerate()
                         .map(|(i, t)| {
+                            let priority = t.priority.as_str();
                             let mut t = serde_json::to_value(t).unwrap_or_default();
                             if let Some(t) = t.as_object_mut() {
                                 t.insert("position".into(), json!(i + 1));
+                                t.insert("priority".into(), json!(priority));
                             }
                             t
                         })
@@ -661,8 +668,11 @@ fn print_status(st: &lock::LockStatus, table: &str, now_ms: u64) {
         println!("queue ({}):", st.queue.len());
         for (i, t) in st.queue.iter().enumerate() {
             println!(
-                "  {}. {}",
+                "  {}. [{}] {} {}: {}",
                 i + 1,
+                t.priority.as_str(),
+                crate::action::log::sanitize(&t.info.origin()),
+                crate::action::log::sanitize(t.info.short_sha().unwrap_or("(no commit)")),
                 crate::action::log::sanitize(&t.info.describe())
             );
         }

@@ -1,11 +1,13 @@
 //! The GitHub API, for what the coordinator needs from it: whether a run attempt is completed
-//! (the lock's second staleness rule), and deployments with their statuses.
+//! (the lock's second staleness rule), how two commits compare (the queue policies:
+//! supersede, `forbid-older`), and deployments with their statuses.
 
 use std::time::Duration;
 
 use octocrab::Octocrab;
 use octocrab::service::middleware::retry::RetryConfig;
 
+mod compare;
 pub mod deployments;
 mod runs;
 

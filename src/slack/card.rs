@@ -78,6 +78,8 @@ pub enum Outcome {
     Failed,
     TimedOut,
     Cancelled,
+    /// Superseded by a newer commit of the same ref: left the queue without deploying.
+    Skipped,
 }
 
 impl Outcome {
@@ -89,6 +91,7 @@ impl Outcome {
             Outcome::Failed => "❌",
             Outcome::TimedOut => "⏱️",
             Outcome::Cancelled => "🚫",
+            Outcome::Skipped => "⏭️",
         }
     }
     fn verb(self) -> &'static str {
@@ -99,6 +102,7 @@ impl Outcome {
             Outcome::Failed => "failed",
             Outcome::TimedOut => "timed out",
             Outcome::Cancelled => "was cancelled",
+            Outcome::Skipped => "was skipped: a newer commit deploys instead",
         }
     }
     /// Outcomes someone has to look at: these get the configured mention.
@@ -650,6 +654,15 @@ pub enum ThreadEvent {
     FailureDetail { failures: Vec<FailedResource> },
     /// Taking longer than history says it usually does.
     SlowerThanUsual { elapsed: Duration, usual: Duration },
+    /// A higher-priority run went ahead of this one in the queue; `origin` is its
+    /// `repository@ref`, `position` our place now.
+    PassedBy {
+        by: Holder,
+        origin: String,
+        position: u32,
+    },
+    /// This run left the queue: a newer commit of its ref (`commit`) deploys instead.
+    Superseded { by: Holder, commit: String },
     /// Anything else (escaped).
     Note(String),
 }
@@ -673,6 +686,26 @@ impl ThreadEvent {
                 if let Some(eta) = eta {
                     t.push_str(&format!("; expected to start in ~{}", human(*eta)));
                 }
+                (t.clone(), vec![blocks::section(&t)])
+            }
+            ThreadEvent::PassedBy {
+                by,
+                origin,
+                position,
+            } => {
+                let t = format!(
+                    "⏫ A hotfix from {} went ahead of this run: {}. Now position {position} in the queue.",
+                    escape(origin),
+                    by.render(),
+                );
+                (t.clone(), vec![blocks::section(&t)])
+            }
+            ThreadEvent::Superseded { by, commit } => {
+                let t = format!(
+                    "⏭️ Skipped: commit {} of the same ref is queued and deploys instead, {}.",
+                    escape(commit),
+                    by.render(),
+                );
                 (t.clone(), vec![blocks::section(&t)])
             }
             ThreadEvent::Takeover { previous, why } => {

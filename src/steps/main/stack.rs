@@ -120,6 +120,11 @@ impl Step {
             narrate::say(&narrate::monitor_event(&config.stack_name, &event));
         };
         let settings = MonitorSettings::default();
+        if config.mode == Mode::Deploy
+            && let Err(ending) = self.never_backwards().await
+        {
+            return ending;
+        }
         let result = match config.mode {
             Mode::Deploy => match DeployRequest::from_config(config, &self.correlation_id) {
                 Some(mut request) => {
@@ -157,6 +162,9 @@ impl Step {
         match result {
             Ok(result) => {
                 self.record_history().await;
+                if config.mode == Mode::Deploy && result.outcome.is_success() {
+                    self.remember_deployed().await;
+                }
                 self.tell_result(&result)
             }
             Err(StackError::Cancelled) => Ending::of(Outcome::Cancelled),
@@ -226,6 +234,113 @@ impl Step {
     }
 
     /// Stores the finished operation in the history that the next estimates learn from.
+    /// `forbid-older: true`: refuses to deploy a commit that GitHub says is behind (an
+    /// ancestor of) the last one deployed successfully under the lock key. Whatever cannot be
+    /// checked (no commit, no record, another repository, the registry or GitHub failing) is
+    /// said and the deployment goes on: the check protects, it never blocks on an outage.
+    async fn never_backwards(&self) -> Result<(), Ending> {
+        let config = &self.config;
+        if !config.forbid_older {
+            return Ok(());
+        }
+        let not_checked = |why: &str| {
+            log::warning(
+                "forbid-older not checked",
+                &format!("{why}: deploying without comparing commits"),
+            )
+        };
+        let (Some(mine), Some(repo)) = (self.me.sha.as_deref(), self.me.repository.as_deref())
+        else {
+            not_checked("this run has no commit or repository (GITHUB_SHA, GITHUB_REPOSITORY)");
+            return Ok(());
+        };
+        let last =
+            match crate::history::store::last_deployed(&self.registry, &config.lock_key).await {
+                Ok(Some(last)) => last,
+                Ok(None) => {
+                    info!(
+                        "forbid-older: nothing deployed under lock key {:?} yet",
+                        config.lock_key
+                    );
+                    return Ok(());
+                }
+                Err(e) => {
+                    not_checked(&format!("the last deployment could not be read ({e})"));
+                    return Ok(());
+                }
+            };
+        if last.repository.as_deref() != Some(repo) {
+            info!(
+                "forbid-older: lock key {:?} was deployed last from {} (commit {}), another repository: commits not compared",
+                config.lock_key,
+                last.origin(),
+                last.sha
+            );
+            return Ok(());
+        }
+        if last.sha == mine {
+            info!("forbid-older: commit {mine} is the one deployed last: deploying it again");
+            return Ok(());
+        }
+        match self.liveness().compare(repo, &last.sha, mine).await {
+            lock::Comparison::Behind => {
+                let by = last.run_url.as_deref().unwrap_or(&last.correlation_id);
+                self.error(
+                    "Older commit refused (forbid-older)",
+                    &format!(
+                        "commit {mine} is older than commit {} deployed under lock key {:?} by run {by} ({}):                          GitHub's compare API says it is behind. Nothing was deployed. Deploy a newer commit,                          or set forbid-older: false for a deliberate rollback.",
+                        last.sha,
+                        config.lock_key,
+                        last.origin()
+                    ),
+                );
+                self.summary(&summary::refused_older(&config.lock_key, &self.me, &last));
+                Err(Ending::of(Outcome::Failed))
+            }
+            lock::Comparison::Unknown => {
+                not_checked(&format!(
+                    "GitHub's compare API gave no answer for {}...{mine} (see the debug log; github-token needs contents: read)",
+                    last.sha
+                ));
+                Ok(())
+            }
+            other => {
+                info!(
+                    "forbid-older: commit {mine} against {} deployed last: {other:?}, deploying",
+                    last.sha
+                );
+                Ok(())
+            }
+        }
+    }
+
+    /// Records this commit as the last one deployed under the lock key (`forbid-older`'s
+    /// reference). Best effort: a failure only warns.
+    async fn remember_deployed(&self) {
+        let Some(sha) = self.me.sha.clone() else {
+            return;
+        };
+        if self.ledger(|l| l.registry_unreachable) {
+            return;
+        }
+        let deployed = crate::history::Deployed {
+            lock_key: self.config.lock_key.clone(),
+            stack: self.config.stack_name.clone(),
+            repository: self.me.repository.clone(),
+            git_ref: self.me.git_ref.clone(),
+            sha,
+            run_url: self.me.run_url.clone(),
+            correlation_id: self.correlation_id.clone(),
+            at: self.clock.now_rfc3339(),
+        };
+        if let Err(e) = crate::history::store::put_deployed(&self.registry, &deployed).await {
+            warn!(
+                "could not record commit {} as deployed under lock key {:?} ({e}): forbid-older compares with the one before",
+                deployed.sha, self.config.lock_key
+            );
+        }
+    }
+
     async fn record_history(&self) {
         if self.ledger(|l| l.registry_unreachable) {
             return;
