@@ -419,6 +419,52 @@ mod tests {
         );
     }
 
+    fn run(id: u64, git_ref: &str, sha: &str) -> HolderInfo {
+        HolderInfo {
+            owner: format!("o{id}"),
+            repository: Some("acme/api".into()),
+            run_id: Some(id),
+            git_ref: Some(git_ref.into()),
+            sha: Some(sha.into()),
+            run_url: Some(format!("https://github.com/acme/api/actions/runs/{id}")),
+            ..HolderInfo::default()
+        }
+    }
+
+    #[test]
+    fn a_pass_and_a_skip_are_notices_that_name_the_other_run() {
+        let hotfix = run(77, "refs/heads/hotfix", "9f1c2aa0000");
+        let line = lock_event(
+            "prod",
+            &LockEvent::PassedBy {
+                by: hotfix,
+                position: 2,
+            },
+            0,
+        );
+        assert_eq!(line.level, Level::Notice);
+        assert!(
+            line.text.starts_with(
+                "a hotfix from acme/api@hotfix run https://github.com/acme/api/actions/runs/77 went ahead of you"
+            ) && line.text.ends_with("now queue position 2"),
+            "{}",
+            line.text
+        );
+        let mine = run(70, "refs/heads/main", "1111111aaaa");
+        let newer = run(71, "refs/heads/main", "2222222bbbb");
+        let line = superseded("prod", &mine, &newer);
+        assert_eq!(line.level, Level::Notice);
+        for part in [
+            "2222222",
+            "1111111",
+            "runs/71",
+            "acme/api@main",
+            "on-superseded: skip",
+        ] {
+            assert!(line.text.contains(part), "{part}: {}", line.text);
+        }
+    }
+
     #[test]
     fn nested_events_name_their_stack_and_root_events_do_not() {
         let event = |stack: &str| {

@@ -983,6 +983,21 @@ mod tests {
                 },
                 why: EVIL.into(),
             },
+            ThreadEvent::PassedBy {
+                by: Holder {
+                    summary: EVIL.into(),
+                    ..Holder::default()
+                },
+                origin: EVIL.into(),
+                position: 2,
+            },
+            ThreadEvent::Superseded {
+                by: Holder {
+                    summary: EVIL.into(),
+                    ..Holder::default()
+                },
+                commit: EVIL.into(),
+            },
             ThreadEvent::FailureDetail {
                 failures: vec![FailedResource {
                     resource: EVIL.into(),
@@ -999,6 +1014,48 @@ mod tests {
             assert!(!s.contains("<https://evil"), "{s}");
             assert!(s.contains("&amp;"));
         }
+    }
+
+    #[test]
+    fn a_hotfix_pass_and_a_skip_name_the_other_run() {
+        let by = Holder {
+            summary: "acme/api run 207 by alice".into(),
+            run_url: Some("https://github.com/acme/api/actions/runs/207".into()),
+            held_for: None,
+        };
+        let passed = ThreadEvent::PassedBy {
+            by: by.clone(),
+            origin: "acme/api@hotfix".into(),
+            position: 2,
+        }
+        .render("c1");
+        assert!(
+            passed
+                .text
+                .contains("A hotfix from acme/api@hotfix went ahead")
+                && passed.text.contains("runs/207")
+                && passed.text.contains("position 2"),
+            "{}",
+            passed.text
+        );
+        let skipped = ThreadEvent::Superseded {
+            by,
+            commit: "9f1c2aa".into(),
+        }
+        .render("c1");
+        assert!(
+            skipped.text.contains("Skipped: commit 9f1c2aa") && skipped.text.contains("runs/207"),
+            "{}",
+            skipped.text
+        );
+        assert_eq!(
+            Outcome::Skipped.verb(),
+            "was skipped: a newer commit deploys instead"
+        );
+        assert!(
+            !Outcome::Skipped.needs_attention(),
+            "a skip mentions nobody"
+        );
     }
 
     #[test]
