@@ -496,3 +496,81 @@ async fn forbid_older_refuses_an_ancestor_of_the_deployed_commit() {
         "compared with the last deployed commit"
     );
 }
+
+/// The Slack side of both policies: a waiter passed by a hotfix, then superseded, gets a thread
+/// reply for each (naming the other run) and a final card that says it was skipped; its post
+/// step sends nothing over that card.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slack_shows_the_pass_and_the_skip() {
+    let world = World::start(Emulator::Moto).await;
+    world.compare_status('a', 'b', "ahead").await;
+    let slack = MockServer::start().await;
+    support::mount_slack_bot_api(&slack).await;
+    let holder = world.runner(600, "refs/heads/main", 'h');
+    let held = holder.main();
+    assert_ok(&held, "holder main");
+
+    let mut waiter = world.runner(601, "refs/heads/main", 'a');
+    waiter
+        .input("on-superseded", "skip")
+        .input("slack-bot-token", "xoxb-test-0000")
+        .input("slack-channel", "#deploys")
+        .input("slack-api-url", &format!("{}/api", slack.uri()));
+    let waiter_run = waiter.spawn_main();
+    world.wait_for_queue(&[601]);
+    let mut hotfix = world.runner(602, "refs/heads/hotfix", 'f');
+    hotfix.input("priority", "high");
+    let hotfix_run = hotfix.spawn_main();
+    world.wait_for_queue(&[602, 601]);
+    // The waiter, at the head until now, learns of the hotfix through the queue mark.
+    std::thread::sleep(Duration::from_secs(2));
+    let newer = world.runner(603, "refs/heads/main", 'b');
+    let newer_run = newer.spawn_main();
+    let skipped = finish(waiter_run, Duration::from_secs(20), "waiter");
+    assert_ok(&skipped, "waiter");
+    assert_eq!(skipped.output("outcome"), Some("skipped"));
+
+    let bodies: Vec<String> = slack
+        .received_requests()
+        .await
+        .unwrap_or_default()
+        .iter()
+        .map(|r| String::from_utf8_lossy(&r.body).into_owned())
+        .collect();
+    let replies: Vec<&String> = bodies.iter().filter(|b| b.contains("thread_ts")).collect();
+    assert!(
+        replies.iter().any(
+            |b| b.contains("A hotfix from acme/payments@hotfix went ahead")
+                && b.contains("runs/602")
+        ),
+        "{replies:?}"
+    );
+    assert!(
+        replies
+            .iter()
+            .any(|b| b.contains("Skipped: commit bbbbbbb") && b.contains("runs/603")),
+        "{replies:?}"
+    );
+    let last_card = bodies
+        .iter()
+        .rev()
+        .find(|b| !b.contains("thread_ts"))
+        .expect("a card");
+    assert!(
+        last_card.contains("was skipped: a newer commit deploys instead"),
+        "{last_card}"
+    );
+
+    let before = bodies.len();
+    assert_ok(&waiter.post(&skipped), "waiter post");
+    let after = slack.received_requests().await.unwrap_or_default().len();
+    assert_eq!(after, before, "the post step leaves the skipped card alone");
+
+    assert_ok(&holder.post(&held), "holder post");
+    let hotfix_done = finish(hotfix_run, Duration::from_secs(20), "hotfix");
+    assert_eq!(hotfix_done.output("lock-fence"), Some("2"));
+    assert_ok(&hotfix.post(&hotfix_done), "hotfix post");
+    let newer_done = finish(newer_run, Duration::from_secs(20), "newer");
+    assert_eq!(newer_done.output("lock-fence"), Some("3"));
+    assert_ok(&newer.post(&newer_done), "newer post");
+}
