@@ -399,7 +399,7 @@ on_all_backends!(a_high_priority_run_goes_next);
 
 /// Mode deploy with `forbid-older: true`: a run at commit c deploys and becomes the reference;
 /// a run at commit a, which GitHub says is behind c, is refused with an error naming both
-/// commits and the run that deployed c; GitHub failing (a 500, then no answer in time) only
+/// commits and the run that deployed c (in mode lock too, before the hand-over); GitHub failing (a 500, then no answer in time) only
 /// warns and the deployment goes on; a newer commit deploys.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forbid_older_refuses_an_ancestor_of_the_deployed_commit() {
@@ -474,6 +474,26 @@ async fn forbid_older_refuses_an_ancestor_of_the_deployed_commit() {
         [('c', 'a')],
         "base: deployed, head: ours"
     );
+
+    // Mode lock checks before it hands over to the job's later steps, and holds nothing after.
+    let mut locking = world.runner(405, "refs/heads/main", 'a');
+    locking.input("forbid-older", "true");
+    let refused = locking.main();
+    assert_eq!(refused.code(), Some(1), "{}", refused.log());
+    assert!(
+        refused
+            .commands()
+            .iter()
+            .any(|c| c.starts_with("::error") && c.contains("Older commit refused")),
+        "{}",
+        refused.log()
+    );
+    assert_eq!(
+        world.holder_run(),
+        None,
+        "the refused run released the lock"
+    );
+    assert_ok(&locking.post(&refused), "refused post");
 
     for (run_id, commit) in [(402, 'e'), (403, 't')] {
         let run = deploy(run_id, commit).main();

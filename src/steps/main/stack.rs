@@ -120,11 +120,6 @@ impl Step {
             narrate::say(&narrate::monitor_event(&config.stack_name, &event));
         };
         let settings = MonitorSettings::default();
-        if config.mode == Mode::Deploy
-            && let Err(ending) = self.never_backwards().await
-        {
-            return ending;
-        }
         let result = match config.mode {
             Mode::Deploy => match DeployRequest::from_config(config, &self.correlation_id) {
                 Some(mut request) => {
@@ -238,7 +233,7 @@ impl Step {
     /// ancestor of) the last one deployed successfully under the lock key. Whatever cannot be
     /// checked (no commit, no record, another repository, the registry or GitHub failing) is
     /// said and the deployment goes on: the check protects, it never blocks on an outage.
-    async fn never_backwards(&self) -> Result<(), Ending> {
+    pub(super) async fn never_backwards(&self) -> Result<(), Ending> {
         let config = &self.config;
         if !config.forbid_older {
             return Ok(());
@@ -315,29 +310,16 @@ impl Step {
     }
 
     /// Records this commit as the last one deployed under the lock key (`forbid-older`'s
-    /// reference). Best effort: a failure only warns.
+    /// reference), unless the registry proved unreachable.
     async fn remember_deployed(&self) {
-        let Some(sha) = self.me.sha.clone() else {
-            return;
-        };
-        if self.ledger(|l| l.registry_unreachable) {
-            return;
-        }
-        let deployed = crate::history::Deployed {
-            lock_key: self.config.lock_key.clone(),
-            stack: self.config.stack_name.clone(),
-            repository: self.me.repository.clone(),
-            git_ref: self.me.git_ref.clone(),
-            sha,
-            run_url: self.me.run_url.clone(),
-            correlation_id: self.correlation_id.clone(),
-            at: self.clock.now_rfc3339(),
-        };
-        if let Err(e) = crate::history::store::put_deployed(&self.registry, &deployed).await {
-            warn!(
-                "could not record commit {} as deployed under lock key {:?} ({e}): forbid-older compares with the one before",
-                deployed.sha, self.config.lock_key
-            );
+        if !self.ledger(|l| l.registry_unreachable) {
+            crate::steps::shared::remember_deployed(
+                &self.registry,
+                &self.config,
+                &self.me,
+                &self.correlation_id,
+            )
+            .await;
         }
     }
 
