@@ -24,7 +24,13 @@
 //!   lock;
 //! - behind a freeze ([`super::freeze`]) nobody takes the lock and no staleness rule applies;
 //!   the head polls every second (one request) so it goes first within a second of the
-//!   freeze's end, and the others keep their places.
+//!   freeze's end, and the others keep their places;
+//! - the queue's order and policies are [`super::order`]'s: a high-priority ticket goes ahead
+//!   of normal ones (each waiter it passed reports [`LockEvent::PassedBy`]), and with
+//!   `on-superseded: skip` a waiter leaves with [`AcquireError::Superseded`] when GitHub says a
+//!   rival of its ref is ahead. Such a ticket sets the queue mark on the lock item
+//!   ([`super::record::QUEUE_MARK`]) so that the head, which polls only the lock item, reads
+//!   the queue before it takes the lock.
 
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
