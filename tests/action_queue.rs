@@ -594,3 +594,45 @@ async fn slack_shows_the_pass_and_the_skip() {
     assert_eq!(newer_done.output("lock-fence"), Some("3"));
     assert_ok(&newer.post(&newer_done), "newer post");
 }
+
+/// Mode lock: what the job's later steps deployed becomes the reference, recorded by the post
+/// step; the next run of an older commit is refused before its hand-over.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forbid_older_in_mode_lock_learns_what_the_later_steps_deployed() {
+    let world = World::start(Emulator::Moto).await;
+    world.compare_status('c', 'a', "behind").await;
+    let mut first = world.runner(700, "refs/heads/main", 'c');
+    first.input("forbid-older", "true");
+    let held = first.main();
+    assert_ok(&held, "first main");
+    // A later step (cdk deploy) creates the stack.
+    world.cfn.admin_post(
+        "start?stack=payments&operation=create",
+        Some(&json!({"template": "Resources:\n  Queue:\n    Type: AWS::SQS::Queue\n"})),
+    );
+    std::thread::sleep(Duration::from_secs(6));
+    let post = first.post(&held);
+    assert_ok(&post, "first post");
+    assert!(
+        post.log()
+            .contains("while the lock was held: payments succeeded"),
+        "{}",
+        post.log()
+    );
+
+    let mut older = world.runner(701, "refs/heads/main", 'a');
+    older.input("forbid-older", "true");
+    let refused = older.main();
+    assert_eq!(refused.code(), Some(1), "{}", refused.log());
+    let error = refused
+        .commands()
+        .into_iter()
+        .find(|c| c.starts_with("::error"))
+        .expect("an error annotation");
+    assert!(
+        error.contains("Older commit refused") && error.contains(&run_url(700)),
+        "{error}"
+    );
+    assert_eq!(world.holder_run(), None, "released, nothing handed over");
+    assert_ok(&older.post(&refused), "older post");
+}
