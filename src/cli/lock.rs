@@ -179,6 +179,14 @@ pub struct WaitArgs {
     /// When the lock is frozen: wait (up to --wait) or fail at once (exit 76).
     #[arg(long, default_value = "wait", value_parser = parse_on_freeze)]
     on_freeze: OnFreeze,
+    /// normal or high: a high-priority waiter (a hotfix) goes ahead of every normal one in
+    /// the queue, never ahead of the holder; first come, first served among equals.
+    #[arg(long, default_value = "normal", value_parser = parse_priority)]
+    priority: lock::Priority,
+}
+
+fn parse_priority(text: &str) -> Result<lock::Priority, String> {
+    lock::Priority::parse(text)
 }
 
 fn parse_on_freeze(text: &str) -> Result<OnFreeze, String> {
@@ -343,6 +351,7 @@ async fn take(
     let mut opts = AcquireOptions::new(lease, args.wait);
     opts.queue_poll = args.queue_poll.max(Duration::from_millis(100));
     opts.on_freeze = args.on_freeze;
+    opts.priority = args.priority;
     let live = liveness(args);
     let key_owned = key.to_string();
     let clock = *reg.clock();
