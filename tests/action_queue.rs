@@ -357,6 +357,13 @@ async fn a_high_priority_run_goes_next(emulator: Emulator) {
         "the hotfix goes next"
     );
     assert!(
+        hotfix_done
+            .summary
+            .contains("Priority high: this run queued ahead"),
+        "{}",
+        hotfix_done.summary
+    );
+    assert!(
         handed.elapsed() < Duration::from_secs(5),
         "hand-off took {:?}",
         handed.elapsed()

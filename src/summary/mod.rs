@@ -242,6 +242,16 @@ pub fn superseded(lock_key: &str, mine: &HolderInfo, by: &HolderInfo) -> String 
     )
 }
 
+/// A note for the job summary of a high-priority run that waited for the lock: it queued ahead
+/// of every normal waiter (the waiters it passed were told).
+pub fn went_ahead(lock_key: &str, waited: Duration) -> String {
+    format!(
+        "> [!NOTE]\n> ⏫ Priority high: this run queued ahead of every normal waiter for lock {} (never ahead of the holder) and waited {}.\n\n",
+        code(lock_key),
+        duration::human(waited),
+    )
+}
+
 /// A note for the job summary of a waiter that a high-priority run went ahead of.
 pub fn passed_by(lock_key: &str, by: &HolderInfo) -> String {
     format!(

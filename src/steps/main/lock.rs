@@ -182,6 +182,9 @@ impl Step {
                 took_over_from: acquired.took_over.as_ref().map(|h| h.info.describe()),
             },
         });
+        if config.priority == lock::Priority::High && !acquired.waited.is_zero() {
+            self.summary(&summary::went_ahead(&config.lock_key, acquired.waited));
+        }
         let record = acquired.record;
         self.state(state::LOCK_FENCE, &record.fence.to_string());
         self.state(state::LOCK_ACQUIRED_AT, &record.acquired_at);
