@@ -17,7 +17,7 @@ use tracing::{info, warn};
 use crate::action::log;
 use crate::config::{OnRisk, StoppedChangeSet};
 use crate::duration;
-use crate::lock::{self, LockEvent};
+use crate::lock::{self, HolderInfo, LockEvent};
 use crate::plan::guard::Verdict;
 use crate::plan::risk::Assessment;
 use crate::stack::{MonitorEvent, StackResult};
@@ -172,7 +172,32 @@ pub(crate) fn lock_event(key: &str, event: &LockEvent, now_ms: u64) -> Line {
             record.fence,
             duration::human(*waited)
         )),
+        // A notice: a waiter wants to know on its run page why its wait got longer.
+        LockEvent::PassedBy { by, position } => Line::annotation(
+            Level::Notice,
+            "A hotfix went ahead",
+            format!(
+                "a hotfix from {} run {} went ahead of you in the queue of lock {key:?} (priority high);                  now queue position {position}",
+                by.origin(),
+                by.run_url.as_deref().unwrap_or(&by.owner)
+            ),
+        ),
     }
+}
+
+/// The notice of a run that left the queue because `by`, a newer commit of its ref, is queued.
+pub(crate) fn superseded(key: &str, mine: &HolderInfo, by: &HolderInfo) -> Line {
+    Line::annotation(
+        Level::Notice,
+        "Skipped: superseded by a newer commit",
+        format!(
+            "{} is queued for lock {key:?} with commit {}, which GitHub says is ahead of this run's {}:              this run left the queue without deploying (on-superseded: skip); the newer commit deploys              instead — {}",
+            by.origin(),
+            by.short_sha().unwrap_or("?"),
+            mine.short_sha().unwrap_or("?"),
+            by.run_url.as_deref().unwrap_or(&by.owner)
+        ),
+    )
 }
 
 /// The line of one event while the stack is deployed or followed. `root`: the followed stack
@@ -536,6 +561,7 @@ mod tests {
             freeze: None,
             watched: None,
             cycle_ms: None,
+            queue_mark: None,
         }
     }
 
@@ -579,6 +605,52 @@ mod tests {
             line.text
                 .contains("since 2026-12-02T10:00:00Z (holder's clock)")
         );
+    }
+
+    fn run(id: u64, git_ref: &str, sha: &str) -> HolderInfo {
+        HolderInfo {
+            owner: format!("o{id}"),
+            repository: Some("acme/api".into()),
+            run_id: Some(id),
+            git_ref: Some(git_ref.into()),
+            sha: Some(sha.into()),
+            run_url: Some(format!("https://github.com/acme/api/actions/runs/{id}")),
+            ..HolderInfo::default()
+        }
+    }
+
+    #[test]
+    fn a_pass_and_a_skip_are_notices_that_name_the_other_run() {
+        let hotfix = run(77, "refs/heads/hotfix", "9f1c2aa0000");
+        let line = lock_event(
+            "prod",
+            &LockEvent::PassedBy {
+                by: hotfix,
+                position: 2,
+            },
+            0,
+        );
+        assert_eq!(line.level, Level::Notice);
+        assert!(
+            line.text.starts_with(
+                "a hotfix from acme/api@hotfix run https://github.com/acme/api/actions/runs/77 went ahead of you"
+            ) && line.text.ends_with("now queue position 2"),
+            "{}",
+            line.text
+        );
+        let mine = run(70, "refs/heads/main", "1111111aaaa");
+        let newer = run(71, "refs/heads/main", "2222222bbbb");
+        let line = superseded("prod", &mine, &newer);
+        assert_eq!(line.level, Level::Notice);
+        for part in [
+            "2222222",
+            "1111111",
+            "runs/71",
+            "acme/api@main",
+            "on-superseded: skip",
+        ] {
+            assert!(line.text.contains(part), "{part}: {}", line.text);
+        }
     }
 
     #[test]

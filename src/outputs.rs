@@ -49,4 +49,5 @@ pub const OUTPUTS: &[&str] = &[
     "change-set-id",
     "changes",
     "risk",
+    "superseded-by",
 ];

@@ -218,15 +218,7 @@ async fn webhook_mode_posts_state_changes_only_and_the_url_never_leaks() {
 async fn the_post_step_leaves_a_timed_out_runs_final_card_alone() {
     let (dynamo, sim) = world().await;
     let slack = MockServer::start().await;
-    for api in ["/api/chat.postMessage", "/api/chat.update"] {
-        Mock::given(method("POST"))
-            .and(path(api))
-            .respond_with(ResponseTemplate::new(200).set_body_json(
-                json!({"ok": true, "channel": "C0DEPLOY", "ts": "1700000000.000100"}),
-            ))
-            .mount(&slack)
-            .await;
-    }
+    support::mount_slack_bot_api(&slack).await;
     let held = std::process::Command::new(env!("CARGO_BIN_EXE_deploy-coordinator"))
         .args([
             "lock", "acquire", "--table", TABLE, "--key", "payments", "--owner", "holder",

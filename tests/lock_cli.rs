@@ -129,6 +129,17 @@ async fn contention(emulator: Emulator) {
 }
 
 async fn fifo(emulator: Emulator) {
+    queue_order(emulator, None).await
+}
+
+/// The fourth waiter queues with `--priority high`: it goes first, the others in FIFO order.
+async fn fifo_with_a_hotfix(emulator: Emulator) {
+    queue_order(emulator, Some(3)).await
+}
+
+/// Five waiters queued one after the other behind a holder (waiter `high` with `--priority
+/// high`) get the lock in queue order once it is released.
+async fn queue_order(emulator: Emulator, high: Option<usize>) {
     let (_server, env) = start(emulator).await;
     let dir = tempfile::tempdir().unwrap();
     let order = dir.path().join("order");
@@ -145,6 +156,7 @@ async fn fifo(emulator: Emulator) {
         let mut env = env.clone();
         env.push(("ORDER".into(), order.to_string_lossy().into_owned()));
         let owner = format!("w{i}");
+        let priority = if high == Some(i) { "high" } else { "normal" };
         let child = cli(
             &env,
             &[
@@ -160,6 +172,8 @@ async fn fifo(emulator: Emulator) {
                 "60s",
                 "--queue-poll",
                 "250ms",
+                "--priority",
+                priority,
                 "--",
                 "sh",
                 "-c",
@@ -180,7 +194,12 @@ async fn fifo(emulator: Emulator) {
         .iter()
         .map(|t| t["owner"].as_str().unwrap().to_string())
         .collect();
-    assert_eq!(positions, ["w0", "w1", "w2", "w3", "w4"], "{s}");
+    let mut expected: Vec<String> = (0..5).map(|i| format!("w{i}")).collect();
+    if let Some(h) = high {
+        let hotfix = expected.remove(h);
+        expected.insert(0, hotfix);
+    }
+    assert_eq!(positions, expected, "{s}");
     let o = run(
         &env,
         &[
@@ -195,7 +214,10 @@ async fn fifo(emulator: Emulator) {
     }
     assert_eq!(
         std::fs::read_to_string(&order).unwrap(),
-        "w0\nw1\nw2\nw3\nw4\n"
+        expected
+            .iter()
+            .map(|o| format!("{o}\n"))
+            .collect::<String>()
     );
 }
 
@@ -666,6 +688,7 @@ async fn registry_errors_are_classified(emulator: Emulator) {
 
 on_all_backends!(contention);
 on_all_backends!(fifo);
+on_all_backends!(fifo_with_a_hotfix);
 on_all_backends!(reentry_release_and_force_unlock);
 on_all_backends!(crash_takeover_after_one_lease);
 on_all_backends!(sigterm_while_queued_and_while_holding);

@@ -179,6 +179,14 @@ pub struct WaitArgs {
     /// When the lock is frozen: wait (up to --wait) or fail at once (exit 76).
     #[arg(long, default_value = "wait", value_parser = parse_on_freeze)]
     on_freeze: OnFreeze,
+    /// normal or high: a high-priority waiter (a hotfix) goes ahead of every normal one in
+    /// the queue, never ahead of the holder; first come, first served among equals.
+    #[arg(long, default_value = "normal", value_parser = parse_priority)]
+    priority: lock::Priority,
+}
+
+fn parse_priority(text: &str) -> Result<lock::Priority, String> {
+    lock::Priority::parse(text)
 }
 
 fn parse_on_freeze(text: &str) -> Result<OnFreeze, String> {
@@ -343,6 +351,7 @@ async fn take(
     let mut opts = AcquireOptions::new(lease, args.wait);
     opts.queue_poll = args.queue_poll.max(Duration::from_millis(100));
     opts.on_freeze = args.on_freeze;
+    opts.priority = args.priority;
     let live = liveness(args);
     let key_owned = key.to_string();
     let clock = *reg.clock();
@@ -389,6 +398,11 @@ async fn take(
         Err(AcquireError::Cancelled) => {
             tracing::warn!("interrupted: left the queue for lock {key:?}");
             Err(ExitCode::from(130))
+        }
+        // The CLI waits with `on-superseded: wait` (the default): it is never superseded.
+        Err(e @ AcquireError::Superseded { .. }) => {
+            crate::action::log::error("Lock not acquired", &e.to_string());
+            Err(ExitCode::from(75))
         }
         Err(AcquireError::Registry(e)) => Err(registry_failure("Lock not acquired", &e)),
     }
@@ -540,9 +554,11 @@ async fn status_cmd(reg: &Registry, key: Option<&str>, json_out: bool) -> ExitCo
                         .iter()
                         .enumerate()
                         .map(|(i, t)| {
+                            let priority = t.priority.as_str();
                             let mut t = serde_json::to_value(t).unwrap_or_default();
                             if let Some(t) = t.as_object_mut() {
                                 t.insert("position".into(), json!(i + 1));
+                                t.insert("priority".into(), json!(priority));
                             }
                             t
                         })
@@ -661,8 +677,11 @@ fn print_status(st: &lock::LockStatus, table: &str, now_ms: u64) {
         println!("queue ({}):", st.queue.len());
         for (i, t) in st.queue.iter().enumerate() {
             println!(
-                "  {}. {}",
+                "  {}. [{}] {} {}: {}",
                 i + 1,
+                t.priority.as_str(),
+                crate::action::log::sanitize(&t.info.origin()),
+                crate::action::log::sanitize(t.info.short_sha().unwrap_or("(no commit)")),
                 crate::action::log::sanitize(&t.info.describe())
             );
         }

@@ -106,6 +106,12 @@ pub struct Config {
     pub on_registry_unavailable: OnRegistryUnavailable,
     /// What a run does when the lock is frozen: wait (default) or fail at once.
     pub on_freeze: crate::lock::OnFreeze,
+    /// What a waiter does when a newer commit of its ref is queued: wait (default) or skip.
+    pub on_superseded: crate::lock::OnSuperseded,
+    /// Refuse to deploy an ancestor of the last commit deployed under the lock key.
+    pub forbid_older: bool,
+    /// The queue ticket's priority.
+    pub priority: crate::lock::Priority,
     pub deploy_timeout: Duration,
     pub start_timeout: Duration,
     pub slack: SlackTarget,
@@ -268,6 +274,9 @@ impl Config {
             lock_lease: lock.lock_lease,
             on_registry_unavailable: lock.on_registry_unavailable,
             on_freeze: lock.on_freeze,
+            on_superseded: lock.on_superseded,
+            forbid_older: lock.forbid_older,
+            priority: lock.priority,
             deploy_timeout,
             start_timeout,
             slack,
@@ -446,6 +455,9 @@ struct LockInputs {
     lock_lease: Duration,
     on_registry_unavailable: OnRegistryUnavailable,
     on_freeze: crate::lock::OnFreeze,
+    on_superseded: crate::lock::OnSuperseded,
+    forbid_older: bool,
+    priority: crate::lock::Priority,
 }
 
 impl LockInputs {
@@ -492,6 +504,12 @@ impl LockInputs {
         let on_freeze =
             crate::lock::OnFreeze::parse(value(inputs, "on-freeze").unwrap_or_default())
                 .map_err(|e| bad("on-freeze", e))?;
+        let on_superseded =
+            crate::lock::OnSuperseded::parse(value(inputs, "on-superseded").unwrap_or_default())
+                .map_err(|e| bad("on-superseded", e))?;
+        let forbid_older = bool_input(inputs, "forbid-older")?;
+        let priority = crate::lock::Priority::parse(value(inputs, "priority").unwrap_or_default())
+            .map_err(|e| bad("priority", e))?;
         Ok(LockInputs {
             lock_key,
             registry_table,
@@ -499,6 +517,9 @@ impl LockInputs {
             lock_lease,
             on_registry_unavailable,
             on_freeze,
+            on_superseded,
+            forbid_older,
+            priority,
         })
     }
 }
@@ -562,6 +583,9 @@ mod tests {
             OnRegistryUnavailable::Fallback
         );
         assert_eq!(config.on_freeze, crate::lock::OnFreeze::Wait);
+        assert_eq!(config.on_superseded, crate::lock::OnSuperseded::Wait);
+        assert!(!config.forbid_older);
+        assert_eq!(config.priority, crate::lock::Priority::Normal);
 
         let config = parse(&[
             ("stack-name", "app"),
@@ -792,6 +816,15 @@ mod tests {
                 "on-registry-unavailable",
             ),
             (&[("stack-name", "app"), ("on-freeze", "skip")], "on-freeze"),
+            (
+                &[("stack-name", "app"), ("on-superseded", "cancel")],
+                "on-superseded",
+            ),
+            (
+                &[("stack-name", "app"), ("forbid-older", "yes")],
+                "forbid-older",
+            ),
+            (&[("stack-name", "app"), ("priority", "urgent")], "priority"),
             (
                 &[("stack-name", "app"), ("slack-bot-token", "xoxb-1")],
                 "slack-channel",

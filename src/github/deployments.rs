@@ -43,7 +43,8 @@ impl DeploymentState {
         match outcome {
             Outcome::Succeeded | Outcome::NoChanges => DeploymentState::Success,
             Outcome::Failed | Outcome::RolledBack | Outcome::TimedOut => DeploymentState::Failure,
-            Outcome::Cancelled => DeploymentState::Inactive,
+            // A skipped run never starts a deployment (it never holds the lock): inactive.
+            Outcome::Cancelled | Outcome::Skipped => DeploymentState::Inactive,
         }
     }
 }

@@ -1,5 +1,6 @@
 //! The GitHub API, for what the coordinator needs from it: whether a run attempt is completed
-//! (the lock's second staleness rule), deployments with their statuses, and mode plan's
+//! (the lock's second staleness rule), how two commits compare (the queue policies:
+//! supersede, `forbid-older`), deployments with their statuses, and mode plan's
 //! pull-request comment, one per stack, updated in place (`comments.rs`).
 
 use std::time::Duration;
@@ -8,6 +9,7 @@ use octocrab::Octocrab;
 use octocrab::service::middleware::retry::RetryConfig;
 
 pub(crate) mod comments;
+mod compare;
 pub mod deployments;
 mod runs;
 

@@ -6,6 +6,7 @@
 
 use octocrab::Octocrab;
 
+use crate::lock::Comparison;
 use crate::lock::liveness::{BoxFuture, RunLiveness, RunState};
 
 /// Asks the GitHub REST API with a token (`github-token`).
@@ -63,6 +64,20 @@ impl RunLiveness for GitHubRuns {
         attempt: u32,
     ) -> BoxFuture<'a, RunState> {
         Box::pin(self.ask(repository, run_id, attempt))
+    }
+
+    fn compare<'a>(
+        &'a self,
+        repository: &'a str,
+        base: &'a str,
+        head: &'a str,
+    ) -> BoxFuture<'a, Comparison> {
+        Box::pin(super::compare::compare(
+            &self.client,
+            repository,
+            base,
+            head,
+        ))
     }
 }
 

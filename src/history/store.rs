@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 
+use super::deployed::{DEPLOYED, Deployed};
 use super::record::HistoryRecord;
 use crate::registry::item::{Item, get_s, key, n, s};
 use crate::registry::{Registry, RegistryError, TTL_ATTRIBUTE, classify};
@@ -154,6 +155,41 @@ pub async fn list_all(reg: &Registry) -> Result<Vec<HistoryRecord>, RegistryErro
         records.push(from_item(reg.table(), &item)?);
     }
     Ok(records)
+}
+
+/// The last commit deployed successfully under `lock_key`, if any.
+pub async fn last_deployed(
+    reg: &Registry,
+    lock_key: &str,
+) -> Result<Option<Deployed>, RegistryError> {
+    let out = reg
+        .client()
+        .get_item()
+        .table_name(reg.table())
+        .set_key(Some(key(lock_key, DEPLOYED)))
+        .consistent_read(true)
+        .send()
+        .await
+        .map_err(|e| classify(reg.table(), "GetItem (deployed)", &e))?;
+    out.item()
+        .map(Deployed::from_item)
+        .transpose()
+        .map_err(|detail| RegistryError::Corrupt {
+            table: reg.table().to_string(),
+            detail,
+        })
+}
+
+/// Records a successful deployment as the last one under its lock key.
+pub async fn put_deployed(reg: &Registry, deployed: &Deployed) -> Result<(), RegistryError> {
+    reg.client()
+        .put_item()
+        .table_name(reg.table())
+        .set_item(Some(deployed.to_item()))
+        .send()
+        .await
+        .map_err(|e| classify(reg.table(), "PutItem (deployed)", &e))?;
+    Ok(())
 }
 
 /// How many records to read for an estimate: enough for stable percentiles, few enough to be

@@ -24,8 +24,15 @@
 //!   lock;
 //! - behind a freeze ([`super::freeze`]) nobody takes the lock and no staleness rule applies;
 //!   the head polls every second (one request) so it goes first within a second of the
-//!   freeze's end, and the others keep their places.
+//!   freeze's end, and the others keep their places;
+//! - the queue's order and policies are [`super::order`]'s: a high-priority ticket goes ahead
+//!   of normal ones (each waiter it passed reports [`LockEvent::PassedBy`]), and with
+//!   `on-superseded: skip` a waiter leaves with [`AcquireError::Superseded`] when GitHub says a
+//!   rival of its ref is ahead. Such a ticket sets the queue mark on the lock item
+//!   ([`super::record::QUEUE_MARK`]) so that the head, which polls only the lock item, reads
+//!   the queue before it takes the lock.
 
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::time::Duration;
 
@@ -36,6 +43,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::freeze::{Freeze, OnFreeze};
 use super::liveness::{RunLiveness, RunState};
+use super::order::{self, Comparison, OnSuperseded, Priority};
 use super::record::{HolderInfo, LockRecord, LockState, QueueTicket};
 use super::staleness::{QueueView, VersionWatch};
 use super::store::{self, Expect, Write};
@@ -57,6 +65,10 @@ pub struct AcquireOptions {
     pub liveness_interval: Duration,
     /// Wait behind a freeze, or fail at once (`on-freeze`).
     pub on_freeze: OnFreeze,
+    /// Our ticket's priority (`priority`): high goes ahead of every normal waiter.
+    pub priority: Priority,
+    /// Leave the queue when a newer commit of our ref is queued (`on-superseded`).
+    pub on_superseded: OnSuperseded,
 }
 
 impl AcquireOptions {
@@ -68,6 +80,8 @@ impl AcquireOptions {
             queue_poll: Duration::from_secs(15),
             liveness_interval: Duration::from_secs(30),
             on_freeze: OnFreeze::Wait,
+            priority: Priority::Normal,
+            on_superseded: OnSuperseded::Wait,
         }
     }
 
@@ -144,6 +158,9 @@ pub enum LockEvent {
         record: LockRecord,
         waited: Duration,
     },
+    /// A higher-priority ticket, enqueued after ours, went ahead of us (reported once per
+    /// ticket). `position` is our place now.
+    PassedBy { by: HolderInfo, position: usize },
 }
 
 /// A lock we now hold.
@@ -175,6 +192,10 @@ pub enum AcquireError {
     },
     #[error("cancelled while waiting for the lock")]
     Cancelled,
+    /// `on-superseded: skip`: a newer commit of our repository and ref is queued (GitHub says
+    /// it is ahead of ours). We left the queue without taking the lock.
+    #[error("superseded by a newer commit of the same ref")]
+    Superseded { by: HolderInfo },
     #[error(transparent)]
     Registry(#[from] RegistryError),
 }
@@ -217,6 +238,9 @@ pub async fn acquire(
         inherited: None,
         watch_recorded: None,
         rate: FenceRate::default(),
+        mark_seen: None,
+        passed: HashSet::new(),
+        compared: HashMap::new(),
     };
     let result = w.run().await;
     w.clean_up(result.is_err()).await;
@@ -279,6 +303,14 @@ struct Waiter<'a> {
     /// The (version, unchanged time) we last recorded on the lock item.
     watch_recorded: Option<(String, Duration)>,
     rate: FenceRate,
+    /// The queue mark ([`super::record::QUEUE_MARK`]) as of our last read of the queue: our
+    /// acquiring write is conditional on it.
+    mark_seen: Option<String>,
+    /// Tickets we reported as having gone ahead of us.
+    passed: HashSet<String>,
+    /// What GitHub said about a rival's commit against ours, and when (an unknown answer is
+    /// asked again after `liveness_interval`).
+    compared: HashMap<String, (Comparison, Instant)>,
 }
 
 /// A PutItem in flight: the record written, the stale holder it replaces (and why), and when
@@ -407,6 +439,7 @@ impl Waiter<'_> {
     /// acquisition whose answer was lost is recognised by its version, the ticket is ours.
     async fn start(&mut self) -> Result<Option<Acquired>, AcquireError> {
         let (lock, tickets) = self.call(store::read_partition(self.reg, self.key)).await?;
+        self.mark_seen = lock.queue_mark().map(str::to_string);
         self.set_lock(lock);
         if let Some(r) = self
             .lock
@@ -531,7 +564,11 @@ impl Waiter<'_> {
         }
         // Head of the queue. Re-read the queue now and then: an older ticket may appear (a
         // waiter with a slow clock), and the position events want the holder.
-        if self.queue_read.elapsed() >= self.opts.queue_poll {
+        // A ticket that changes who goes next (high priority, or a newer commit of a ref in
+        // the queue) marked the lock item since we read the queue: read it before taking.
+        if self.queue_read.elapsed() >= self.opts.queue_poll
+            || self.lock.queue_mark() != self.mark_seen.as_deref()
+        {
             self.read_queue().await?;
             if self.ahead != Some(0) {
                 return Ok(None);
@@ -733,9 +770,13 @@ impl Waiter<'_> {
             LockState::Free(f) => (Some(f.version.clone()), f.fence + 1),
             LockState::Held(r) => (Some(r.version.clone()), r.fence + 1),
         };
+        let mark = self.mark_seen.clone();
         let expect = match &expect_version {
             None => Expect::Absent,
-            Some(v) => Expect::Version(v),
+            Some(v) => Expect::Version {
+                version: v,
+                mark: mark.as_deref(),
+            },
         };
         let record = LockRecord {
             info: self.me.clone(),
@@ -748,6 +789,7 @@ impl Waiter<'_> {
             freeze: None,
             watched: None,
             cycle_ms: self.rate.cycle.map(millis),
+            queue_mark: None,
         };
         let written_at = Instant::now();
         self.in_flight = Some((record.clone(), stale.clone(), written_at));
@@ -862,6 +904,7 @@ impl Waiter<'_> {
             version: uuid::Uuid::new_v4().to_string(),
             lease_ms: millis(self.opts.ticket_lease()),
             wants_lease_ms: Some(millis(self.opts.lease)),
+            priority: self.opts.priority,
         };
         // A retry (the registry failed) puts the same ticket again: never two of ours. Known
         // before it is written, so the clean-up removes it whatever the answer was.
@@ -887,11 +930,34 @@ impl Waiter<'_> {
             self.ticket = Some(ticket.clone());
         }
         seen.retain(|t| t.sk != ticket.sk);
+        self.mark_queue(&ticket, &seen).await?;
         seen.push(ticket.clone());
         seen.sort_by(|a, b| a.sk.cmp(&b.sk));
         self.ticket = Some(ticket);
         self.ticket_touched = Instant::now();
         self.apply_queue(seen).await
+    }
+
+    /// Marks the lock item with our ticket when it changes who should go next: we go ahead
+    /// of normal waiters, or our commit may supersede an earlier waiter of our ref. The head
+    /// then reads the queue before it takes the lock (see [`super::record::QUEUE_MARK`]).
+    async fn mark_queue(
+        &mut self,
+        ticket: &QueueTicket,
+        others: &[QueueTicket],
+    ) -> Result<(), AcquireError> {
+        let jumps = others.iter().any(|t| t.priority < ticket.priority);
+        let rivals = !order::rivals(others, self.me).is_empty();
+        if !(jumps || rivals) {
+            return Ok(());
+        }
+        if self
+            .call(store::set_queue_mark(self.reg, self.key, &ticket.sk))
+            .await?
+        {
+            self.mark_seen = Some(ticket.sk.clone());
+        }
+        Ok(())
     }
 
     fn ticket_expiry(&self) -> i64 {
@@ -932,6 +998,7 @@ impl Waiter<'_> {
     async fn read_queue(&mut self) -> Result<(), AcquireError> {
         let (lock, tickets) = self.call(store::read_partition(self.reg, self.key)).await?;
         self.queue_read = Instant::now();
+        self.mark_seen = lock.queue_mark().map(str::to_string);
         self.set_lock(lock);
         self.apply_queue(tickets).await
     }
@@ -1033,7 +1100,25 @@ impl Waiter<'_> {
                 view.live.remove(0);
             }
         }
+        if self.opts.on_superseded == OnSuperseded::Skip
+            && let Some(by) = self.superseded(&view.live).await?
+        {
+            return Err(AcquireError::Superseded { by });
+        }
         let ahead = view.ahead_of(&mine).unwrap_or(view.live.len());
+        if let Some(me) = view.live.iter().find(|t| t.sk == mine) {
+            let passed: Vec<HolderInfo> = order::passed_by(&view.live, me)
+                .into_iter()
+                .filter(|t| self.passed.insert(t.sk.clone()))
+                .map(|t| t.info.clone())
+                .collect();
+            for by in passed {
+                (self.on_event)(LockEvent::PassedBy {
+                    by,
+                    position: ahead + 1,
+                });
+            }
+        }
         if self.ahead != Some(ahead) {
             let holder = self.lock.holder().cloned();
             let frozen = self
@@ -1069,6 +1154,52 @@ impl Waiter<'_> {
             (self.on_event)(event);
         }
         Ok(())
+    }
+
+    /// The waiter whose commit supersedes ours, if GitHub says one of our ref's rivals is ahead
+    /// of us. Each rival commit is asked once (an unknown answer again after
+    /// `liveness_interval`); an error or a timeout is "do not skip".
+    async fn superseded(
+        &mut self,
+        live: &[QueueTicket],
+    ) -> Result<Option<HolderInfo>, AcquireError> {
+        let rivals = order::rivals(live, self.me);
+        let (Some(repo), Some(sha)) = (self.me.repository.as_deref(), self.me.sha.as_deref())
+        else {
+            return Ok(None);
+        };
+        for rival in &rivals {
+            let Some(theirs) = rival.info.sha.as_deref() else {
+                continue;
+            };
+            let fresh = match self.compared.get(theirs) {
+                Some((Comparison::Unknown, at)) => at.elapsed() < self.opts.liveness_interval,
+                Some(_) => true,
+                None => false,
+            };
+            if fresh {
+                continue;
+            }
+            let ask = tokio::time::timeout(
+                Duration::from_secs(10),
+                self.liveness.compare(repo, sha, theirs),
+            );
+            let answer = tokio::select! {
+                _ = self.cancel.cancelled() => return Err(AcquireError::Cancelled),
+                answer = ask => answer.unwrap_or(Comparison::Unknown),
+            };
+            tracing::debug!("{theirs} compared with our {sha}: {answer:?}");
+            self.compared
+                .insert(theirs.to_string(), (answer, Instant::now()));
+        }
+        let compared = |t: &QueueTicket| {
+            t.info
+                .sha
+                .as_deref()
+                .and_then(|s| self.compared.get(s))
+                .map_or(Comparison::Unknown, |(c, _)| *c)
+        };
+        Ok(order::superseded_by(&rivals, compared).map(|t| t.info.clone()))
     }
 
     /// Runs a registry request unless cancelled first.

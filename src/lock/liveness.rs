@@ -4,6 +4,8 @@
 use std::future::Future;
 use std::pin::Pin;
 
+use super::order::Comparison;
+
 /// What the GitHub API says about a run attempt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RunState {
@@ -17,8 +19,9 @@ pub enum RunState {
 
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
-/// Answers whether a run attempt is completed. A boxed future keeps the trait usable as
-/// `&dyn RunLiveness` without an `async-trait` dependency.
+/// What a waiter asks GitHub: whether a run attempt is completed, and (queue policies,
+/// [`super::order`]) how two commits of a repository compare. A boxed future keeps the trait
+/// usable as `&dyn RunLiveness` without an `async-trait` dependency.
 pub trait RunLiveness: Send + Sync {
     fn run_state<'a>(
         &'a self,
@@ -26,6 +29,17 @@ pub trait RunLiveness: Send + Sync {
         run_id: u64,
         attempt: u32,
     ) -> BoxFuture<'a, RunState>;
+
+    /// `head` compared with `base` (`GET /repos/{repository}/compare/{base}...{head}`). Without
+    /// GitHub access: unknown, so nobody is skipped.
+    fn compare<'a>(
+        &'a self,
+        _repository: &'a str,
+        _base: &'a str,
+        _head: &'a str,
+    ) -> BoxFuture<'a, Comparison> {
+        Box::pin(async { Comparison::Unknown })
+    }
 }
 
 /// No GitHub access (no token, or outside GitHub): every run is `Unknown`, the lease decides.

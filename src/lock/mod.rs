@@ -1,7 +1,8 @@
 //! The deployment lock: a DynamoDB lease lock with a FIFO queue (DESIGN.md, "The lock").
 //!
 //! - [`acquire`]: take it (queueing), [`spawn_heartbeat`]: keep it, [`release`]: give it back;
-//! - [`status`], [`force_unlock`], [`freeze`] and [`unfreeze`] for operators.
+//! - [`status`], [`force_unlock`], [`freeze`] and [`unfreeze`] for operators;
+//! - [`order`]: the queue's policies (priority, supersede), pure.
 //!
 //! Correctness rests on three rules: every write of the lock item is conditional (absent,
 //! version seen, or owner); staleness is measured on the waiter's own monotonic clock (or
@@ -14,6 +15,7 @@ pub(crate) mod freeze;
 mod heartbeat;
 pub mod liveness;
 mod ops;
+pub mod order;
 pub(crate) mod record;
 pub(crate) mod staleness;
 mod store;
@@ -29,4 +31,5 @@ pub use ops::{
     AuditEntry, ForceUnlocked, Frozen, LockStatus, ReleaseOutcome, force_unlock, force_unlock_all,
     freeze, list, release, status, unfreeze,
 };
+pub use order::{Comparison, OnSuperseded, Priority};
 pub use record::{FreeLock, HolderInfo, LockRecord, LockState, QueueTicket, owner_for};

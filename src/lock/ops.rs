@@ -113,7 +113,8 @@ impl AuditEntry {
 pub struct LockStatus {
     pub key: String,
     pub lock: LockState,
-    /// Queue tickets, oldest first. A single read cannot tell live from stale tickets.
+    /// Queue tickets in queue order (high priority first, then oldest first). A single read
+    /// cannot tell live from stale tickets.
     pub queue: Vec<QueueTicket>,
     /// Latest force-unlocks and takeovers, newest first.
     pub audit: Vec<AuditEntry>,
@@ -124,6 +125,7 @@ pub async fn status(reg: &Registry, key: &str) -> Result<LockStatus, RegistryErr
     if let Some(h) = lock.holder() {
         queue.retain(|t| t.info.owner != h.info.owner);
     }
+    super::order::sort(&mut queue);
     let audit = store::read_audit(reg, key, 5)
         .await?
         .iter()

@@ -5,6 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::freeze::Freeze;
+use super::order::Priority;
 use crate::registry::item::{self, Item, get_n, get_s, n, put_opt_n, put_opt_s, s};
 use crate::registry::keys;
 
@@ -98,6 +99,23 @@ impl HolderInfo {
             workflow: get("GITHUB_WORKFLOW"),
             host,
         }
+    }
+
+    /// Where the run's commit comes from: `acme/api@main` (a branch without `refs/heads/`),
+    /// `acme/api@refs/tags/v1`, or the owner when the run carries no repository.
+    pub fn origin(&self) -> String {
+        match (&self.repository, &self.git_ref) {
+            (Some(repo), Some(r)) => {
+                format!("{repo}@{}", r.strip_prefix("refs/heads/").unwrap_or(r))
+            }
+            (Some(repo), None) => repo.clone(),
+            _ => format!("owner {}", self.owner),
+        }
+    }
+
+    /// The commit, shortened to 7 characters, if known.
+    pub fn short_sha(&self) -> Option<&str> {
+        self.sha.as_deref().map(|s| s.get(..7).unwrap_or(s))
     }
 
     /// One line for logs: `acme/api run 42 (attempt 1) by alice at abc1234 — <url>`.
@@ -200,7 +218,20 @@ pub struct LockRecord {
     /// for scheduling, never for staleness.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cycle_ms: Option<u64>,
+    /// The queue mark ([`QUEUE_MARK`]) on the item as read; never written by [`Self::to_item`],
+    /// so an acquisition clears it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queue_mark: Option<String>,
 }
+
+/// The attribute of the lock item that a waiter sets, to the key of its new ticket, when the
+/// ticket changes who should go next: a high-priority ticket, or one that may supersede an
+/// earlier waiter of the same ref. The head only polls the lock item; its acquiring write is
+/// conditional on the mark it saw with its last read of the queue, so a ticket that came in
+/// since makes the write fail and the head reads the queue again before anyone takes the lock.
+/// Release, heartbeat and freeze are UpdateItems that keep it; an acquisition (a whole-item
+/// PutItem) removes it: from then on every waiter learns the queue from its own reads.
+pub(crate) const QUEUE_MARK: &str = "queue_mark";
 
 /// A waiter's observation, left on the lock item for the next waiter: version `version` was
 /// seen unchanged for at least `unchanged_ms`, measured on monotonic clocks (one waiter's, or
@@ -248,6 +279,9 @@ pub struct FreeLock {
     /// The last holder's [`LockRecord::cycle_ms`], kept by the release.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cycle_ms: Option<u64>,
+    /// See [`QUEUE_MARK`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queue_mark: Option<String>,
 }
 
 /// The lock item as read from the table.
@@ -287,6 +321,15 @@ impl LockState {
         .map(std::time::Duration::from_millis)
     }
 
+    /// The queue mark on the lock item ([`QUEUE_MARK`]).
+    pub fn queue_mark(&self) -> Option<&str> {
+        match self {
+            LockState::Absent => None,
+            LockState::Free(f) => f.queue_mark.as_deref(),
+            LockState::Held(r) => r.queue_mark.as_deref(),
+        }
+    }
+
     /// The freeze on the lock item, in force or not.
     pub fn freeze(&self) -> Option<&Freeze> {
         match self {
@@ -322,6 +365,7 @@ impl LockState {
                 freeze: Freeze::read(item),
                 watched: Watched::read(item),
                 cycle_ms: get_n(item, "cycle_ms"),
+                queue_mark: get_s(item, QUEUE_MARK).map(str::to_string),
             }))
         } else {
             let text = |name: &str| get_s(item, name).map(str::to_string);
@@ -334,6 +378,7 @@ impl LockState {
                 force_reason: text("force_reason"),
                 freeze: Freeze::read(item),
                 cycle_ms: get_n(item, "cycle_ms"),
+                queue_mark: get_s(item, QUEUE_MARK).map(str::to_string),
             }))
         }
     }
@@ -382,6 +427,14 @@ pub struct QueueTicket {
     /// The lease the waiter will ask for once it holds the lock (for ETAs).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub wants_lease_ms: Option<u64>,
+    /// Input `priority`: a high ticket goes ahead of normal ones ([`super::order`]). Absent
+    /// on tickets of earlier versions: normal.
+    #[serde(default, skip_serializing_if = "is_normal")]
+    pub priority: Priority,
+}
+
+fn is_normal(p: &Priority) -> bool {
+    *p == Priority::Normal
 }
 
 impl QueueTicket {
@@ -392,6 +445,9 @@ impl QueueTicket {
         item.insert("version".into(), s(&self.version));
         item.insert("lease_ms".into(), n(self.lease_ms));
         put_opt_n(&mut item, "wants_lease_ms", self.wants_lease_ms);
+        if self.priority != Priority::Normal {
+            item.insert("priority".into(), s(self.priority.as_str()));
+        }
         item.insert(crate::registry::TTL_ATTRIBUTE.into(), n(expires_at));
         item
     }
@@ -408,6 +464,10 @@ impl QueueTicket {
                 .to_string(),
             lease_ms: get_n(item, "lease_ms").ok_or("ticket without lease_ms")?,
             wants_lease_ms: get_n(item, "wants_lease_ms"),
+            // An unknown word from a newer version counts as normal: FIFO is never wrong.
+            priority: get_s(item, "priority")
+                .and_then(|p| Priority::parse(p).ok())
+                .unwrap_or_default(),
             sk,
         })
     }
@@ -464,6 +524,7 @@ mod tests {
             freeze: None,
             watched: None,
             cycle_ms: Some(1_500),
+            queue_mark: None,
         };
         let item = rec.to_item("prod");
         assert_eq!(
@@ -492,6 +553,7 @@ mod tests {
             version: "tv".into(),
             lease_ms: 9_000,
             wants_lease_ms: Some(60_000),
+            priority: Priority::High,
         };
         let item = t.to_item("prod", 1);
         assert_eq!(QueueTicket::from_item(&item), Ok(t));

@@ -43,7 +43,8 @@ impl VersionWatch {
 /// The queue from one waiter's point of view.
 #[derive(Debug, Default)]
 pub(crate) struct QueueView {
-    /// Live tickets, oldest first (ours included).
+    /// Live tickets in queue order (ours included): high priority first, then oldest first
+    /// ([`super::order::sort`]).
     pub live: Vec<QueueTicket>,
     /// Tickets unchanged for a whole ticket lease: their waiters are gone. Skipped, and deleted
     /// (conditionally on the version seen) by whoever notices.
@@ -85,6 +86,7 @@ impl QueueView {
                 view.live.push(t);
             }
         }
+        super::order::sort(&mut view.live);
         view
     }
 
@@ -111,6 +113,7 @@ mod tests {
             version: version.into(),
             lease_ms: 10_000,
             wants_lease_ms: None,
+            priority: Default::default(),
         }
     }
 

@@ -10,7 +10,7 @@ use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, ReturnValuesOnConditionCheckFailure};
 
 use super::freeze::Freeze;
-use super::record::{LockRecord, LockState, QueueTicket, STATE_FREE, STATE_HELD};
+use super::record::{LockRecord, LockState, QUEUE_MARK, QueueTicket, STATE_FREE, STATE_HELD};
 use crate::registry::item::{Item, s};
 use crate::registry::{Registry, RegistryError, classify, keys};
 
@@ -19,8 +19,12 @@ use crate::registry::{Registry, RegistryError, classify, keys};
 pub(crate) enum Expect<'a> {
     /// No lock item yet.
     Absent,
-    /// The lock item still has this version (free tombstone, or a stale holder taken over).
-    Version(&'a str),
+    /// The lock item still has this version (free tombstone, or a stale holder taken over),
+    /// and the queue mark the waiter saw with its last read of the queue (`None`: no mark).
+    Version {
+        version: &'a str,
+        mark: Option<&'a str>,
+    },
     /// Held by this owner, still with this version (reentry). The version keeps a freeze set
     /// since we read the item from being overwritten by our whole-item write.
     Owner { owner: &'a str, version: &'a str },
@@ -113,10 +117,23 @@ pub(crate) async fn put_lock(
         .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
     req = match expect {
         Expect::Absent => req.condition_expression("attribute_not_exists(pk)"),
-        Expect::Version(v) => req
-            .condition_expression("#v = :seen")
+        Expect::Version {
+            version,
+            mark: None,
+        } => req
+            .condition_expression("#v = :seen AND attribute_not_exists(#m)")
             .expression_attribute_names("#v", "version")
-            .expression_attribute_values(":seen", s(v)),
+            .expression_attribute_names("#m", QUEUE_MARK)
+            .expression_attribute_values(":seen", s(version)),
+        Expect::Version {
+            version,
+            mark: Some(mark),
+        } => req
+            .condition_expression("#v = :seen AND #m = :mark")
+            .expression_attribute_names("#v", "version")
+            .expression_attribute_names("#m", QUEUE_MARK)
+            .expression_attribute_values(":seen", s(version))
+            .expression_attribute_values(":mark", s(mark)),
         Expect::Owner { owner, version } => req
             .condition_expression("#s = :held AND #o = :me AND #v = :seen")
             .expression_attribute_names("#s", "state")
@@ -168,6 +185,29 @@ pub(crate) async fn renew(
         .send()
         .await;
     update_result(reg, key, res, "UpdateItem (heartbeat)").await
+}
+
+/// Sets the queue mark ([`QUEUE_MARK`]) to a new ticket's key, whatever the lock's state; the
+/// version is not rotated (a waiter is no sign of life of the holder). `false` when there is no
+/// lock item yet (nobody took the lock ever: the head's first write is conditional on absence,
+/// and the queue is read by everyone until then).
+pub(crate) async fn set_queue_mark(
+    reg: &Registry,
+    key: &str,
+    mark: &str,
+) -> Result<bool, RegistryError> {
+    let res = reg
+        .client()
+        .update_item()
+        .table_name(reg.table())
+        .set_key(Some(crate::registry::item::key(key, keys::LOCK)))
+        .update_expression("SET #m = :mark")
+        .condition_expression("attribute_exists(pk)")
+        .expression_attribute_names("#m", QUEUE_MARK)
+        .expression_attribute_values(":mark", s(mark))
+        .send()
+        .await;
+    condition_met(reg, "UpdateItem (queue mark)", res)
 }
 
 /// Leaves a waiter's observation on the lock item: `version` was seen unchanged for

@@ -53,7 +53,12 @@ mod tests {
     fn lock_and_queue_items_sort_after_history_and_audit() {
         // The lock Query reads `sk >= LOCK`: history (HIST#), dead letters (DEADLETTER#) and
         // audit records in the same partition must sort before it.
-        for other in ["HIST#2026", "DEADLETTER#1", &audit(1, "force-unlock")] {
+        for other in [
+            "HIST#2026",
+            "DEADLETTER#1",
+            &audit(1, "force-unlock"),
+            crate::history::deployed::DEPLOYED,
+        ] {
             assert!(other < LOCK, "{other}");
         }
         assert!(queue_ticket(1, "a").as_str() > LOCK);

@@ -81,6 +81,8 @@ pub enum Outcome {
     Failed,
     TimedOut,
     Cancelled,
+    /// Superseded by a newer commit of the same ref: left the queue without deploying.
+    Skipped,
 }
 
 impl Outcome {
@@ -92,6 +94,7 @@ impl Outcome {
             Outcome::Failed => "❌",
             Outcome::TimedOut => "⏱️",
             Outcome::Cancelled => "🚫",
+            Outcome::Skipped => "⏭️",
         }
     }
     fn verb(self) -> &'static str {
@@ -102,6 +105,7 @@ impl Outcome {
             Outcome::Failed => "failed",
             Outcome::TimedOut => "timed out",
             Outcome::Cancelled => "was cancelled",
+            Outcome::Skipped => "was skipped: a newer commit deploys instead",
         }
     }
     /// Outcomes someone has to look at: these get the configured mention.
@@ -660,6 +664,15 @@ pub enum ThreadEvent {
     FailureDetail { failures: Vec<FailedResource> },
     /// Taking longer than history says it usually does.
     SlowerThanUsual { elapsed: Duration, usual: Duration },
+    /// A higher-priority run went ahead of this one in the queue; `origin` is its
+    /// `repository@ref`, `position` our place now.
+    PassedBy {
+        by: Holder,
+        origin: String,
+        position: u32,
+    },
+    /// This run left the queue: a newer commit of its ref (`commit`) deploys instead.
+    Superseded { by: Holder, commit: String },
     /// Anything else (escaped).
     Note(String),
 }
@@ -683,6 +696,26 @@ impl ThreadEvent {
                 if let Some(eta) = eta {
                     t.push_str(&format!("; expected to start in ~{}", human(*eta)));
                 }
+                (t.clone(), vec![blocks::section(&t)])
+            }
+            ThreadEvent::PassedBy {
+                by,
+                origin,
+                position,
+            } => {
+                let t = format!(
+                    "⏫ A hotfix from {} went ahead of this run: {}. Now position {position} in the queue.",
+                    escape(origin),
+                    by.render(),
+                );
+                (t.clone(), vec![blocks::section(&t)])
+            }
+            ThreadEvent::Superseded { by, commit } => {
+                let t = format!(
+                    "⏭️ Skipped: commit {} of the same ref is queued and deploys instead, {}.",
+                    escape(commit),
+                    by.render(),
+                );
                 (t.clone(), vec![blocks::section(&t)])
             }
             ThreadEvent::Takeover { previous, why } => {
@@ -961,6 +994,21 @@ mod tests {
                 },
                 why: EVIL.into(),
             },
+            ThreadEvent::PassedBy {
+                by: Holder {
+                    summary: EVIL.into(),
+                    ..Holder::default()
+                },
+                origin: EVIL.into(),
+                position: 2,
+            },
+            ThreadEvent::Superseded {
+                by: Holder {
+                    summary: EVIL.into(),
+                    ..Holder::default()
+                },
+                commit: EVIL.into(),
+            },
             ThreadEvent::FailureDetail {
                 failures: vec![FailedResource {
                     resource: EVIL.into(),
@@ -977,6 +1025,48 @@ mod tests {
             assert!(!s.contains("<https://evil"), "{s}");
             assert!(s.contains("&amp;"));
         }
+    }
+
+    #[test]
+    fn a_hotfix_pass_and_a_skip_name_the_other_run() {
+        let by = Holder {
+            summary: "acme/api run 207 by alice".into(),
+            run_url: Some("https://github.com/acme/api/actions/runs/207".into()),
+            held_for: None,
+        };
+        let passed = ThreadEvent::PassedBy {
+            by: by.clone(),
+            origin: "acme/api@hotfix".into(),
+            position: 2,
+        }
+        .render("c1");
+        assert!(
+            passed
+                .text
+                .contains("A hotfix from acme/api@hotfix went ahead")
+                && passed.text.contains("runs/207")
+                && passed.text.contains("position 2"),
+            "{}",
+            passed.text
+        );
+        let skipped = ThreadEvent::Superseded {
+            by,
+            commit: "9f1c2aa".into(),
+        }
+        .render("c1");
+        assert!(
+            skipped.text.contains("Skipped: commit 9f1c2aa") && skipped.text.contains("runs/207"),
+            "{}",
+            skipped.text
+        );
+        assert_eq!(
+            Outcome::Skipped.verb(),
+            "was skipped: a newer commit deploys instead"
+        );
+        assert!(
+            !Outcome::Skipped.needs_attention(),
+            "a skip mentions nobody"
+        );
     }
 
     #[test]

@@ -24,6 +24,7 @@ impl From<stack::Outcome> for Outcome {
             stack::Outcome::Failed => Outcome::Failed,
             stack::Outcome::TimedOut => Outcome::TimedOut,
             stack::Outcome::Cancelled => Outcome::Cancelled,
+            stack::Outcome::Skipped => Outcome::Skipped,
         }
     }
 }
@@ -181,7 +182,34 @@ impl LiveCard {
             LockEvent::Acquired { .. } => {
                 self.show(&mut state, Phase::WaitingForStack { stack_status: None })
             }
+            LockEvent::PassedBy { by, position } => {
+                if let Phase::Queued {
+                    ahead, eta, holder, ..
+                } = state.card.phase.clone()
+                {
+                    let phase = Phase::Queued {
+                        position: *position as u32,
+                        ahead: ahead.max(position.saturating_sub(1) as u32),
+                        holder,
+                        eta,
+                    };
+                    self.show(&mut state, phase);
+                }
+                self.notifier.thread(&ThreadEvent::PassedBy {
+                    by: Holder::from_info(by),
+                    origin: by.origin(),
+                    position: *position as u32,
+                });
+            }
         }
+    }
+
+    /// The run left the queue: `by`, a newer commit of its ref, deploys instead.
+    pub fn superseded(&self, by: &crate::lock::HolderInfo) {
+        self.notifier.thread(&ThreadEvent::Superseded {
+            by: Holder::from_info(by),
+            commit: by.short_sha().unwrap_or("?").to_string(),
+        });
     }
 
     /// The run stopped at a freeze (`on-freeze: fail`, or `lock-timeout` ran out behind it):

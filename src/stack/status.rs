@@ -104,6 +104,9 @@ pub enum Outcome {
     NoChanges,
     TimedOut,
     Cancelled,
+    /// `on-superseded: skip`: a newer commit of the same ref was queued behind this run, which
+    /// left the queue without deploying.
+    Skipped,
 }
 
 impl Outcome {
@@ -115,13 +118,17 @@ impl Outcome {
             Outcome::NoChanges => "no-changes",
             Outcome::TimedOut => "timed-out",
             Outcome::Cancelled => "cancelled",
+            Outcome::Skipped => "skipped",
         }
     }
 
     /// Whether the step should succeed with this outcome (a cancelled step fails: the runner
     /// marks it cancelled anyway).
     pub fn is_success(self) -> bool {
-        matches!(self, Outcome::Succeeded | Outcome::NoChanges)
+        matches!(
+            self,
+            Outcome::Succeeded | Outcome::NoChanges | Outcome::Skipped
+        )
     }
 }
 

@@ -84,8 +84,16 @@ pub async fn run(ctx: RunContext) -> ExitCode {
                 let stacks = StackClient::from_conf(&sdk);
                 if let Some(baseline) = state_value(state::STACK_BASELINE) {
                     let outcome = tell_what_ran(&stacks, config, &correlation_id, &baseline, live.as_ref()).await;
+                    // What the later steps deployed becomes forbid-older's reference.
+                    if matches!(outcome, Some((stack::Outcome::Succeeded, _))) {
+                        shared::remember_deployed(&registry, config, &shared::holder(config, &correlation_id), &correlation_id).await;
+                    }
                     finish_github_deployment(&ctx, config, &correlation_id, outcome).await;
                     record_lock_mode_history(&stacks, &registry, config, &correlation_id, &baseline).await;
+                } else if state_value(state::ENDED).as_deref() == Some(stack::Outcome::Skipped.as_str()) {
+                    // Superseded in the queue: it never held the lock nor touched the stack, and
+                    // its card and summary already say which run deploys instead.
+                    info!("the main step was skipped (a newer commit of its ref deploys instead): nothing else to do");
                 } else {
                     // Modes deploy and monitor release in the main step; getting here means it
                     // stopped early (cancelled, killed, or its monitor gave up).

@@ -61,6 +61,35 @@ pub(crate) async fn remember(registry: &Registry, record: &HistoryRecord) -> boo
     }
 }
 
+/// Records this run's commit as the last one deployed under the lock key (`forbid-older`'s
+/// reference). Best effort: a failure only warns.
+pub(crate) async fn remember_deployed(
+    registry: &Registry,
+    config: &Config,
+    me: &HolderInfo,
+    correlation_id: &str,
+) {
+    let Some(sha) = me.sha.clone() else {
+        return;
+    };
+    let deployed = history::Deployed {
+        lock_key: config.lock_key.clone(),
+        stack: config.stack_name.clone(),
+        repository: me.repository.clone(),
+        git_ref: me.git_ref.clone(),
+        sha,
+        run_url: me.run_url.clone(),
+        correlation_id: correlation_id.to_string(),
+        at: registry.clock().now_rfc3339(),
+    };
+    if let Err(e) = history::store::put_deployed(registry, &deployed).await {
+        warn!(
+            "could not record commit {} as deployed under lock key {:?} ({e}): forbid-older compares with the one before",
+            deployed.sha, config.lock_key
+        );
+    }
+}
+
 /// The GitHub API client for this run's deployments, when `github-deployment` can work:
 /// `environment`, `github-token` and a repository. `Err` says what is missing.
 pub(crate) fn deployments(

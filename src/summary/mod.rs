@@ -16,6 +16,7 @@ use std::time::Duration;
 
 use crate::config::Config;
 use crate::duration;
+use crate::lock::HolderInfo;
 use crate::stack::StackResult;
 use crate::stack::status::{ResourceClass, classify_resource};
 
@@ -216,6 +217,75 @@ pub fn frozen(
         cell(&freeze.until),
         freeze.left(now_ms),
         code(lock_key).trim_matches('`')
+    )
+}
+
+/// The job summary of a run that left the queue because a newer commit of its ref is queued
+/// (`on-superseded: skip`): which run and commit deploy instead.
+pub fn superseded(lock_key: &str, mine: &HolderInfo, by: &HolderInfo) -> String {
+    let run = cell(&by.describe());
+    format!(
+        "### ⏭️ Skipped: superseded by a newer commit
+
+| | |
+|---|---|
+         | lock key | {} |
+| this run's commit | {} |
+| newer commit | {} ({}) |
+| deploys instead | {run} |
+
+         GitHub's compare API says the newer commit is ahead of this run's: this run left the queue          without deploying (`on-superseded: skip`) and succeeded.
+",
+        code(lock_key),
+        code(mine.sha.as_deref().unwrap_or("?")),
+        code(by.sha.as_deref().unwrap_or("?")),
+        cell(&by.origin()),
+    )
+}
+
+/// A note for the job summary of a high-priority run that waited for the lock: it queued ahead
+/// of every normal waiter (the waiters it passed were told).
+pub fn went_ahead(lock_key: &str, waited: Duration) -> String {
+    format!(
+        "> [!NOTE]\n> ⏫ Priority high: this run queued ahead of every normal waiter for lock {} (never ahead of the holder) and waited {}.\n\n",
+        code(lock_key),
+        duration::human(waited),
+    )
+}
+
+/// A note for the job summary of a waiter that a high-priority run went ahead of.
+pub fn passed_by(lock_key: &str, by: &HolderInfo) -> String {
+    format!(
+        "> [!NOTE]
+> ⏫ A hotfix from {} run {} went ahead of this run in the queue of lock {} (priority high).
+
+",
+        cell(&by.origin()),
+        cell(by.run_url.as_deref().unwrap_or(&by.owner)),
+        code(lock_key),
+    )
+}
+
+/// The job summary of a deployment refused by `forbid-older`: its commit is an ancestor of
+/// the one deployed last under the lock key.
+pub fn refused_older(lock_key: &str, mine: &HolderInfo, last: &crate::history::Deployed) -> String {
+    format!(
+        "### ⛔ Not deployed: older than what is deployed
+
+| | |
+|---|---|
+         | lock key | {} |
+| this run's commit | {} |
+| deployed last | {} ({}) |
+| deployed by | {} |
+
+         GitHub's compare API says this run's commit is behind the deployed one, and `forbid-older` is true:          deploying it would go backwards. Deploy a newer commit, or set `forbid-older: false` for a deliberate rollback.
+",
+        code(lock_key),
+        code(mine.sha.as_deref().unwrap_or("?")),
+        code(&last.sha),
+        cell(&last.origin()),
+        cell(last.run_url.as_deref().unwrap_or(&last.correlation_id)),
     )
 }
 

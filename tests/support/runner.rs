@@ -404,6 +404,11 @@ impl Running {
         (self.wait(), took)
     }
 
+    /// Whether the step is still running (it has not exited yet).
+    pub fn is_running(&mut self) -> bool {
+        self.child.try_wait().expect("poll the step").is_none()
+    }
+
     /// SIGKILL: the machine dies; nothing runs after it, not even the post step.
     pub fn kill(mut self) {
         let _ = self.child.kill();

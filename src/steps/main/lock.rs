@@ -76,14 +76,19 @@ impl Step {
         let liveness = self.liveness();
         let mut options = AcquireOptions::new(config.lock_lease, config.lock_timeout);
         options.on_freeze = config.on_freeze;
+        options.priority = config.priority;
+        options.on_superseded = config.on_superseded;
         let on_event = |event: LockEvent| {
-            if let LockEvent::Frozen {
-                freeze,
-                moved: false,
-                ..
-            } = &event
-            {
-                self.summary(&summary::waiting_behind_freeze(&config.lock_key, freeze));
+            match &event {
+                LockEvent::Frozen {
+                    freeze,
+                    moved: false,
+                    ..
+                } => self.summary(&summary::waiting_behind_freeze(&config.lock_key, freeze)),
+                LockEvent::PassedBy { by, .. } => {
+                    self.summary(&summary::passed_by(&config.lock_key, by))
+                }
+                _ => {}
             }
             let event = self.with_queue_eta(event);
             self.live.lock_event(&event);
@@ -159,6 +164,10 @@ impl Step {
                 self.output("lock-acquired", "false");
                 Err(Ending::of(Outcome::Cancelled))
             }
+            Err(AcquireError::Superseded { by }) => {
+                self.superseded(&by, started.elapsed());
+                Err(Ending::of(Outcome::Skipped))
+            }
         }
     }
 
@@ -173,6 +182,9 @@ impl Step {
                 took_over_from: acquired.took_over.as_ref().map(|h| h.info.describe()),
             },
         });
+        if config.priority == lock::Priority::High && !acquired.waited.is_zero() {
+            self.summary(&summary::went_ahead(&config.lock_key, acquired.waited));
+        }
         let record = acquired.record;
         self.state(state::LOCK_FENCE, &record.fence.to_string());
         self.state(state::LOCK_ACQUIRED_AT, &record.acquired_at);
@@ -265,6 +277,21 @@ impl Step {
         self.output("lock-wait-seconds", &waited.as_secs().to_string());
     }
 
+    /// A newer commit of our ref is queued (`on-superseded: skip`): we left the queue without
+    /// the lock. A notice that names the run and commit that deploy instead, on the log, the
+    /// job summary and the Slack card; the step succeeds with outcome `skipped`.
+    fn superseded(&self, by: &lock::HolderInfo, waited: Duration) {
+        let config = &self.config;
+        let line = narrate::superseded(&config.lock_key, &self.me, by);
+        narrate::say(&line);
+        self.ledger(|l| l.first_error = Some(line.text.clone()));
+        self.summary(&summary::superseded(&config.lock_key, &self.me, by));
+        self.live.superseded(by);
+        self.output("lock-acquired", "false");
+        self.output("lock-wait-seconds", &waited.as_secs().to_string());
+        self.output("superseded-by", by.run_url.as_deref().unwrap_or(&by.owner));
+    }
+
     /// Fills a queue event's ETA from history: the holder's remaining time plus a usual
     /// deployment for each run ahead.
     fn with_queue_eta(&self, event: LockEvent) -> LockEvent {
@@ -302,8 +329,9 @@ impl Step {
         }
     }
 
-    /// Asks GitHub whether a holder's run is completed, when we have a token.
-    fn liveness(&self) -> Box<dyn RunLiveness> {
+    /// Asks GitHub whether a holder's run is completed and how two commits compare, when we
+    /// have a token.
+    pub(super) fn liveness(&self) -> Box<dyn RunLiveness> {
         match self.config.github_token.as_deref() {
             Some(token) => match github::GitHubRuns::new(&self.ctx.api_url, token) {
                 Ok(runs) => Box::new(runs),

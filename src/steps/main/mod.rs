@@ -5,7 +5,8 @@
 //! 3. Take the lock, queueing fairly behind other runs; or, when the registry is unreachable
 //!    and the user allows it, fall back to CloudFormation-only coordination. From the moment
 //!    the lock is ours, a heartbeat keeps it so through every later phase.
-//! 4. Wait while the stack is busy with an operation started outside the lock.
+//! 4. Wait while the stack is busy with an operation started outside the lock; with
+//!    `forbid-older`, refuse a commit older than the one deployed last under the lock key.
 //! 5. Deploy or follow the stack (modes deploy and monitor), or hand over to the job's later
 //!    steps (mode lock). Mode plan leaves the story after step 2 for its own (`plan.rs`): it
 //!    takes no lock and executes nothing.
@@ -204,6 +205,16 @@ impl Step {
         let stacks = StackClient::from_conf(&self.sdk);
         if config.mode != Mode::Monitor
             && let Err(ending) = self.wait_for_stack(&stacks).await
+        {
+            let ending = self.end_heartbeat(heartbeat, ending).await;
+            self.release_if_locked(&coordination).await;
+            return self.finish(ending).await;
+        }
+
+        // Never backwards (`forbid-older`): in modes deploy and lock, a commit older than the
+        // one deployed last under the key is refused before anything is deployed.
+        if config.mode != Mode::Monitor
+            && let Err(ending) = self.never_backwards().await
         {
             let ending = self.end_heartbeat(heartbeat, ending).await;
             self.release_if_locked(&coordination).await;

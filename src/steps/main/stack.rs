@@ -202,6 +202,9 @@ impl Step {
         match result {
             Ok(result) => {
                 self.record_history().await;
+                if config.mode == Mode::Deploy && result.outcome.is_success() {
+                    self.remember_deployed().await;
+                }
                 self.tell_result(&result)
             }
             Err(StackError::Cancelled) => Ending::of(Outcome::Cancelled),
@@ -271,6 +274,100 @@ impl Step {
     }
 
     /// Stores the finished operation in the history that the next estimates learn from.
+    /// `forbid-older: true`: refuses to deploy a commit that GitHub says is behind (an
+    /// ancestor of) the last one deployed successfully under the lock key. Whatever cannot be
+    /// checked (no commit, no record, another repository, the registry or GitHub failing) is
+    /// said and the deployment goes on: the check protects, it never blocks on an outage.
+    pub(super) async fn never_backwards(&self) -> Result<(), Ending> {
+        let config = &self.config;
+        if !config.forbid_older {
+            return Ok(());
+        }
+        let not_checked = |why: &str| {
+            log::warning(
+                "forbid-older not checked",
+                &format!("{why}: deploying without comparing commits"),
+            )
+        };
+        let (Some(mine), Some(repo)) = (self.me.sha.as_deref(), self.me.repository.as_deref())
+        else {
+            not_checked("this run has no commit or repository (GITHUB_SHA, GITHUB_REPOSITORY)");
+            return Ok(());
+        };
+        let last =
+            match crate::history::store::last_deployed(&self.registry, &config.lock_key).await {
+                Ok(Some(last)) => last,
+                Ok(None) => {
+                    info!(
+                        "forbid-older: nothing deployed under lock key {:?} yet",
+                        config.lock_key
+                    );
+                    return Ok(());
+                }
+                Err(e) => {
+                    not_checked(&format!("the last deployment could not be read ({e})"));
+                    return Ok(());
+                }
+            };
+        if last.repository.as_deref() != Some(repo) {
+            info!(
+                "forbid-older: lock key {:?} was deployed last from {} (commit {}), another repository: commits not compared",
+                config.lock_key,
+                last.origin(),
+                last.sha
+            );
+            return Ok(());
+        }
+        if last.sha == mine {
+            info!("forbid-older: commit {mine} is the one deployed last: deploying it again");
+            return Ok(());
+        }
+        match self.liveness().compare(repo, &last.sha, mine).await {
+            lock::Comparison::Behind => {
+                let by = last.run_url.as_deref().unwrap_or(&last.correlation_id);
+                self.error(
+                    "Older commit refused (forbid-older)",
+                    &format!(
+                        "commit {mine} is older than commit {} deployed under lock key {:?} by run {by} ({}):                          GitHub's compare API says it is behind. Nothing was deployed. Deploy a newer commit,                          or set forbid-older: false for a deliberate rollback.",
+                        last.sha,
+                        config.lock_key,
+                        last.origin()
+                    ),
+                );
+                self.summary(&summary::refused_older(&config.lock_key, &self.me, &last));
+                Err(Ending::of(Outcome::Failed))
+            }
+            lock::Comparison::Unknown => {
+                not_checked(&format!(
+                    "GitHub's compare API gave no answer for {}...{mine} (see the debug log; github-token needs contents: read)",
+                    last.sha
+                ));
+                Ok(())
+            }
+            other => {
+                info!(
+                    "forbid-older: commit {mine} against {} deployed last: {other:?}, deploying",
+                    last.sha
+                );
+                Ok(())
+            }
+        }
+    }
+
+    /// Records this commit as the last one deployed under the lock key (`forbid-older`'s
+    /// reference), unless the registry proved unreachable.
+    async fn remember_deployed(&self) {
+        if !self.ledger(|l| l.registry_unreachable) {
+            crate::steps::shared::remember_deployed(
+                &self.registry,
+                &self.config,
+                &self.me,
+                &self.correlation_id,
+            )
+            .await;
+        }
+    }
+
     async fn record_history(&self) {
         if self.ledger(|l| l.registry_unreachable) {
             return;
