@@ -17,7 +17,7 @@ use tracing::{info, warn};
 use crate::action::log;
 use crate::duration;
 use crate::lock::{self, LockEvent};
-use crate::stack::{MonitorEvent, StackResult};
+use crate::stack::{CancelReport, MonitorEvent, Outcome, StackResult};
 
 /// How loud a line is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -244,8 +244,87 @@ pub(crate) fn monitor_event(root: &str, event: &MonitorEvent) -> Line {
             "monitoring resumed after a gap of {}",
             duration::human(*gap)
         )),
+        MonitorEvent::UpdateCancelRequested { status, grace } => Line::annotation(
+            Level::Notice,
+            "Update cancelled",
+            format!(
+                "the run was cancelled while {root} was {status}: CancelUpdateStack called; following the rollback \
+                 for up to {} (the runner kills this step 10 s after its first signal)",
+                duration::human(*grace)
+            ),
+        ),
+        MonitorEvent::UpdateNotCancelled { status, why } => Line::annotation(
+            Level::Warning,
+            "Update not cancelled",
+            format!("the run was cancelled while {root} was {status}, but {why}"),
+        ),
         MonitorEvent::Finished(outcome) => Line::info(format!("operation finished: {outcome}")),
     }
+}
+
+/// What `on-cancel: cancel-update` came to, for the result's reason (summary, card,
+/// annotation): `status` is the stack's status as the step ends.
+pub(crate) fn cancel_outcome(stack: &str, report: &CancelReport, status: Option<&str>) -> String {
+    let now = status.unwrap_or("unknown");
+    match (
+        report.requested,
+        report.rolled_back_in,
+        &report.not_cancelled,
+    ) {
+        (true, Some(took), _) => format!(
+            "cancelled by the run's cancellation; CancelUpdateStack called; rolled back in {} ({stack} is {now})",
+            duration::human(took)
+        ),
+        (true, None, _) => format!(
+            "cancelled by the run's cancellation; CancelUpdateStack called; the rollback is still running \
+             ({stack} is {now}) as the runner's grace ends"
+        ),
+        (false, _, why) => format!(
+            "cancelled by the run's cancellation while {stack} was {}; the update was not cancelled: {}",
+            report.status,
+            why.as_deref().unwrap_or("nothing to cancel")
+        ),
+    }
+}
+
+/// The main step stops while the rollback it started still runs: the lock is not released
+/// (the post step releases it once the stack has settled; else its lease frees it).
+/// `expires`: when the lease runs out after the last heartbeat (the holder's clock).
+pub(crate) fn lock_kept_for_rollback(
+    key: &str,
+    stack: &str,
+    status: &str,
+    lease: Duration,
+    expires: Option<&str>,
+) -> Line {
+    let until = expires
+        .map(|t| format!("at {t}"))
+        .unwrap_or_else(|| "a lease after the last heartbeat".into());
+    Line::annotation(
+        Level::Warning,
+        "Rollback still running",
+        format!(
+            "the rollback is still running ({stack} is {status}); the lock {key:?} stays held until the post step \
+             finds the stack settled, or until its lease ({}) expires {until}, or until a waiter sees this run \
+             completed on GitHub. The next run waits for the stack to settle before deploying.",
+            duration::human(lease)
+        ),
+    )
+}
+
+/// The post step finds the rollback the main step's CancelUpdateStack started still running:
+/// it leaves the lock to its lease.
+pub(crate) fn rollback_outlives_post(table: &str, key: &str, stack: &str, status: &str) -> Line {
+    Line::annotation(
+        Level::Warning,
+        "Rollback still running",
+        format!(
+            "the rollback that this run's CancelUpdateStack started is still running ({stack} is {status}): the lock \
+             {key:?} is not released, and is freed when its lease runs out after the main step's last heartbeat, or \
+             when a waiter sees this run completed on GitHub. The next run waits for the stack to settle. To free \
+             it now: `deploy-coordinator lock status --table {table} --key {key}`, then `lock release`."
+        ),
+    )
 }
 
 /// The line of a release. `expected_ours`: the lock should still have been ours (we took it
@@ -304,7 +383,10 @@ pub(crate) fn result_annotations(stack: &str, result: &StackResult) -> Vec<Line>
             )),
             (None, Some(reason)) => lines.push(Line::annotation(
                 Level::Error,
-                format!("{stack} failed"),
+                match result.outcome {
+                    Outcome::Cancelled => format!("{stack} cancelled"),
+                    _ => format!("{stack} failed"),
+                },
                 reason.clone(),
             )),
             _ => {}
@@ -331,7 +413,7 @@ pub(crate) fn result_annotations(stack: &str, result: &StackResult) -> Vec<Line>
 mod tests {
     use super::*;
     use crate::lock::{HolderInfo, LockRecord, StaleReason};
-    use crate::stack::{Event, Outcome};
+    use crate::stack::Event;
 
     fn record(owner: &str, fence: u64) -> LockRecord {
         LockRecord {
@@ -457,6 +539,69 @@ mod tests {
             false,
         );
         assert_eq!(free.text, "lock \"prod\": already free: nothing to release");
+    }
+
+    #[test]
+    fn a_cancel_says_what_it_did_to_the_update_and_how_it_ended() {
+        let report = |requested, rolled_back_in, not_cancelled: Option<&str>| CancelReport {
+            status: "UPDATE_IN_PROGRESS".into(),
+            requested,
+            not_cancelled: not_cancelled.map(Into::into),
+            rolled_back_in,
+        };
+        assert_eq!(
+            cancel_outcome(
+                "app",
+                &report(true, Some(Duration::from_secs(4)), None),
+                Some("UPDATE_ROLLBACK_COMPLETE")
+            ),
+            "cancelled by the run's cancellation; CancelUpdateStack called; rolled back in 4s (app is UPDATE_ROLLBACK_COMPLETE)"
+        );
+        let running = cancel_outcome(
+            "app",
+            &report(true, None, None),
+            Some("UPDATE_ROLLBACK_IN_PROGRESS"),
+        );
+        assert!(
+            running.contains("the rollback is still running (app is UPDATE_ROLLBACK_IN_PROGRESS)"),
+            "{running}"
+        );
+        let create = cancel_outcome("app", &report(false, None, Some("a create goes on")), None);
+        assert!(
+            create.ends_with("the update was not cancelled: a create goes on"),
+            "{create}"
+        );
+        // The result's annotation calls a cancel a cancel.
+        let mut result = StackResult::without_operation(Outcome::Cancelled, None);
+        result.failure_reason = Some(running);
+        assert_eq!(
+            result_annotations("app", &result)[0].title.as_deref(),
+            Some("app cancelled")
+        );
+    }
+
+    #[test]
+    fn the_lock_kept_for_a_rollback_says_until_when() {
+        let line = lock_kept_for_rollback(
+            "prod",
+            "app",
+            "UPDATE_ROLLBACK_IN_PROGRESS",
+            Duration::from_secs(60),
+            Some("2026-12-03T05:51:18Z"),
+        );
+        assert_eq!(line.level, Level::Warning);
+        assert!(
+            line.text
+                .starts_with("the rollback is still running (app is UPDATE_ROLLBACK_IN_PROGRESS)"),
+            "{}",
+            line.text
+        );
+        assert!(
+            line.text
+                .contains("lease (1m) expires at 2026-12-03T05:51:18Z"),
+            "{}",
+            line.text
+        );
     }
 
     #[test]

@@ -463,6 +463,258 @@ async fn sigterm_while_deploying_releases_the_lock_and_exits_within_the_runners_
     assert_code(&runner.post(&main), 0, "post");
 }
 
+/// A stack whose update is slow where it matters: created in seconds, then an update in which
+/// `Fn` changes in a second and `Db` takes an hour, so a cancel always finds `Db` running.
+/// `slow_cleanup`: the update also adds `Cache`, whose deletion in the rollback's clean-up
+/// takes a minute (a rollback slower than the runner's grace).
+fn cancellable(seed: u64, slow_cleanup: bool) -> serde_json::Value {
+    json!({"seed": seed, "change_set_seconds": 1, "stack_overhead": 0.3, "initiated_delay": 0.1,
+        "defaults": {"duration": 1},
+        "resources": {"Db": {"duration": 1, "update_duration": 3600},
+                      "Cache": {"duration": 1, "delete_duration": if slow_cleanup { 60 } else { 1 }}}})
+}
+
+/// The update of [`cancellable`]: `Size` changes `Fn`, the storage changes `Db`, and with
+/// `add_cache` a queue is added.
+fn update_template(add_cache: bool) -> String {
+    let mut template = TEMPLATE
+        .replace("Default: small", "Default: large")
+        .replace(
+            "{Engine: postgres}",
+            "{Engine: postgres, AllocatedStorage: 30}",
+        );
+    if add_cache {
+        template = template.replace(
+            "Resources:\n",
+            "Resources:\n  Cache:\n    Type: AWS::SQS::Queue\n",
+        );
+    }
+    template
+}
+
+/// The simulator's view of one stack (`/_sim/stacks`).
+fn sim_stack(world: &World, name: &str) -> serde_json::Value {
+    world.sim.admin_get("stacks")["stacks"]
+        .as_array()
+        .and_then(|stacks| stacks.iter().find(|s| s["name"] == name).cloned())
+        .unwrap_or_else(|| panic!("no stack {name} in the simulator"))
+}
+
+/// Waits until the stack's update is running (Db's hour-long update has begun).
+fn wait_for_update(world: &World, name: &str) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while sim_stack(world, name)["status"] != "UPDATE_IN_PROGRESS" {
+        assert!(Instant::now() < deadline, "{}", sim_stack(world, name));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // The resources start after the stack's overhead.
+    std::thread::sleep(Duration::from_secs(2));
+}
+
+/// Creates the stack of [`cancellable`], then starts the update and cancels the job as the
+/// runner does once the update runs.
+fn cancel_an_update(
+    world: &World,
+    stack: &str,
+    on_cancel: &str,
+    add_cache: bool,
+) -> (Runner, support::runner::Cancelled) {
+    let create = world.runner("1401", stack, Some(TEMPLATE));
+    assert_code(&create.main(), 0, "create");
+    let mut runner = world.runner("1402", stack, Some(&update_template(add_cache)));
+    runner.input("on-cancel", on_cancel);
+    let running = runner.spawn_main();
+    wait_for_update(world, stack);
+    (runner, running.cancel_as_the_runner_does())
+}
+
+/// The step ended by itself before the runner's kill, cancelled, after one CancelUpdateStack.
+fn assert_cancelled_update_in_time(world: &World, cancelled: &support::runner::Cancelled) {
+    let log = cancelled.run.log();
+    assert!(
+        cancelled.took < Duration::from_secs(10) && !cancelled.killed,
+        "the step must end by itself before the runner's kill: {:?}\n{log}",
+        cancelled.took
+    );
+    assert_eq!(world.sim.requests("CancelUpdateStack"), 1, "{log}");
+    assert_code(&cancelled.run, 1, "cancelled");
+    assert_eq!(cancelled.run.output("outcome"), Some("cancelled"));
+}
+
+#[tokio::test]
+async fn on_cancel_cancel_update_rolls_the_update_back_and_releases_the_lock_within_the_grace() {
+    let world = World::start(cancellable(15, false), 1.0).await;
+    let (runner, cancelled) = cancel_an_update(&world, "cancel-app", "cancel-update", false);
+    let main = &cancelled.run;
+    let log = main.log();
+    assert_cancelled_update_in_time(&world, &cancelled);
+    assert_eq!(
+        main.output("stack-status"),
+        Some("UPDATE_ROLLBACK_COMPLETE"),
+        "{log}"
+    );
+    // The rollback ended in CloudFormation before the step ended, within 10 s of the SIGINT.
+    let stack = sim_stack(&world, "cancel-app");
+    assert_eq!(stack["status"], "UPDATE_ROLLBACK_COMPLETE");
+    let ended = stack["terminal_events"]
+        .as_array()
+        .and_then(|t| t.last())
+        .and_then(|t| t["real_time"].as_f64())
+        .expect("the rollback's terminal event");
+    let sigint = cancelled
+        .sigint_at
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    assert!(
+        ended > sigint && ended - sigint < 10.0,
+        "rolled back {:.1} s after the SIGINT",
+        ended - sigint
+    );
+    // Released after the rollback ended, by the main step.
+    let settled = log
+        .find("UPDATE_ROLLBACK_COMPLETE")
+        .expect("the end in the log");
+    let released = log.find("lock \"cancel-app\": released").expect("released");
+    assert!(settled < released, "{log}");
+    assert_eq!(
+        main.state.get("lock_released").map(String::as_str),
+        Some("true")
+    );
+    let status = support::runner::lock_status(&world.dynamo.env(), TABLE, "cancel-app");
+    assert_eq!(status["state"], "free", "{status}");
+    // Said on the run page, and what it came to in the summary (and so on the card).
+    assert!(
+        main.commands()
+            .iter()
+            .any(|c| c.starts_with("::notice title=Update cancelled::")
+                && c.contains("CancelUpdateStack called")),
+        "{log}"
+    );
+    assert!(
+        main.summary.contains(
+            "cancelled by the run's cancellation; CancelUpdateStack called; rolled back in"
+        ),
+        "{}",
+        main.summary
+    );
+    // The post step has nothing left to do, and reports nothing twice.
+    let post = runner.post(main);
+    assert_code(&post, 0, "post");
+    assert!(post.log().contains("already released"), "{}", post.log());
+    assert!(post.summary.is_empty(), "{}", post.summary);
+}
+
+#[tokio::test]
+async fn on_cancel_leave_lets_the_update_go_on_as_before() {
+    let world = World::start(cancellable(16, false), 1.0).await;
+    let (_runner, cancelled) = cancel_an_update(&world, "leave-app", "leave", false);
+    let main = &cancelled.run;
+    assert!(
+        cancelled.took < Duration::from_secs(5),
+        "{:?}",
+        cancelled.took
+    );
+    assert_eq!(world.sim.requests("CancelUpdateStack"), 0);
+    assert_eq!(main.output("outcome"), Some("cancelled"));
+    assert_eq!(
+        sim_stack(&world, "leave-app")["status"],
+        "UPDATE_IN_PROGRESS"
+    );
+    assert!(
+        main.summary
+            .contains("the operation goes on in CloudFormation"),
+        "{}",
+        main.summary
+    );
+    let status = support::runner::lock_status(&world.dynamo.env(), TABLE, "leave-app");
+    assert_eq!(status["state"], "free", "{status}");
+}
+
+#[tokio::test]
+async fn a_rollback_slower_than_the_grace_leaves_the_lock_to_its_lease_and_says_so() {
+    let world = World::start(cancellable(17, true), 1.0).await;
+    let (runner, cancelled) = cancel_an_update(&world, "slow-rollback", "cancel-update", true);
+    let main = &cancelled.run;
+    let log = main.log();
+    assert_cancelled_update_in_time(&world, &cancelled);
+    let still = main.output("stack-status").unwrap_or_default().to_string();
+    assert!(still.starts_with("UPDATE_ROLLBACK_"), "{still}\n{log}");
+    assert!(still.ends_with("_IN_PROGRESS"), "{still}\n{log}");
+    // Not released: the stack is busy; the log and the summary say until when.
+    assert!(!main.state.contains_key("lock_released"), "{log}");
+    assert_eq!(main.state.get("cancel_rollback"), Some(&still));
+    for text in [&log, &main.summary] {
+        assert!(
+            text.contains("the rollback is still running")
+                && text.contains("lease")
+                && text.contains("expires at"),
+            "{text}"
+        );
+    }
+    let status = support::runner::lock_status(&world.dynamo.env(), TABLE, "slow-rollback");
+    assert_eq!(status["state"], "held", "{status}");
+    // The post step finds the stack still busy: it leaves the lock to its lease, says so once,
+    // and posts no second report.
+    let post = runner.post(main);
+    assert_code(&post, 0, "post");
+    assert!(
+        post.commands()
+            .iter()
+            .any(|c| c.starts_with("::warning title=Rollback still running::")),
+        "{}",
+        post.log()
+    );
+    assert!(post.summary.is_empty(), "{}", post.summary);
+    let status = support::runner::lock_status(&world.dynamo.env(), TABLE, "slow-rollback");
+    assert_eq!(status["state"], "held", "{status}");
+}
+
+#[tokio::test]
+async fn on_cancel_cancel_update_leaves_a_create_running_and_says_why() {
+    let world = World::start(json!({"seed": 18, "change_set_seconds": 1, "types": {"AWS::RDS::DBInstance": {"duration": 3600}}}), 1.0).await;
+    let mut runner = world.runner("1501", "new-app", Some(TEMPLATE));
+    runner.input("on-cancel", "cancel-update");
+    let running = runner.spawn_main();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while world.sim.admin_get("stacks")["stacks"]
+        .as_array()
+        .is_none_or(|s| {
+            !s.iter()
+                .any(|s| s["name"] == "new-app" && s["status"] == "CREATE_IN_PROGRESS")
+        })
+    {
+        assert!(Instant::now() < deadline, "the create never started");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (main, took) = running.terminate();
+    assert!(took < Duration::from_secs(5), "{took:?}\n{}", main.log());
+    assert_eq!(
+        world.sim.requests("CancelUpdateStack"),
+        0,
+        "a create cannot be cancelled"
+    );
+    assert_eq!(main.output("outcome"), Some("cancelled"));
+    assert!(
+        main.commands()
+            .iter()
+            .any(|c| c.starts_with("::warning title=Update not cancelled::")
+                && c.contains("the create goes on")),
+        "{}",
+        main.log()
+    );
+    assert!(
+        main.summary
+            .contains("the update was not cancelled: a stack being created cannot be cancelled"),
+        "{}",
+        main.summary
+    );
+    assert_eq!(sim_stack(&world, "new-app")["status"], "CREATE_IN_PROGRESS");
+    // As with `leave`: the lock is handed on, the next run's stack guard waits for the create.
+    let status = support::runner::lock_status(&world.dynamo.env(), TABLE, "new-app");
+    assert_eq!(status["state"], "free", "{status}");
+}
+
 /// `history export` of a stack, as a JSON array (oldest first).
 fn history_of(world: &World, stack: &str) -> Vec<serde_json::Value> {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_deploy-coordinator"))

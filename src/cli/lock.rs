@@ -410,7 +410,7 @@ async fn acquire_cmd(
     json_out: bool,
 ) -> ExitCode {
     let cancel = match crate::shutdown::install() {
-        Ok(c) => c,
+        Ok(s) => s.token().clone(),
         Err(e) => return usage(&format!("cannot install signal handlers: {e}")),
     };
     let (_, a) = match take(reg, key, args, lease, &cancel).await {
@@ -829,7 +829,7 @@ async fn run_cmd(
     command: &[String],
 ) -> ExitCode {
     let cancel = match crate::shutdown::install() {
-        Ok(c) => c,
+        Ok(s) => s.token().clone(),
         Err(e) => return usage(&format!("cannot install signal handlers: {e}")),
     };
     let (me, acquired) = match take(reg, key, args, lease, &cancel).await {

@@ -52,6 +52,15 @@ pub enum OnRegistryUnavailable {
     Fail,
 }
 
+/// What a cancelled job does to the stack update it runs (input `on-cancel`, mode deploy).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnCancel {
+    /// The update goes on in CloudFormation; the next run's stack guard waits for it.
+    Leave,
+    /// CancelUpdateStack, then follow the rollback for as long as the runner allows.
+    CancelUpdate,
+}
+
 /// Where the template comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Template {
@@ -90,6 +99,7 @@ pub struct Config {
     pub on_freeze: crate::lock::OnFreeze,
     pub deploy_timeout: Duration,
     pub start_timeout: Duration,
+    pub on_cancel: OnCancel,
     pub slack: SlackTarget,
     pub slack_mention_on_failure: Option<String>,
     pub slack_api_url: String,
@@ -191,6 +201,16 @@ impl Config {
                 return Err(bad(name, "must be longer than 0s"));
             }
         }
+        let on_cancel = match value(inputs, "on-cancel").unwrap_or_default() {
+            "leave" => OnCancel::Leave,
+            "cancel-update" => OnCancel::CancelUpdate,
+            other => {
+                return Err(bad(
+                    "on-cancel",
+                    format!("{other:?} is not accepted: use leave or cancel-update"),
+                ));
+            }
+        };
 
         let slack = parse_slack(inputs)?;
         let slack_mention_on_failure = inputs.get("slack-mention-on-failure").map(str::to_string);
@@ -243,6 +263,7 @@ impl Config {
             on_freeze: lock.on_freeze,
             deploy_timeout,
             start_timeout,
+            on_cancel,
             slack,
             slack_mention_on_failure,
             slack_api_url,
@@ -467,6 +488,7 @@ mod tests {
             OnRegistryUnavailable::Fallback
         );
         assert_eq!(config.on_freeze, crate::lock::OnFreeze::Wait);
+        assert_eq!(config.on_cancel, OnCancel::Leave);
 
         let config = parse(&[
             ("stack-name", "app"),
@@ -613,6 +635,10 @@ mod tests {
                 "on-registry-unavailable",
             ),
             (&[("stack-name", "app"), ("on-freeze", "skip")], "on-freeze"),
+            (
+                &[("stack-name", "app"), ("on-cancel", "rollback")],
+                "on-cancel",
+            ),
             (
                 &[("stack-name", "app"), ("slack-bot-token", "xoxb-1")],
                 "slack-channel",

@@ -11,7 +11,8 @@
 //! 1. an event without OperationId, or while the chain knows none: ours (streams from before
 //!    OperationIds existed; the first operation after the baseline is ours);
 //! 2. its OperationId is one of the chain's: ours;
-//! 3. it carries the chain's ClientRequestToken: ours, and its OperationId joins the chain;
+//! 3. it carries the chain's ClientRequestToken, or the token of a request we made on the
+//!    chain later (our CancelUpdateStack): ours, and its OperationId joins the chain;
 //! 4. it carries another token than the chain's: not ours;
 //! 5. a stack-level event that continues a chain (a rollback, a clean-up phase, a terminal
 //!    status): ours, and its OperationId joins. CloudFormation runs one operation at a time on
@@ -54,6 +55,10 @@ pub(crate) struct Chain {
     /// The chain's ClientRequestToken: ours when we started the operation, else learned from
     /// its first event.
     token: Option<String>,
+    /// Tokens of requests we made on the chain later (CancelUpdateStack): an operation
+    /// carrying one is ours (rule 3), as the rollback a cancel starts carries the cancelling
+    /// request's token, not the update's (https://github.com/glassechidna/stackit/issues/26).
+    adopted: Vec<String>,
     /// OperationIds of the chain, in the order they joined.
     operations: Vec<String>,
     /// Resource events of OperationIds not in the chain yet (rule 7).
@@ -79,6 +84,17 @@ impl Chain {
         &self.operations
     }
 
+    /// From now on, events carrying `token` are ours too (rule 3).
+    pub(crate) fn adopt_token(&mut self, token: &str) {
+        if !self.adopted.iter().any(|t| t == token) {
+            self.adopted.push(token.to_string());
+        }
+    }
+
+    fn is_our_token(&self, token: &str) -> bool {
+        self.token.as_deref() == Some(token) || self.adopted.iter().any(|t| t == token)
+    }
+
     /// Classifies an event of this chain's stack (see the module docs).
     pub(crate) fn classify(&mut self, event: &Event) -> Verdict {
         let ours = Verdict::Ours {
@@ -87,7 +103,7 @@ impl Chain {
         let Some(op) = event.operation_id.as_deref() else {
             // Rule 1, or rule 4 for tokens.
             return match (&self.token, &event.client_request_token) {
-                (Some(a), Some(b)) if a != b => Verdict::Foreign,
+                (Some(_), Some(b)) if !self.is_our_token(b) => Verdict::Foreign,
                 _ => ours,
             };
         };
@@ -95,7 +111,7 @@ impl Chain {
             return ours;
         }
         match (&self.token, &event.client_request_token) {
-            (Some(a), Some(b)) if a == b => return self.join_and_release(op),
+            (Some(_), Some(b)) if self.is_our_token(b) => return self.join_and_release(op),
             (Some(_), Some(_)) => return Verdict::Foreign,
             _ => {}
         }
@@ -238,6 +254,34 @@ mod tests {
             None,
         );
         assert_eq!(chain.classify(&delete), Verdict::Interrupted);
+    }
+
+    #[test]
+    fn our_cancel_rollback_joins_by_its_own_token_once_adopted() {
+        let mut ev = Ev::new();
+        let start = tagged(
+            ev.stack(0.0, "UPDATE_IN_PROGRESS", Some("User Initiated")),
+            "fwd",
+            Some("dc-1"),
+        );
+        let rollback = tagged(
+            ev.stack(5.0, "UPDATE_ROLLBACK_IN_PROGRESS", Some("User Initiated")),
+            "rb",
+            Some("dc-1-cancel"),
+        );
+        let reverted = tagged(
+            ev.res(6.0, "Fn", "UPDATE_COMPLETE", None),
+            "rb",
+            Some("dc-1-cancel"),
+        );
+        // Without adoption the cancel's token is someone else's: the chain would never end.
+        let mut before = Chain::starting_with(&start, Some("dc-1"));
+        assert_eq!(before.classify(&rollback), Verdict::Foreign);
+        let mut chain = Chain::starting_with(&start, Some("dc-1"));
+        chain.adopt_token("dc-1-cancel");
+        assert!(is_ours(&chain.classify(&rollback)));
+        assert!(is_ours(&chain.classify(&reverted)));
+        assert_eq!(chain.operations(), ["fwd", "rb"]);
     }
 
     #[test]

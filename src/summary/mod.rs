@@ -412,6 +412,7 @@ mod tests {
             ],
             progress: (1, 2),
             fail_step: true,
+            cancel: None,
         }
     }
 

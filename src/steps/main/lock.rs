@@ -360,8 +360,9 @@ impl Step {
             return ending;
         };
         match heartbeat.stop().await {
-            Ok(_) => {
+            Ok(record) => {
                 self.output("lock-lost", "false");
+                self.ledger(|l| l.last_heartbeat = Some(record));
                 ending
             }
             Err(lost) => {
@@ -404,6 +405,41 @@ impl Step {
         self.live.lock_lost(&lost.detail);
         self.output("lock-lost", "true");
         self.ledger(|l| l.lock_lost_reported = true);
+    }
+
+    /// The rollback our CancelUpdateStack started outlives the runner's grace: the lock stays
+    /// held (the post step releases it once the stack has settled, else the lease frees it),
+    /// and the log, the summary and the post step's state say so.
+    pub(super) fn keep_lock_for_rollback(&self, coordination: &Coordination, status: &str) {
+        let config = &self.config;
+        let Coordination::Locked { record, .. } = coordination else {
+            return;
+        };
+        let last = self.ledger(|l| l.last_heartbeat.clone());
+        let lease = Duration::from_millis(record.lease_ms);
+        let expires = last
+            .as_ref()
+            .and_then(|r| r.heartbeat_at.as_deref())
+            .or(Some(record.acquired_at.as_str()))
+            .and_then(|at| chrono::DateTime::parse_from_rfc3339(at).ok())
+            .and_then(|at| chrono::Duration::from_std(lease).ok().map(|l| at + l))
+            .map(|at| {
+                at.with_timezone(&chrono::Utc)
+                    .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+            });
+        let line = narrate::lock_kept_for_rollback(
+            &config.lock_key,
+            &config.stack_name,
+            status,
+            lease,
+            expires.as_deref(),
+        );
+        self.summary(&format!(
+            "> [!WARNING]\n> {}\n",
+            crate::action::log::sanitize(&line.text)
+        ));
+        narrate::say(&line);
+        self.state(state::CANCEL_ROLLBACK, status);
     }
 
     pub(super) async fn release_if_locked(&self, coordination: &Coordination) {
