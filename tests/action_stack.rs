@@ -518,11 +518,18 @@ fn cancel_an_update(
     stack: &str,
     on_cancel: &str,
     add_cache: bool,
+    slack_api: Option<&str>,
 ) -> (Runner, support::runner::Cancelled) {
     let create = world.runner("1401", stack, Some(TEMPLATE));
     assert_code(&create.main(), 0, "create");
     let mut runner = world.runner("1402", stack, Some(&update_template(add_cache)));
     runner.input("on-cancel", on_cancel);
+    if let Some(api) = slack_api {
+        runner
+            .input("slack-bot-token", "xoxb-1-2-test")
+            .input("slack-channel", "#deploys")
+            .input("slack-api-url", &format!("{api}/api"));
+    }
     let running = runner.spawn_main();
     wait_for_update(world, stack);
     (runner, running.cancel_as_the_runner_does())
@@ -541,10 +548,20 @@ fn assert_cancelled_update_in_time(world: &World, cancelled: &support::runner::C
     assert_eq!(cancelled.run.output("outcome"), Some("cancelled"));
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread")]
 async fn on_cancel_cancel_update_rolls_the_update_back_and_releases_the_lock_within_the_grace() {
     let world = World::start(cancellable(15, false), 1.0).await;
-    let (runner, cancelled) = cancel_an_update(&world, "cancel-app", "cancel-update", false);
+    let slack = slack_that_answers().await;
+    // The Slack server answers on the runtime's other threads while this one waits.
+    let (runner, cancelled) = tokio::task::block_in_place(|| {
+        cancel_an_update(
+            &world,
+            "cancel-app",
+            "cancel-update",
+            false,
+            Some(&slack.uri()),
+        )
+    });
     let main = &cancelled.run;
     let log = main.log();
     assert_cancelled_update_in_time(&world, &cancelled);
@@ -599,16 +616,63 @@ async fn on_cancel_cancel_update_rolls_the_update_back_and_releases_the_lock_wit
         main.summary
     );
     // The post step has nothing left to do, and reports nothing twice.
-    let post = runner.post(main);
+    // The thread says the cancel was asked for; the card's last state, what it came to.
+    let requests = slack.received_requests().await.unwrap_or_default();
+    let bodies = |api: &str| -> Vec<String> {
+        requests
+            .iter()
+            .filter(|r| r.url.path().ends_with(api))
+            .map(|r| String::from_utf8_lossy(&r.body).into_owned())
+            .collect()
+    };
+    let thread: Vec<String> = bodies("chat.postMessage")
+        .into_iter()
+        .filter(|b| b.contains("thread_ts"))
+        .collect();
+    assert!(
+        thread
+            .iter()
+            .any(|t| t.contains("CancelUpdateStack called")),
+        "{thread:?}"
+    );
+    let last_card = bodies("chat.update").pop().unwrap_or_default();
+    assert!(
+        last_card.contains("CancelUpdateStack called; rolled back in")
+            && last_card.contains("cancelled"),
+        "{last_card}"
+    );
+    let post = tokio::task::block_in_place(|| runner.post(main));
     assert_code(&post, 0, "post");
     assert!(post.log().contains("already released"), "{}", post.log());
     assert!(post.summary.is_empty(), "{}", post.summary);
+    let after_post = slack.received_requests().await.unwrap_or_default();
+    assert_eq!(
+        after_post.len(),
+        requests.len(),
+        "the post step reports nothing twice"
+    );
+}
+
+/// A Slack Web API that accepts every message (one card, `ts` fixed).
+async fn slack_that_answers() -> wiremock::MockServer {
+    use wiremock::matchers::method;
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+    let slack = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(
+                json!({"ok": true, "channel": "C0DEPLOY", "ts": "1700000000.000100"}),
+            ),
+        )
+        .mount(&slack)
+        .await;
+    slack
 }
 
 #[tokio::test]
 async fn on_cancel_leave_lets_the_update_go_on_as_before() {
     let world = World::start(cancellable(16, false), 1.0).await;
-    let (_runner, cancelled) = cancel_an_update(&world, "leave-app", "leave", false);
+    let (_runner, cancelled) = cancel_an_update(&world, "leave-app", "leave", false, None);
     let main = &cancelled.run;
     assert!(
         cancelled.took < Duration::from_secs(5),
@@ -634,7 +698,8 @@ async fn on_cancel_leave_lets_the_update_go_on_as_before() {
 #[tokio::test]
 async fn a_rollback_slower_than_the_grace_leaves_the_lock_to_its_lease_and_says_so() {
     let world = World::start(cancellable(17, true), 1.0).await;
-    let (runner, cancelled) = cancel_an_update(&world, "slow-rollback", "cancel-update", true);
+    let (runner, cancelled) =
+        cancel_an_update(&world, "slow-rollback", "cancel-update", true, None);
     let main = &cancelled.run;
     let log = main.log();
     assert_cancelled_update_in_time(&world, &cancelled);
