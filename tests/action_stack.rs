@@ -465,13 +465,13 @@ async fn sigterm_while_deploying_releases_the_lock_and_exits_within_the_runners_
 
 /// A stack whose update is slow where it matters: created in seconds, then an update in which
 /// `Fn` changes in a second and `Db` takes an hour, so a cancel always finds `Db` running.
-/// `slow_cleanup`: the update also adds `Cache`, whose deletion in the rollback's clean-up
-/// takes a minute (a rollback slower than the runner's grace).
-fn cancellable(seed: u64, slow_cleanup: bool) -> serde_json::Value {
+/// With the update's `Cache` (see [`update_template`]), its deletion in the rollback's clean-up
+/// takes `cleanup_seconds` (above 8: a rollback slower than the runner's grace).
+fn cancellable(seed: u64, cleanup_seconds: u64) -> serde_json::Value {
     json!({"seed": seed, "change_set_seconds": 1, "stack_overhead": 0.3, "initiated_delay": 0.1,
         "defaults": {"duration": 1},
         "resources": {"Db": {"duration": 1, "update_duration": 3600},
-                      "Cache": {"duration": 1, "delete_duration": if slow_cleanup { 60 } else { 1 }}}})
+                      "Cache": {"duration": 1, "delete_duration": cleanup_seconds}}})
 }
 
 /// The update of [`cancellable`]: `Size` changes `Fn`, the storage changes `Db`, and with
@@ -550,7 +550,7 @@ fn assert_cancelled_update_in_time(world: &World, cancelled: &support::runner::C
 
 #[tokio::test(flavor = "multi_thread")]
 async fn on_cancel_cancel_update_rolls_the_update_back_and_releases_the_lock_within_the_grace() {
-    let world = World::start(cancellable(15, false), 1.0).await;
+    let world = World::start(cancellable(15, 1), 1.0).await;
     let slack = slack_that_answers().await;
     // The Slack server answers on the runtime's other threads while this one waits.
     let (runner, cancelled) = tokio::task::block_in_place(|| {
@@ -671,7 +671,7 @@ async fn slack_that_answers() -> wiremock::MockServer {
 
 #[tokio::test]
 async fn on_cancel_leave_lets_the_update_go_on_as_before() {
-    let world = World::start(cancellable(16, false), 1.0).await;
+    let world = World::start(cancellable(16, 1), 1.0).await;
     let (_runner, cancelled) = cancel_an_update(&world, "leave-app", "leave", false, None);
     let main = &cancelled.run;
     assert!(
@@ -697,7 +697,7 @@ async fn on_cancel_leave_lets_the_update_go_on_as_before() {
 
 #[tokio::test]
 async fn a_rollback_slower_than_the_grace_leaves_the_lock_to_its_lease_and_says_so() {
-    let world = World::start(cancellable(17, true), 1.0).await;
+    let world = World::start(cancellable(17, 60), 1.0).await;
     let (runner, cancelled) =
         cancel_an_update(&world, "slow-rollback", "cancel-update", true, None);
     let main = &cancelled.run;
@@ -777,6 +777,36 @@ async fn on_cancel_cancel_update_leaves_a_create_running_and_says_why() {
     assert_eq!(sim_stack(&world, "new-app")["status"], "CREATE_IN_PROGRESS");
     // As with `leave`: the lock is handed on, the next run's stack guard waits for the create.
     let status = support::runner::lock_status(&world.dynamo.env(), TABLE, "new-app");
+    assert_eq!(status["state"], "free", "{status}");
+}
+
+#[tokio::test]
+async fn the_post_step_releases_the_lock_once_the_rollback_the_main_step_left_has_settled() {
+    let world = World::start(cancellable(19, 14), 1.0).await;
+    let (runner, cancelled) =
+        cancel_an_update(&world, "late-rollback", "cancel-update", true, None);
+    assert_cancelled_update_in_time(&world, &cancelled);
+    let main = &cancelled.run;
+    assert!(main.state.contains_key("cancel_rollback"), "{}", main.log());
+    let deadline = Instant::now() + Duration::from_secs(40);
+    while sim_stack(&world, "late-rollback")["status"] != "UPDATE_ROLLBACK_COMPLETE" {
+        assert!(
+            Instant::now() < deadline,
+            "{}",
+            sim_stack(&world, "late-rollback")
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    let post = runner.post(main);
+    assert_code(&post, 0, "post");
+    let log = post.log();
+    assert!(
+        log.contains("the rollback of the cancelled update has ended"),
+        "{log}"
+    );
+    assert!(log.contains("lock \"late-rollback\": released"), "{log}");
+    assert!(!log.contains("Rollback still running"), "{log}");
+    let status = support::runner::lock_status(&world.dynamo.env(), TABLE, "late-rollback");
     assert_eq!(status["state"], "free", "{status}");
 }
 

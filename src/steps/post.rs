@@ -87,7 +87,9 @@ pub async fn run(ctx: RunContext) -> ExitCode {
 
         // 3. Release first, owner-checked: the next run must not wait for our reports (the
         // stack's events, history, GitHub, Slack), which are bounded below.
-        let acquired = state_value(state::LOCK_FENCE).is_some();
+        // After a cancel's rollback outlived the main step, its heartbeat stopped: a waiter
+        // taking the lock over since is expected, not an alarm.
+        let acquired = state_value(state::LOCK_FENCE).is_some() && state_value(state::CANCEL_ROLLBACK).is_none();
         release(&registry, &table, &key, &owner, acquired).await;
 
         // 4. What happened to the stack while we held the lock.
