@@ -97,8 +97,13 @@ pub(crate) fn lock_event(key: &str, event: &LockEvent, now_ms: u64) -> Line {
             let holder = holder
                 .as_ref()
                 .map(|h| {
+                    let cancelling = h
+                        .cancelling
+                        .as_deref()
+                        .map(|c| format!(" ({c})"))
+                        .unwrap_or_default();
                     format!(
-                        "held by {} since {} (holder's clock)",
+                        "held by {} since {} (holder's clock){cancelling}",
                         h.info.describe(),
                         h.acquired_at
                     )
@@ -287,6 +292,15 @@ pub(crate) fn cancel_outcome(stack: &str, report: &CancelReport, status: Option<
     }
 }
 
+/// What the lock item says of a holder that keeps the lock while the rollback of its
+/// cancelled update runs (`lock status`, the waiters' queue lines).
+pub(crate) fn cancelling_note(stack: &str, status: &str, at: &str) -> String {
+    format!(
+        "its run was cancelled; CancelUpdateStack called; {stack} was still {status} at {at}: the lock is held until \
+         the stack settles or the lease runs out"
+    )
+}
+
 /// The main step stops while the rollback it started still runs: the lock is not released
 /// (the post step releases it once the stack has settled; else its lease frees it).
 /// `expires`: when the lease runs out after the last heartbeat (the holder's clock).
@@ -430,6 +444,7 @@ mod tests {
             freeze: None,
             watched: None,
             cycle_ms: None,
+            cancelling: None,
         }
     }
 
@@ -472,6 +487,34 @@ mod tests {
         assert!(
             line.text
                 .contains("since 2026-12-02T10:00:00Z (holder's clock)")
+        );
+    }
+
+    #[test]
+    fn a_waiter_reads_that_the_holder_keeps_the_lock_for_its_cancelled_updates_rollback() {
+        let mut holder = record("run-a", 3);
+        holder.cancelling = Some(cancelling_note(
+            "app",
+            "UPDATE_ROLLBACK_IN_PROGRESS",
+            "2026-12-03T06:00:00Z",
+        ));
+        let line = lock_event(
+            "prod",
+            &LockEvent::Queued {
+                position: 1,
+                ahead: 0,
+                holder: Some(holder),
+                eta: None,
+            },
+            0,
+        );
+        assert!(
+            line.text.contains(
+                "(its run was cancelled; CancelUpdateStack called; app was still UPDATE_ROLLBACK_IN_PROGRESS at \
+                 2026-12-03T06:00:00Z"
+            ),
+            "{}",
+            line.text
         );
     }
 

@@ -719,6 +719,12 @@ async fn a_rollback_slower_than_the_grace_leaves_the_lock_to_its_lease_and_says_
     }
     let status = support::runner::lock_status(&world.dynamo.env(), TABLE, "slow-rollback");
     assert_eq!(status["state"], "held", "{status}");
+    // `lock status` (and every waiter) sees why it is still held.
+    let note = status["holder"]["cancelling"].as_str().unwrap_or_default();
+    assert!(
+        note.contains("its run was cancelled; CancelUpdateStack called; slow-rollback was still UPDATE_ROLLBACK_"),
+        "{status}"
+    );
     // The post step finds the stack still busy: it leaves the lock to its lease, says so once,
     // and posts no second report.
     let post = runner.post(main);

@@ -635,6 +635,7 @@ fn print_status(st: &lock::LockStatus, table: &str, now_ms: u64) {
                 Some(&format!("{} (holder's clock)", r.acquired_at)),
             );
             line("Heartbeat", r.heartbeat_at.as_deref());
+            line("Cancelled", r.cancelling.as_deref());
             line("Lease", Some(&crate::duration::human(r.lease())));
             line("Fence", Some(&r.fence.to_string()));
             line("Version", Some(&r.version));

@@ -748,6 +748,7 @@ impl Waiter<'_> {
             freeze: None,
             watched: None,
             cycle_ms: self.rate.cycle.map(millis),
+            cancelling: None,
         };
         let written_at = Instant::now();
         self.in_flight = Some((record.clone(), stale.clone(), written_at));
@@ -816,6 +817,7 @@ impl Waiter<'_> {
             heartbeat_at: None,
             watched: None,
             cycle_ms: self.rate.cycle.map(millis),
+            cancelling: None,
             ..held
         };
         let written_at = Instant::now();

@@ -200,6 +200,11 @@ pub struct LockRecord {
     /// for scheduling, never for staleness.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cycle_ms: Option<u64>,
+    /// The holder's run was cancelled and keeps the lock while the rollback of its cancelled
+    /// update runs (`on-cancel: cancel-update`): what it said, for people. Not a heartbeat:
+    /// staleness goes on as for any holder.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cancelling: Option<String>,
 }
 
 /// A waiter's observation, left on the lock item for the next waiter: version `version` was
@@ -322,6 +327,7 @@ impl LockState {
                 freeze: Freeze::read(item),
                 watched: Watched::read(item),
                 cycle_ms: get_n(item, "cycle_ms"),
+                cancelling: get_s(item, "cancelling").map(str::to_string),
             }))
         } else {
             let text = |name: &str| get_s(item, name).map(str::to_string);
@@ -354,6 +360,7 @@ impl LockRecord {
         item.insert("acquired_at".into(), s(&self.acquired_at));
         put_opt_s(&mut item, "heartbeat_at", self.heartbeat_at.as_deref());
         put_opt_n(&mut item, "cycle_ms", self.cycle_ms);
+        put_opt_s(&mut item, "cancelling", self.cancelling.as_deref());
         if let Some(f) = &self.freeze {
             f.write(&mut item);
         }
@@ -464,6 +471,7 @@ mod tests {
             freeze: None,
             watched: None,
             cycle_ms: Some(1_500),
+            cancelling: Some("cancelled; CancelUpdateStack called".into()),
         };
         let item = rec.to_item("prod");
         assert_eq!(

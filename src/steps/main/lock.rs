@@ -16,6 +16,9 @@ use crate::stack::{self, Outcome};
 use crate::summary::{self, LockCoordination, LockSummary};
 use crate::{duration, narrate};
 
+/// How long the note on the lock item may take when the runner's kill is near.
+const NOTE_WITHIN: Duration = Duration::from_millis(800);
+
 /// How the step is coordinated with other runs.
 pub(super) enum Coordination {
     /// We hold the DynamoDB lock.
@@ -410,11 +413,30 @@ impl Step {
     /// The rollback our CancelUpdateStack started outlives the runner's grace: the lock stays
     /// held (the post step releases it once the stack has settled, else the lease frees it),
     /// and the log, the summary and the post step's state say so.
-    pub(super) fn keep_lock_for_rollback(&self, coordination: &Coordination, status: &str) {
+    pub(super) async fn keep_lock_for_rollback(&self, coordination: &Coordination, status: &str) {
         let config = &self.config;
-        let Coordination::Locked { record, .. } = coordination else {
+        let Coordination::Locked {
+            registry, record, ..
+        } = coordination
+        else {
             return;
         };
+        // On the lock item too, for `lock status` and the waiters; bounded, the runner's kill
+        // is near (best effort: the lock and its lease are what matter).
+        let note = narrate::cancelling_note(&config.stack_name, status, &self.clock.now_rfc3339());
+        let noting = lock::note_cancelling(registry, &config.lock_key, &record.info.owner, &note);
+        match tokio::time::timeout(NOTE_WITHIN, noting).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => warn!(
+                "could not note the cancel on lock {:?}: {e}",
+                config.lock_key
+            ),
+            Err(_) => warn!(
+                "noting the cancel on lock {:?} took longer than {} ms: skipped",
+                config.lock_key,
+                NOTE_WITHIN.as_millis()
+            ),
+        }
         let last = self.ledger(|l| l.last_heartbeat.clone());
         let lease = Duration::from_millis(record.lease_ms);
         let expires = last

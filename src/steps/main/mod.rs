@@ -228,7 +228,7 @@ impl Step {
                 // step. Not when its state is unknown: the post step checks the stack first.
                 // Not while the rollback our cancel started still runs: the stack is busy.
                 if let Some(status) = self.ledger(|l| l.rollback_running.clone()) {
-                    self.keep_lock_for_rollback(&coordination, &status);
+                    self.keep_lock_for_rollback(&coordination, &status).await;
                 } else if !ending.state_unknown {
                     self.release_if_locked(&coordination).await;
                 }
