@@ -276,8 +276,13 @@ pub(crate) fn cancel_outcome(stack: &str, report: &CancelReport, status: Option<
         report.rolled_back_in,
         &report.not_cancelled,
     ) {
-        (true, Some(took), _) => format!(
+        (true, Some(took), _) if now == "UPDATE_ROLLBACK_COMPLETE" => format!(
             "cancelled by the run's cancellation; CancelUpdateStack called; rolled back in {} ({stack} is {now})",
+            duration::human(took)
+        ),
+        // UPDATE_ROLLBACK_FAILED: the result's next step says how to get out of it.
+        (true, Some(took), _) => format!(
+            "cancelled by the run's cancellation; CancelUpdateStack called; the rollback ended in {now} after {}",
             duration::human(took)
         ),
         (true, None, _) => format!(
@@ -613,6 +618,15 @@ mod tests {
         assert!(
             create.ends_with("the update was not cancelled: a create goes on"),
             "{create}"
+        );
+        let failed = cancel_outcome(
+            "app",
+            &report(true, Some(Duration::from_secs(9)), None),
+            Some("UPDATE_ROLLBACK_FAILED"),
+        );
+        assert!(
+            failed.ends_with("the rollback ended in UPDATE_ROLLBACK_FAILED after 9s"),
+            "{failed}"
         );
         // The result's annotation calls a cancel a cancel.
         let mut result = StackResult::without_operation(Outcome::Cancelled, None);

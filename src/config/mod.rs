@@ -203,6 +203,15 @@ impl Config {
         }
         let on_cancel = match value(inputs, "on-cancel").unwrap_or_default() {
             "leave" => OnCancel::Leave,
+            "cancel-update" if mode != Mode::Deploy => {
+                return Err(bad(
+                    "on-cancel",
+                    format!(
+                        "cancel-update is only used in mode deploy (it cancels the update this run started), but mode is {}",
+                        mode.as_str()
+                    ),
+                ));
+            }
             "cancel-update" => OnCancel::CancelUpdate,
             other => {
                 return Err(bad(
@@ -637,6 +646,10 @@ mod tests {
             (&[("stack-name", "app"), ("on-freeze", "skip")], "on-freeze"),
             (
                 &[("stack-name", "app"), ("on-cancel", "rollback")],
+                "on-cancel",
+            ),
+            (
+                &[("stack-name", "app"), ("on-cancel", "cancel-update")],
                 "on-cancel",
             ),
             (
