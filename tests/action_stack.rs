@@ -703,6 +703,8 @@ async fn a_rollback_slower_than_the_grace_leaves_the_lock_to_its_lease_and_says_
     let main = &cancelled.run;
     let log = main.log();
     assert_cancelled_update_in_time(&world, &cancelled);
+    // It lived through the runner's SIGTERM (7.5 s) and still wrote everything before the kill.
+    assert!(cancelled.sigterm_sent, "{:?}", cancelled.took);
     let still = main.output("stack-status").unwrap_or_default().to_string();
     assert!(still.starts_with("UPDATE_ROLLBACK_"), "{still}\n{log}");
     assert!(still.ends_with("_IN_PROGRESS"), "{still}\n{log}");
