@@ -818,6 +818,34 @@ async fn the_post_step_releases_the_lock_once_the_rollback_the_main_step_left_ha
     assert_eq!(status["state"], "free", "{status}");
 }
 
+#[tokio::test]
+async fn a_cancel_update_stack_that_hangs_is_given_up_before_the_runners_kill() {
+    let world = World::start(cancellable(20, 1), 1.0).await;
+    // CloudFormation takes 30 s to answer CancelUpdateStack (then applies it).
+    world.sim.admin_post(
+        "fault?kind=hang&seconds=30&count=10&action=CancelUpdateStack",
+        None,
+    );
+    let (_runner, cancelled) =
+        cancel_an_update(&world, "hung-cancel", "cancel-update", false, None);
+    let main = &cancelled.run;
+    assert!(
+        cancelled.took < Duration::from_secs(10) && !cancelled.killed,
+        "{:?}\n{}",
+        cancelled.took,
+        main.log()
+    );
+    assert_eq!(main.output("outcome"), Some("cancelled"));
+    assert!(
+        main.commands()
+            .iter()
+            .any(|c| c.starts_with("::warning title=Update not cancelled::")
+                && c.contains("CancelUpdateStack did not answer within the runner's grace")),
+        "{}",
+        main.log()
+    );
+}
+
 /// `history export` of a stack, as a JSON array (oldest first).
 fn history_of(world: &World, stack: &str) -> Vec<serde_json::Value> {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_deploy-coordinator"))

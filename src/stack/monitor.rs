@@ -258,10 +258,20 @@ where
         on_event(MonitorEvent::Waiting { timeout });
     }
     loop {
-        let delay = match state
-            .poll(client, &mut planner, began.elapsed(), on_event)
-            .await
-        {
+        let polled = state.poll(client, &mut planner, began.elapsed(), on_event);
+        let polled = match &cancelling {
+            // A read that hangs must not outlast the runner's grace.
+            Some(c) => match tokio::time::timeout_at(c.until.into(), polled).await {
+                Ok(polled) => polled,
+                Err(_) => {
+                    let result = state.finish(client, began, on_event).await;
+                    on_event(MonitorEvent::Finished(Outcome::Cancelled));
+                    return Ok(c.ended(result, false));
+                }
+            },
+            None => polled.await,
+        };
+        let delay = match polled {
             Ok(news) => {
                 if let Some(since) = supervisor.interrupted_at.take() {
                     on_event(MonitorEvent::Resumed {
@@ -475,32 +485,54 @@ impl FollowState {
         on_event: &mut F,
     ) -> Option<Cancelling> {
         let stack_ref = self.tracker.root_id().unwrap_or(&self.stack).to_string();
+        // Both calls within the runner's grace: a hung CloudFormation must not hold the step
+        // past the kill.
+        let deadline = tokio::time::Instant::now() + grace();
+        let too_slow = |what: &str| format!("{what} did not answer within the runner's grace");
         // Read now, not from the last events: the operation may have moved on since.
-        let status = match client.describe_stack(&stack_ref).await {
-            Ok(Some(info)) => info.status,
-            Ok(None) => "absent".to_string(),
-            Err(e) => {
-                self.not_cancelled(
-                    "unknown".into(),
-                    format!("its status could not be read ({e})"),
-                    on_event,
-                );
-                return None;
-            }
-        };
+        let status =
+            match tokio::time::timeout_at(deadline, client.describe_stack(&stack_ref)).await {
+                Ok(Ok(Some(info))) => info.status,
+                Ok(Ok(None)) => "absent".to_string(),
+                Ok(Err(e)) => {
+                    self.not_cancelled(
+                        "unknown".into(),
+                        format!("its status could not be read ({e})"),
+                        on_event,
+                    );
+                    return None;
+                }
+                Err(_) => {
+                    self.not_cancelled("unknown".into(), too_slow("DescribeStacks"), on_event);
+                    return None;
+                }
+            };
         if let Some(why) = cannot_cancel(&status) {
             self.not_cancelled(status, why, on_event);
             return None;
         }
         // Ours from the start: the rollback carries this token, not the update's.
         self.tracker.adopt_token(token);
-        if let Err(e) = client.cancel_update_stack(&stack_ref, token).await {
-            self.not_cancelled(
-                status,
-                format!("CloudFormation refused CancelUpdateStack: {e}"),
-                on_event,
-            );
-            return None;
+        match tokio::time::timeout_at(deadline, client.cancel_update_stack(&stack_ref, token)).await
+        {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                self.not_cancelled(
+                    status,
+                    format!("CloudFormation refused CancelUpdateStack: {e}"),
+                    on_event,
+                );
+                return None;
+            }
+            // It may have arrived: the rollback would then run, unfollowed; said so.
+            Err(_) => {
+                let why = format!(
+                    "{}; it may still take effect: check the stack",
+                    too_slow("CancelUpdateStack")
+                );
+                self.not_cancelled(status, why, on_event);
+                return None;
+            }
         }
         let at = Instant::now();
         let grace = grace();
