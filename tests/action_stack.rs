@@ -846,6 +846,52 @@ async fn a_cancel_update_stack_that_hangs_is_given_up_before_the_runners_kill() 
     );
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn an_update_cancelled_from_the_console_is_followed_to_the_end_of_its_rollback() {
+    let world = World::start(cancellable(21, 1), 1.0).await;
+    let create = world.runner("1601", "console-app", Some(TEMPLATE));
+    assert_code(&tokio::task::block_in_place(|| create.main()), 0, "create");
+    let mut runner = world.runner("1602", "console-app", Some(&update_template(false)));
+    // Without the console's rollback in the chain the step would follow until this.
+    runner.input("deploy-timeout", "40s");
+    let running = runner.spawn_main();
+    tokio::task::block_in_place(|| wait_for_update(&world, "console-app"));
+    // Someone presses "Cancel update stack" in the console: its own token.
+    let form = "Action=CancelUpdateStack&Version=2010-05-15&StackName=console-app\
+                &ClientRequestToken=Console-CancelUpdateStack-7f1c2a";
+    let answer = reqwest::Client::new()
+        .post(&world.sim.endpoint)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form)
+        .send()
+        .await
+        .expect("CancelUpdateStack");
+    assert!(answer.status().is_success(), "{:?}", answer.text().await);
+    let started = Instant::now();
+    let main = tokio::task::block_in_place(|| running.wait());
+    assert_eq!(
+        main.output("outcome"),
+        Some("rolled-back"),
+        "{}",
+        main.log()
+    );
+    assert_eq!(
+        main.output("stack-status"),
+        Some("UPDATE_ROLLBACK_COMPLETE")
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(
+        main.summary
+            .contains("the update was cancelled (CancelUpdateStack)"),
+        "{}",
+        main.summary
+    );
+}
+
 /// `history export` of a stack, as a JSON array (oldest first).
 fn history_of(world: &World, stack: &str) -> Vec<serde_json::Value> {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_deploy-coordinator"))
