@@ -440,11 +440,21 @@ class Api:
         return None
 
     def do_CancelUpdateStack(self, params: dict):
+        """Only in UPDATE_IN_PROGRESS ("You can cancel only stacks that are in the UPDATE_IN_PROGRESS
+        state"); a retry with the same ClientRequestToken is the same request and succeeds again
+        ("You might retry CancelUpdateStack requests to ensure that CloudFormation successfully
+        received them"), https://docs.aws.amazon.com/AWSCloudFormation/latest/APIReference/API_CancelUpdateStack.html."""
         name = params.get("StackName", "")
         stack = self._stack_or_error(name, f"Stack [{name}] does not exist")
-        if stack.status != "UPDATE_IN_PROGRESS" or stack.current_op is None:
+        token = params.get("ClientRequestToken")
+        op = stack.current_op
+        if op is not None and op.user_cancelled:
+            if token and op.cancel_token == token:
+                return None
             raise validation("CancelUpdateStack cannot be called from current stack status")
-        stack.current_op.cancel_update(params.get("ClientRequestToken"))
+        if stack.status != "UPDATE_IN_PROGRESS" or op is None:
+            raise validation("CancelUpdateStack cannot be called from current stack status")
+        op.cancel_update(token)
         return None
 
     def do_ContinueUpdateRollback(self, params: dict):

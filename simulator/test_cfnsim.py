@@ -1107,6 +1107,12 @@ class UserRollbackTest(unittest.TestCase):
                                 Capabilities=["CAPABILITY_IAM"], ClientRequestToken="upd-x")
             time.sleep(0.15)  # 30 simulated seconds into Fn's 100-second update
             cf.cancel_update_stack(StackName="cx", ClientRequestToken="cancel-x")
+            # A retry of the same request (its token) is accepted; another cancel is not.
+            cf.cancel_update_stack(StackName="cx", ClientRequestToken="cancel-x")
+            with self.assertRaises(botocore.exceptions.ClientError) as ctx:
+                cf.cancel_update_stack(StackName="cx", ClientRequestToken="cancel-y")
+            self.assertEqual(ctx.exception.response["Error"]["Message"],
+                             "CancelUpdateStack cannot be called from current stack status")
             stack = wait_stack(cf, "cx")
             self.assertEqual(stack["StackStatus"], "UPDATE_ROLLBACK_COMPLETE")
             self.assertEqual([o["OperationType"] for o in stack["LastOperations"][:2]], ["ROLLBACK", "UPDATE_STACK"])

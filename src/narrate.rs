@@ -20,7 +20,7 @@ use crate::duration;
 use crate::lock::{self, HolderInfo, LockEvent};
 use crate::plan::guard::Verdict;
 use crate::plan::risk::Assessment;
-use crate::stack::{MonitorEvent, StackResult};
+use crate::stack::{CancelReport, MonitorEvent, Outcome, StackResult};
 
 /// How loud a line is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -100,8 +100,13 @@ pub(crate) fn lock_event(key: &str, event: &LockEvent, now_ms: u64) -> Line {
             let holder = holder
                 .as_ref()
                 .map(|h| {
+                    let cancelling = h
+                        .cancelling
+                        .as_deref()
+                        .map(|c| format!(" ({c})"))
+                        .unwrap_or_default();
                     format!(
-                        "held by {} since {} (holder's clock)",
+                        "held by {} since {} (holder's clock){cancelling}",
                         h.info.describe(),
                         h.acquired_at
                     )
@@ -272,8 +277,101 @@ pub(crate) fn monitor_event(root: &str, event: &MonitorEvent) -> Line {
             "monitoring resumed after a gap of {}",
             duration::human(*gap)
         )),
+        MonitorEvent::UpdateCancelRequested { status, grace } => Line::annotation(
+            Level::Notice,
+            "Update cancelled",
+            format!(
+                "the run was cancelled while {root} was {status}: CancelUpdateStack called; following the rollback \
+                 for up to {} (the runner kills this step 10 s after its first signal)",
+                duration::human(*grace)
+            ),
+        ),
+        MonitorEvent::UpdateNotCancelled { status, why } => Line::annotation(
+            Level::Warning,
+            "Update not cancelled",
+            format!("the run was cancelled while {root} was {status}, but {why}"),
+        ),
         MonitorEvent::Finished(outcome) => Line::info(format!("operation finished: {outcome}")),
     }
+}
+
+/// What `on-cancel: cancel-update` came to, for the result's reason (summary, card,
+/// annotation): `status` is the stack's status as the step ends.
+pub(crate) fn cancel_outcome(stack: &str, report: &CancelReport, status: Option<&str>) -> String {
+    let now = status.unwrap_or("unknown");
+    match (
+        report.requested,
+        report.rolled_back_in,
+        &report.not_cancelled,
+    ) {
+        (true, Some(took), _) if now == "UPDATE_ROLLBACK_COMPLETE" => format!(
+            "cancelled by the run's cancellation; CancelUpdateStack called; rolled back in {} ({stack} is {now})",
+            duration::human(took)
+        ),
+        // UPDATE_ROLLBACK_FAILED: the result's next step says how to get out of it.
+        (true, Some(took), _) => format!(
+            "cancelled by the run's cancellation; CancelUpdateStack called; the rollback ended in {now} after {}",
+            duration::human(took)
+        ),
+        (true, None, _) => format!(
+            "cancelled by the run's cancellation; CancelUpdateStack called; the rollback is still running \
+             ({stack} is {now}) as the runner's grace ends"
+        ),
+        (false, _, why) => format!(
+            "cancelled by the run's cancellation while {stack} was {}; the update was not cancelled: {}",
+            report.status,
+            why.as_deref().unwrap_or("nothing to cancel")
+        ),
+    }
+}
+
+/// What the lock item says of a holder that keeps the lock while the rollback of its
+/// cancelled update runs (`lock status`, the waiters' queue lines).
+pub(crate) fn cancelling_note(stack: &str, status: &str, at: &str) -> String {
+    format!(
+        "its run was cancelled; CancelUpdateStack called; {stack} was still {status} at {at}: the lock is held until \
+         the stack settles or the lease runs out"
+    )
+}
+
+/// The main step stops while the rollback it started still runs: the lock is not released
+/// (the post step releases it once the stack has settled; else its lease frees it).
+/// `expires`: when the lease runs out after the last heartbeat (the holder's clock).
+pub(crate) fn lock_kept_for_rollback(
+    key: &str,
+    stack: &str,
+    status: &str,
+    lease: Duration,
+    expires: Option<&str>,
+) -> Line {
+    let until = expires
+        .map(|t| format!("at {t}"))
+        .unwrap_or_else(|| "a lease after the last heartbeat".into());
+    Line::annotation(
+        Level::Warning,
+        "Rollback still running",
+        format!(
+            "the rollback is still running ({stack} is {status}); the lock {key:?} stays held until the post step \
+             finds the stack settled, or until its lease ({}) expires {until}, or until a waiter sees this run \
+             completed on GitHub. The next run waits for the stack to settle before deploying.",
+            duration::human(lease)
+        ),
+    )
+}
+
+/// The post step finds the rollback the main step's CancelUpdateStack started still running:
+/// it leaves the lock to its lease.
+pub(crate) fn rollback_outlives_post(table: &str, key: &str, stack: &str, status: &str) -> Line {
+    Line::annotation(
+        Level::Warning,
+        "Rollback still running",
+        format!(
+            "the rollback that this run's CancelUpdateStack started is still running ({stack} is {status}): the lock \
+             {key:?} is not released, and is freed when its lease runs out after the main step's last heartbeat, or \
+             when a waiter sees this run completed on GitHub. The next run waits for the stack to settle. To free \
+             it now: `deploy-coordinator lock status --table {table} --key {key}`, then `lock release`."
+        ),
+    )
 }
 
 /// The line of a release. `expected_ours`: the lock should still have been ours (we took it
@@ -446,7 +544,10 @@ pub(crate) fn result_annotations(stack: &str, result: &StackResult) -> Vec<Line>
             )),
             (None, Some(reason)) => lines.push(Line::annotation(
                 Level::Error,
-                format!("{stack} failed"),
+                match result.outcome {
+                    Outcome::Cancelled => format!("{stack} cancelled"),
+                    _ => format!("{stack} failed"),
+                },
                 reason.clone(),
             )),
             _ => {}
@@ -544,7 +645,7 @@ pub(crate) fn plan(review: &crate::plan::review::Review) -> Vec<Line> {
 mod tests {
     use super::*;
     use crate::lock::{HolderInfo, LockRecord, StaleReason};
-    use crate::stack::{Event, Outcome};
+    use crate::stack::Event;
 
     fn record(owner: &str, fence: u64) -> LockRecord {
         LockRecord {
@@ -562,6 +663,7 @@ mod tests {
             watched: None,
             cycle_ms: None,
             queue_mark: None,
+            cancelling: None,
         }
     }
 
@@ -651,6 +753,34 @@ mod tests {
         ] {
             assert!(line.text.contains(part), "{part}: {}", line.text);
         }
+    }
+
+    #[test]
+    fn a_waiter_reads_that_the_holder_keeps_the_lock_for_its_cancelled_updates_rollback() {
+        let mut holder = record("run-a", 3);
+        holder.cancelling = Some(cancelling_note(
+            "app",
+            "UPDATE_ROLLBACK_IN_PROGRESS",
+            "2026-12-03T06:00:00Z",
+        ));
+        let line = lock_event(
+            "prod",
+            &LockEvent::Queued {
+                position: 1,
+                ahead: 0,
+                holder: Some(holder),
+                eta: None,
+            },
+            0,
+        );
+        assert!(
+            line.text.contains(
+                "(its run was cancelled; CancelUpdateStack called; app was still UPDATE_ROLLBACK_IN_PROGRESS at \
+                 2026-12-03T06:00:00Z"
+            ),
+            "{}",
+            line.text
+        );
     }
 
     #[test]
@@ -803,6 +933,78 @@ mod tests {
             warnings[0].text.contains("Orders, Uploads, Cache"),
             "{}",
             warnings[0].text
+        );
+    }
+
+    #[test]
+    fn a_cancel_says_what_it_did_to_the_update_and_how_it_ended() {
+        let report = |requested, rolled_back_in, not_cancelled: Option<&str>| CancelReport {
+            status: "UPDATE_IN_PROGRESS".into(),
+            requested,
+            not_cancelled: not_cancelled.map(Into::into),
+            rolled_back_in,
+        };
+        assert_eq!(
+            cancel_outcome(
+                "app",
+                &report(true, Some(Duration::from_secs(4)), None),
+                Some("UPDATE_ROLLBACK_COMPLETE")
+            ),
+            "cancelled by the run's cancellation; CancelUpdateStack called; rolled back in 4s (app is UPDATE_ROLLBACK_COMPLETE)"
+        );
+        let running = cancel_outcome(
+            "app",
+            &report(true, None, None),
+            Some("UPDATE_ROLLBACK_IN_PROGRESS"),
+        );
+        assert!(
+            running.contains("the rollback is still running (app is UPDATE_ROLLBACK_IN_PROGRESS)"),
+            "{running}"
+        );
+        let create = cancel_outcome("app", &report(false, None, Some("a create goes on")), None);
+        assert!(
+            create.ends_with("the update was not cancelled: a create goes on"),
+            "{create}"
+        );
+        let failed = cancel_outcome(
+            "app",
+            &report(true, Some(Duration::from_secs(9)), None),
+            Some("UPDATE_ROLLBACK_FAILED"),
+        );
+        assert!(
+            failed.ends_with("the rollback ended in UPDATE_ROLLBACK_FAILED after 9s"),
+            "{failed}"
+        );
+        // The result's annotation calls a cancel a cancel.
+        let mut result = StackResult::without_operation(Outcome::Cancelled, None);
+        result.failure_reason = Some(running);
+        assert_eq!(
+            result_annotations("app", &result)[0].title.as_deref(),
+            Some("app cancelled")
+        );
+    }
+
+    #[test]
+    fn the_lock_kept_for_a_rollback_says_until_when() {
+        let line = lock_kept_for_rollback(
+            "prod",
+            "app",
+            "UPDATE_ROLLBACK_IN_PROGRESS",
+            Duration::from_secs(60),
+            Some("2026-12-03T05:51:18Z"),
+        );
+        assert_eq!(line.level, Level::Warning);
+        assert!(
+            line.text
+                .starts_with("the rollback is still running (app is UPDATE_ROLLBACK_IN_PROGRESS)"),
+            "{}",
+            line.text
+        );
+        assert!(
+            line.text
+                .contains("lease (1m) expires at 2026-12-03T05:51:18Z"),
+            "{}",
+            line.text
         );
     }
 

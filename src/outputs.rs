@@ -26,6 +26,10 @@ pub(crate) mod state {
     /// Mode lock: where the stack's event history stood when the lock was taken, so the post
     /// step can tell what the job's later steps deployed.
     pub(crate) const STACK_BASELINE: &str = "stack_baseline";
+    /// `on-cancel: cancel-update`: the rollback our CancelUpdateStack started was still
+    /// running when the main step had to stop (its status then). The post step releases the
+    /// lock only once the stack has settled; else the lease frees it.
+    pub(crate) const CANCEL_ROLLBACK: &str = "cancel_rollback";
 }
 
 /// Output names, as declared in `action.yml` (a test checks the two agree).

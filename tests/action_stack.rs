@@ -463,6 +463,435 @@ async fn sigterm_while_deploying_releases_the_lock_and_exits_within_the_runners_
     assert_code(&runner.post(&main), 0, "post");
 }
 
+/// A stack whose update is slow where it matters: created in seconds, then an update in which
+/// `Fn` changes in a second and `Db` takes an hour, so a cancel always finds `Db` running.
+/// With the update's `Cache` (see [`update_template`]), its deletion in the rollback's clean-up
+/// takes `cleanup_seconds` (above 8: a rollback slower than the runner's grace).
+fn cancellable(seed: u64, cleanup_seconds: u64) -> serde_json::Value {
+    json!({"seed": seed, "change_set_seconds": 1, "stack_overhead": 0.3, "initiated_delay": 0.1,
+        "defaults": {"duration": 1},
+        "resources": {"Db": {"duration": 1, "update_duration": 3600},
+                      "Cache": {"duration": 1, "delete_duration": cleanup_seconds}}})
+}
+
+/// The update of [`cancellable`]: `Size` changes `Fn`, the storage changes `Db`, and with
+/// `add_cache` a queue is added.
+fn update_template(add_cache: bool) -> String {
+    let mut template = TEMPLATE
+        .replace("Default: small", "Default: large")
+        .replace(
+            "{Engine: postgres}",
+            "{Engine: postgres, AllocatedStorage: 30}",
+        );
+    if add_cache {
+        template = template.replace(
+            "Resources:\n",
+            "Resources:\n  Cache:\n    Type: AWS::SQS::Queue\n",
+        );
+    }
+    template
+}
+
+/// The simulator's view of one stack (`/_sim/stacks`).
+fn sim_stack(world: &World, name: &str) -> serde_json::Value {
+    world.sim.admin_get("stacks")["stacks"]
+        .as_array()
+        .and_then(|stacks| stacks.iter().find(|s| s["name"] == name).cloned())
+        .unwrap_or_else(|| panic!("no stack {name} in the simulator"))
+}
+
+/// Waits until the stack's update is running (Db's hour-long update has begun).
+fn wait_for_update(world: &World, name: &str) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while sim_stack(world, name)["status"] != "UPDATE_IN_PROGRESS" {
+        assert!(Instant::now() < deadline, "{}", sim_stack(world, name));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // The resources start after the stack's overhead.
+    std::thread::sleep(Duration::from_secs(2));
+}
+
+/// Creates the stack of [`cancellable`], then starts the update and cancels the job as the
+/// runner does once the update runs.
+fn cancel_an_update(
+    world: &World,
+    stack: &str,
+    on_cancel: &str,
+    add_cache: bool,
+    slack_api: Option<&str>,
+) -> (Runner, support::runner::Cancelled) {
+    let create = world.runner("1401", stack, Some(TEMPLATE));
+    assert_code(&create.main(), 0, "create");
+    let mut runner = world.runner("1402", stack, Some(&update_template(add_cache)));
+    runner.input("on-cancel", on_cancel);
+    if let Some(api) = slack_api {
+        runner
+            .input("slack-bot-token", "xoxb-1-2-test")
+            .input("slack-channel", "#deploys")
+            .input("slack-api-url", &format!("{api}/api"));
+    }
+    let running = runner.spawn_main();
+    wait_for_update(world, stack);
+    (runner, running.cancel_as_the_runner_does())
+}
+
+/// The step ended by itself before the runner's kill, cancelled, after one CancelUpdateStack.
+fn assert_cancelled_update_in_time(world: &World, cancelled: &support::runner::Cancelled) {
+    let log = cancelled.run.log();
+    assert!(
+        cancelled.took < Duration::from_secs(10) && !cancelled.killed,
+        "the step must end by itself before the runner's kill: {:?}\n{log}",
+        cancelled.took
+    );
+    assert_eq!(world.sim.requests("CancelUpdateStack"), 1, "{log}");
+    assert_code(&cancelled.run, 1, "cancelled");
+    assert_eq!(cancelled.run.output("outcome"), Some("cancelled"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn on_cancel_cancel_update_rolls_the_update_back_and_releases_the_lock_within_the_grace() {
+    let world = World::start(cancellable(15, 1), 1.0).await;
+    let slack = slack_that_answers().await;
+    // The Slack server answers on the runtime's other threads while this one waits.
+    let (runner, cancelled) = tokio::task::block_in_place(|| {
+        cancel_an_update(
+            &world,
+            "cancel-app",
+            "cancel-update",
+            false,
+            Some(&slack.uri()),
+        )
+    });
+    let main = &cancelled.run;
+    let log = main.log();
+    assert_cancelled_update_in_time(&world, &cancelled);
+    assert_eq!(
+        main.output("stack-status"),
+        Some("UPDATE_ROLLBACK_COMPLETE"),
+        "{log}"
+    );
+    // The rollback ended in CloudFormation before the step ended, within 10 s of the SIGINT.
+    let stack = sim_stack(&world, "cancel-app");
+    assert_eq!(stack["status"], "UPDATE_ROLLBACK_COMPLETE");
+    let ended = stack["terminal_events"]
+        .as_array()
+        .and_then(|t| t.last())
+        .and_then(|t| t["real_time"].as_f64())
+        .expect("the rollback's terminal event");
+    let sigint = cancelled
+        .sigint_at
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    assert!(
+        ended > sigint && ended - sigint < 10.0,
+        "rolled back {:.1} s after the SIGINT",
+        ended - sigint
+    );
+    // Released after the rollback ended, by the main step.
+    let settled = log
+        .find("UPDATE_ROLLBACK_COMPLETE")
+        .expect("the end in the log");
+    let released = log.find("lock \"cancel-app\": released").expect("released");
+    assert!(settled < released, "{log}");
+    assert_eq!(
+        main.state.get("lock_released").map(String::as_str),
+        Some("true")
+    );
+    let status = support::runner::lock_status(&world.dynamo.env(), TABLE, "cancel-app");
+    assert_eq!(status["state"], "free", "{status}");
+    // Said on the run page, and what it came to in the summary (and so on the card).
+    assert!(
+        main.commands()
+            .iter()
+            .any(|c| c.starts_with("::notice title=Update cancelled::")
+                && c.contains("CancelUpdateStack called")),
+        "{log}"
+    );
+    assert!(
+        main.summary.contains(
+            "cancelled by the run's cancellation; CancelUpdateStack called; rolled back in"
+        ),
+        "{}",
+        main.summary
+    );
+    // The post step has nothing left to do, and reports nothing twice.
+    // The thread says the cancel was asked for; the card's last state, what it came to.
+    let requests = slack.received_requests().await.unwrap_or_default();
+    let bodies = |api: &str| -> Vec<String> {
+        requests
+            .iter()
+            .filter(|r| r.url.path().ends_with(api))
+            .map(|r| String::from_utf8_lossy(&r.body).into_owned())
+            .collect()
+    };
+    let thread: Vec<String> = bodies("chat.postMessage")
+        .into_iter()
+        .filter(|b| b.contains("thread_ts"))
+        .collect();
+    assert!(
+        thread
+            .iter()
+            .any(|t| t.contains("CancelUpdateStack called")),
+        "{thread:?}"
+    );
+    let last_card = bodies("chat.update").pop().unwrap_or_default();
+    assert!(
+        last_card.contains("CancelUpdateStack called; rolled back in")
+            && last_card.contains("cancelled"),
+        "{last_card}"
+    );
+    let post = tokio::task::block_in_place(|| runner.post(main));
+    assert_code(&post, 0, "post");
+    assert!(post.log().contains("already released"), "{}", post.log());
+    assert!(post.summary.is_empty(), "{}", post.summary);
+    let after_post = slack.received_requests().await.unwrap_or_default();
+    assert_eq!(
+        after_post.len(),
+        requests.len(),
+        "the post step reports nothing twice"
+    );
+}
+
+/// A Slack Web API that accepts every message (one card, `ts` fixed).
+async fn slack_that_answers() -> wiremock::MockServer {
+    use wiremock::matchers::method;
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+    let slack = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(
+                json!({"ok": true, "channel": "C0DEPLOY", "ts": "1700000000.000100"}),
+            ),
+        )
+        .mount(&slack)
+        .await;
+    slack
+}
+
+#[tokio::test]
+async fn on_cancel_leave_lets_the_update_go_on_as_before() {
+    let world = World::start(cancellable(16, 1), 1.0).await;
+    let (_runner, cancelled) = cancel_an_update(&world, "leave-app", "leave", false, None);
+    let main = &cancelled.run;
+    assert!(
+        cancelled.took < Duration::from_secs(5),
+        "{:?}",
+        cancelled.took
+    );
+    assert_eq!(world.sim.requests("CancelUpdateStack"), 0);
+    assert_eq!(main.output("outcome"), Some("cancelled"));
+    assert_eq!(
+        sim_stack(&world, "leave-app")["status"],
+        "UPDATE_IN_PROGRESS"
+    );
+    assert!(
+        main.summary
+            .contains("the operation goes on in CloudFormation"),
+        "{}",
+        main.summary
+    );
+    let status = support::runner::lock_status(&world.dynamo.env(), TABLE, "leave-app");
+    assert_eq!(status["state"], "free", "{status}");
+}
+
+#[tokio::test]
+async fn a_rollback_slower_than_the_grace_leaves_the_lock_to_its_lease_and_says_so() {
+    let world = World::start(cancellable(17, 60), 1.0).await;
+    let (runner, cancelled) =
+        cancel_an_update(&world, "slow-rollback", "cancel-update", true, None);
+    let main = &cancelled.run;
+    let log = main.log();
+    assert_cancelled_update_in_time(&world, &cancelled);
+    // It lived through the runner's SIGTERM (7.5 s) and still wrote everything before the kill.
+    assert!(cancelled.sigterm_sent, "{:?}", cancelled.took);
+    let still = main.output("stack-status").unwrap_or_default().to_string();
+    assert!(still.starts_with("UPDATE_ROLLBACK_"), "{still}\n{log}");
+    assert!(still.ends_with("_IN_PROGRESS"), "{still}\n{log}");
+    // Not released: the stack is busy; the log and the summary say until when.
+    assert!(!main.state.contains_key("lock_released"), "{log}");
+    assert_eq!(main.state.get("cancel_rollback"), Some(&still));
+    for text in [&log, &main.summary] {
+        assert!(
+            text.contains("the rollback is still running")
+                && text.contains("lease")
+                && text.contains("expires at"),
+            "{text}"
+        );
+    }
+    let status = support::runner::lock_status(&world.dynamo.env(), TABLE, "slow-rollback");
+    assert_eq!(status["state"], "held", "{status}");
+    // `lock status` (and every waiter) sees why it is still held.
+    let note = status["holder"]["cancelling"].as_str().unwrap_or_default();
+    assert!(
+        note.contains("its run was cancelled; CancelUpdateStack called; slow-rollback was still UPDATE_ROLLBACK_"),
+        "{status}"
+    );
+    // The post step finds the stack still busy: it leaves the lock to its lease, says so once,
+    // and posts no second report.
+    let post = runner.post(main);
+    assert_code(&post, 0, "post");
+    assert!(
+        post.commands()
+            .iter()
+            .any(|c| c.starts_with("::warning title=Rollback still running::")),
+        "{}",
+        post.log()
+    );
+    assert!(post.summary.is_empty(), "{}", post.summary);
+    let status = support::runner::lock_status(&world.dynamo.env(), TABLE, "slow-rollback");
+    assert_eq!(status["state"], "held", "{status}");
+}
+
+#[tokio::test]
+async fn on_cancel_cancel_update_leaves_a_create_running_and_says_why() {
+    let world = World::start(json!({"seed": 18, "change_set_seconds": 1, "types": {"AWS::RDS::DBInstance": {"duration": 3600}}}), 1.0).await;
+    let mut runner = world.runner("1501", "new-app", Some(TEMPLATE));
+    runner.input("on-cancel", "cancel-update");
+    let running = runner.spawn_main();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while world.sim.admin_get("stacks")["stacks"]
+        .as_array()
+        .is_none_or(|s| {
+            !s.iter()
+                .any(|s| s["name"] == "new-app" && s["status"] == "CREATE_IN_PROGRESS")
+        })
+    {
+        assert!(Instant::now() < deadline, "the create never started");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (main, took) = running.terminate();
+    assert!(took < Duration::from_secs(5), "{took:?}\n{}", main.log());
+    assert_eq!(
+        world.sim.requests("CancelUpdateStack"),
+        0,
+        "a create cannot be cancelled"
+    );
+    assert_eq!(main.output("outcome"), Some("cancelled"));
+    assert!(
+        main.commands()
+            .iter()
+            .any(|c| c.starts_with("::warning title=Update not cancelled::")
+                && c.contains("the create goes on")),
+        "{}",
+        main.log()
+    );
+    assert!(
+        main.summary
+            .contains("the update was not cancelled: a stack being created cannot be cancelled"),
+        "{}",
+        main.summary
+    );
+    assert_eq!(sim_stack(&world, "new-app")["status"], "CREATE_IN_PROGRESS");
+    // As with `leave`: the lock is handed on, the next run's stack guard waits for the create.
+    let status = support::runner::lock_status(&world.dynamo.env(), TABLE, "new-app");
+    assert_eq!(status["state"], "free", "{status}");
+}
+
+#[tokio::test]
+async fn the_post_step_releases_the_lock_once_the_rollback_the_main_step_left_has_settled() {
+    let world = World::start(cancellable(19, 14), 1.0).await;
+    let (runner, cancelled) =
+        cancel_an_update(&world, "late-rollback", "cancel-update", true, None);
+    assert_cancelled_update_in_time(&world, &cancelled);
+    let main = &cancelled.run;
+    assert!(main.state.contains_key("cancel_rollback"), "{}", main.log());
+    let deadline = Instant::now() + Duration::from_secs(40);
+    while sim_stack(&world, "late-rollback")["status"] != "UPDATE_ROLLBACK_COMPLETE" {
+        assert!(
+            Instant::now() < deadline,
+            "{}",
+            sim_stack(&world, "late-rollback")
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    let post = runner.post(main);
+    assert_code(&post, 0, "post");
+    let log = post.log();
+    assert!(
+        log.contains("the rollback of the cancelled update has ended"),
+        "{log}"
+    );
+    assert!(log.contains("lock \"late-rollback\": released"), "{log}");
+    assert!(!log.contains("Rollback still running"), "{log}");
+    let status = support::runner::lock_status(&world.dynamo.env(), TABLE, "late-rollback");
+    assert_eq!(status["state"], "free", "{status}");
+}
+
+#[tokio::test]
+async fn a_cancel_update_stack_that_hangs_is_given_up_before_the_runners_kill() {
+    let world = World::start(cancellable(20, 1), 1.0).await;
+    // CloudFormation takes 30 s to answer CancelUpdateStack (then applies it).
+    world.sim.admin_post(
+        "fault?kind=hang&seconds=30&count=10&action=CancelUpdateStack",
+        None,
+    );
+    let (_runner, cancelled) =
+        cancel_an_update(&world, "hung-cancel", "cancel-update", false, None);
+    let main = &cancelled.run;
+    assert!(
+        cancelled.took < Duration::from_secs(10) && !cancelled.killed,
+        "{:?}\n{}",
+        cancelled.took,
+        main.log()
+    );
+    assert_eq!(main.output("outcome"), Some("cancelled"));
+    assert!(
+        main.commands()
+            .iter()
+            .any(|c| c.starts_with("::warning title=Update not cancelled::")
+                && c.contains("CancelUpdateStack did not answer within the runner's grace")),
+        "{}",
+        main.log()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_update_cancelled_from_the_console_is_followed_to_the_end_of_its_rollback() {
+    let world = World::start(cancellable(21, 1), 1.0).await;
+    let create = world.runner("1601", "console-app", Some(TEMPLATE));
+    assert_code(&tokio::task::block_in_place(|| create.main()), 0, "create");
+    let mut runner = world.runner("1602", "console-app", Some(&update_template(false)));
+    // Without the console's rollback in the chain the step would follow until this.
+    runner.input("deploy-timeout", "40s");
+    let running = runner.spawn_main();
+    tokio::task::block_in_place(|| wait_for_update(&world, "console-app"));
+    // Someone presses "Cancel update stack" in the console: its own token.
+    let form = "Action=CancelUpdateStack&Version=2010-05-15&StackName=console-app\
+                &ClientRequestToken=Console-CancelUpdateStack-7f1c2a";
+    let answer = reqwest::Client::new()
+        .post(&world.sim.endpoint)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form)
+        .send()
+        .await
+        .expect("CancelUpdateStack");
+    assert!(answer.status().is_success(), "{:?}", answer.text().await);
+    let started = Instant::now();
+    let main = tokio::task::block_in_place(|| running.wait());
+    assert_eq!(
+        main.output("outcome"),
+        Some("rolled-back"),
+        "{}",
+        main.log()
+    );
+    assert_eq!(
+        main.output("stack-status"),
+        Some("UPDATE_ROLLBACK_COMPLETE")
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(
+        main.summary
+            .contains("the update was cancelled (CancelUpdateStack)"),
+        "{}",
+        main.summary
+    );
+}
+
 /// `history export` of a stack, as a JSON array (oldest first).
 fn history_of(world: &World, stack: &str) -> Vec<serde_json::Value> {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_deploy-coordinator"))

@@ -101,6 +101,7 @@ fn failing_nested_stack() -> StackResult {
         resources,
         progress: (431, 500),
         fail_step: true,
+        cancel: None,
     }
 }
 

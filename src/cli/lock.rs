@@ -424,7 +424,7 @@ async fn acquire_cmd(
     json_out: bool,
 ) -> ExitCode {
     let cancel = match crate::shutdown::install() {
-        Ok(c) => c,
+        Ok(s) => s.token().clone(),
         Err(e) => return usage(&format!("cannot install signal handlers: {e}")),
     };
     let (_, a) = match take(reg, key, args, lease, &cancel).await {
@@ -651,6 +651,7 @@ fn print_status(st: &lock::LockStatus, table: &str, now_ms: u64) {
                 Some(&format!("{} (holder's clock)", r.acquired_at)),
             );
             line("Heartbeat", r.heartbeat_at.as_deref());
+            line("Cancelled", r.cancelling.as_deref());
             line("Lease", Some(&crate::duration::human(r.lease())));
             line("Fence", Some(&r.fence.to_string()));
             line("Version", Some(&r.version));
@@ -848,7 +849,7 @@ async fn run_cmd(
     command: &[String],
 ) -> ExitCode {
     let cancel = match crate::shutdown::install() {
-        Ok(c) => c,
+        Ok(s) => s.token().clone(),
         Err(e) => return usage(&format!("cannot install signal handlers: {e}")),
     };
     let (me, acquired) = match take(reg, key, args, lease, &cancel).await {

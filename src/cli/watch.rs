@@ -273,7 +273,11 @@ impl View {
                 ));
             }
             MonitorEvent::Resumed { .. } => self.note = None,
-            MonitorEvent::DeletingFailedStack { .. } | MonitorEvent::ChangeSetCreated { .. } => {}
+            // Mode deploy only (`on-cancel: cancel-update`): never while watching.
+            MonitorEvent::DeletingFailedStack { .. }
+            | MonitorEvent::ChangeSetCreated { .. }
+            | MonitorEvent::UpdateCancelRequested { .. }
+            | MonitorEvent::UpdateNotCancelled { .. } => {}
             MonitorEvent::Finished(outcome) => {
                 self.outcome = Some(outcome);
                 self.running.clear();

@@ -221,6 +221,13 @@ pub const INPUTS: &[InputSpec] = &[
         description: "Mode monitor, how long to wait for an operation to start when none is running.",
     },
     InputSpec {
+        name: "on-cancel",
+        required: false,
+        secret: false,
+        default: InputDefault::Value("leave"),
+        description: "Mode deploy, what a cancelled job does to its stack update, leave (it goes on in CloudFormation) or cancel-update (CancelUpdateStack, then follow the rollback within the runner's 10 s grace; a create cannot be cancelled and goes on).",
+    },
+    InputSpec {
         name: "slack-bot-token",
         required: false,
         secret: true,
@@ -310,6 +317,7 @@ mod tests {
             "priority",
             "deploy-timeout",
             "start-timeout",
+            "on-cancel",
             "slack-api-url",
         ] {
             assert!(

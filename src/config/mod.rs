@@ -66,6 +66,15 @@ pub enum OnRegistryUnavailable {
     Fail,
 }
 
+/// What a cancelled job does to the stack update it runs (input `on-cancel`, mode deploy).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnCancel {
+    /// The update goes on in CloudFormation; the next run's stack guard waits for it.
+    Leave,
+    /// CancelUpdateStack, then follow the rollback for as long as the runner allows.
+    CancelUpdate,
+}
+
 /// Where the template comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Template {
@@ -114,6 +123,7 @@ pub struct Config {
     pub priority: crate::lock::Priority,
     pub deploy_timeout: Duration,
     pub start_timeout: Duration,
+    pub on_cancel: OnCancel,
     pub slack: SlackTarget,
     pub slack_mention_on_failure: Option<String>,
     pub slack_api_url: String,
@@ -222,6 +232,25 @@ impl Config {
                 return Err(bad(name, "must be longer than 0s"));
             }
         }
+        let on_cancel = match value(inputs, "on-cancel").unwrap_or_default() {
+            "leave" => OnCancel::Leave,
+            "cancel-update" if mode != Mode::Deploy => {
+                return Err(bad(
+                    "on-cancel",
+                    format!(
+                        "cancel-update is only used in mode deploy (it cancels the update this run started), but mode is {}",
+                        mode.as_str()
+                    ),
+                ));
+            }
+            "cancel-update" => OnCancel::CancelUpdate,
+            other => {
+                return Err(bad(
+                    "on-cancel",
+                    format!("{other:?} is not accepted: use leave or cancel-update"),
+                ));
+            }
+        };
 
         let slack = parse_slack(inputs)?;
         let slack_mention_on_failure = inputs.get("slack-mention-on-failure").map(str::to_string);
@@ -279,6 +308,7 @@ impl Config {
             priority: lock.priority,
             deploy_timeout,
             start_timeout,
+            on_cancel,
             slack,
             slack_mention_on_failure,
             slack_api_url,
@@ -586,6 +616,7 @@ mod tests {
         assert_eq!(config.on_superseded, crate::lock::OnSuperseded::Wait);
         assert!(!config.forbid_older);
         assert_eq!(config.priority, crate::lock::Priority::Normal);
+        assert_eq!(config.on_cancel, OnCancel::Leave);
 
         let config = parse(&[
             ("stack-name", "app"),
@@ -825,6 +856,14 @@ mod tests {
                 "forbid-older",
             ),
             (&[("stack-name", "app"), ("priority", "urgent")], "priority"),
+            (
+                &[("stack-name", "app"), ("on-cancel", "rollback")],
+                "on-cancel",
+            ),
+            (
+                &[("stack-name", "app"), ("on-cancel", "cancel-update")],
+                "on-cancel",
+            ),
             (
                 &[("stack-name", "app"), ("slack-bot-token", "xoxb-1")],
                 "slack-channel",

@@ -790,6 +790,7 @@ impl Waiter<'_> {
             watched: None,
             cycle_ms: self.rate.cycle.map(millis),
             queue_mark: None,
+            cancelling: None,
         };
         let written_at = Instant::now();
         self.in_flight = Some((record.clone(), stale.clone(), written_at));
@@ -858,6 +859,7 @@ impl Waiter<'_> {
             heartbeat_at: None,
             watched: None,
             cycle_ms: self.rate.cycle.map(millis),
+            cancelling: None,
             ..held
         };
         let written_at = Instant::now();

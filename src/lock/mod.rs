@@ -29,7 +29,7 @@ pub use heartbeat::{Heartbeat, LostLock, spawn_heartbeat, spawn_heartbeat_since}
 pub use liveness::{NoLiveness, RunLiveness, RunState};
 pub use ops::{
     AuditEntry, ForceUnlocked, Frozen, LockStatus, ReleaseOutcome, force_unlock, force_unlock_all,
-    freeze, list, release, status, unfreeze,
+    freeze, list, note_cancelling, release, status, unfreeze,
 };
 pub use order::{Comparison, OnSuperseded, Priority};
 pub use record::{FreeLock, HolderInfo, LockRecord, LockState, QueueTicket, owner_for};

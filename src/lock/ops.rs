@@ -44,6 +44,21 @@ pub async fn release(
     }
 }
 
+/// Says on the lock item that `owner`'s run was cancelled and keeps the lock while its
+/// update rolls back (`note`, for people: `lock status`, the waiters' log lines). `false`
+/// when the lock is no longer `owner`'s.
+pub async fn note_cancelling(
+    reg: &Registry,
+    key: &str,
+    owner: &str,
+    note: &str,
+) -> Result<bool, RegistryError> {
+    Ok(matches!(
+        store::note_cancelling(reg, key, owner, note).await?,
+        store::Write::Done(_)
+    ))
+}
+
 /// How long after the first try a failed release is tried again.
 const RELEASE_RETRY_WITHIN: Duration = Duration::from_secs(6);
 

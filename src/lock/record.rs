@@ -222,6 +222,11 @@ pub struct LockRecord {
     /// so an acquisition clears it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub queue_mark: Option<String>,
+    /// The holder's run was cancelled and keeps the lock while the rollback of its cancelled
+    /// update runs (`on-cancel: cancel-update`): what it said, for people. Not a heartbeat:
+    /// staleness goes on as for any holder.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cancelling: Option<String>,
 }
 
 /// The attribute of the lock item that a waiter sets, to the key of its new ticket, when the
@@ -366,6 +371,7 @@ impl LockState {
                 watched: Watched::read(item),
                 cycle_ms: get_n(item, "cycle_ms"),
                 queue_mark: get_s(item, QUEUE_MARK).map(str::to_string),
+                cancelling: get_s(item, "cancelling").map(str::to_string),
             }))
         } else {
             let text = |name: &str| get_s(item, name).map(str::to_string);
@@ -399,6 +405,7 @@ impl LockRecord {
         item.insert("acquired_at".into(), s(&self.acquired_at));
         put_opt_s(&mut item, "heartbeat_at", self.heartbeat_at.as_deref());
         put_opt_n(&mut item, "cycle_ms", self.cycle_ms);
+        put_opt_s(&mut item, "cancelling", self.cancelling.as_deref());
         if let Some(f) = &self.freeze {
             f.write(&mut item);
         }
@@ -525,6 +532,7 @@ mod tests {
             watched: None,
             cycle_ms: Some(1_500),
             queue_mark: None,
+            cancelling: Some("cancelled; CancelUpdateStack called".into()),
         };
         let item = rec.to_item("prod");
         assert_eq!(

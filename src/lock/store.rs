@@ -159,6 +159,19 @@ pub(crate) async fn put_lock(
     }
 }
 
+/// Notes on the lock item that its holder's run was cancelled and keeps it while its update
+/// rolls back: `SET cancelling`, conditional on `owner` holding it. The version is not
+/// rotated: it is no heartbeat, and waiters' staleness counting goes on.
+pub(crate) async fn note_cancelling(
+    reg: &Registry,
+    key: &str,
+    owner: &str,
+    note: &str,
+) -> Result<Write<LockRecord>, RegistryError> {
+    let set = [("cancelling", s(note))];
+    update_if_owner(reg, key, owner, &set, "UpdateItem (cancelling)").await
+}
+
 /// Rotates the version of a lock this owner holds (heartbeat). Returns the renewed record.
 pub(crate) async fn renew(
     reg: &Registry,
@@ -166,25 +179,44 @@ pub(crate) async fn renew(
     owner: &str,
     new_version: &str,
 ) -> Result<Write<LockRecord>, RegistryError> {
-    let res = reg
+    let set = [
+        ("version", s(new_version)),
+        ("heartbeat_at", s(reg.clock().now_rfc3339())),
+    ];
+    update_if_owner(reg, key, owner, &set, "UpdateItem (heartbeat)").await
+}
+
+/// `SET` these attributes of a lock `owner` holds (conditional on it); the record after.
+async fn update_if_owner(
+    reg: &Registry,
+    key: &str,
+    owner: &str,
+    set: &[(&str, AttributeValue)],
+    operation: &'static str,
+) -> Result<Write<LockRecord>, RegistryError> {
+    let assignments: Vec<String> = (0..set.len()).map(|i| format!("#a{i} = :a{i}")).collect();
+    let mut request = reg
         .client()
         .update_item()
         .table_name(reg.table())
         .set_key(Some(crate::registry::item::key(key, keys::LOCK)))
-        .update_expression("SET #v = :v, heartbeat_at = :t")
+        .update_expression(format!("SET {}", assignments.join(", ")))
         .condition_expression("#s = :held AND #o = :me")
-        .expression_attribute_names("#v", "version")
         .expression_attribute_names("#s", "state")
         .expression_attribute_names("#o", "owner")
-        .expression_attribute_values(":v", s(new_version))
-        .expression_attribute_values(":t", s(reg.clock().now_rfc3339()))
         .expression_attribute_values(":held", s(STATE_HELD))
-        .expression_attribute_values(":me", s(owner))
+        .expression_attribute_values(":me", s(owner));
+    for (i, (name, value)) in set.iter().enumerate() {
+        request = request
+            .expression_attribute_names(format!("#a{i}"), *name)
+            .expression_attribute_values(format!(":a{i}"), value.clone());
+    }
+    let res = request
         .return_values(ReturnValue::AllNew)
         .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
         .send()
         .await;
-    update_result(reg, key, res, "UpdateItem (heartbeat)").await
+    update_result(reg, key, res, operation).await
 }
 
 /// Sets the queue mark ([`QUEUE_MARK`]) to a new ticket's key, whatever the lock's state; the

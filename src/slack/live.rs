@@ -299,6 +299,13 @@ impl LiveCard {
                     error: error.clone(),
                 });
             }
+            // The run's cancellation and what it did to the update: in the thread, in the
+            // narrator's words (the final card then shows what the cancel came to).
+            MonitorEvent::UpdateCancelRequested { .. }
+            | MonitorEvent::UpdateNotCancelled { .. } => {
+                let line = crate::narrate::monitor_event(&state.card.stack, event);
+                self.notifier.thread(&ThreadEvent::Note(line.text));
+            }
             _ => {}
         }
     }

@@ -11,8 +11,10 @@
 //! 1. an event without OperationId, or while the chain knows none: ours (streams from before
 //!    OperationIds existed; the first operation after the baseline is ours);
 //! 2. its OperationId is one of the chain's: ours;
-//! 3. it carries the chain's ClientRequestToken: ours, and its OperationId joins the chain;
-//! 4. it carries another token than the chain's: not ours;
+//! 3. it carries the chain's ClientRequestToken, or the token of a request we made on the
+//!    chain later (our CancelUpdateStack): ours, and its OperationId joins the chain;
+//! 4. it carries another token than the chain's: not ours, except a stack-level rollback
+//!    status (rule 5: someone else's CancelUpdateStack of our update carries their token);
 //! 5. a stack-level event that continues a chain (a rollback, a clean-up phase, a terminal
 //!    status): ours, and its OperationId joins. CloudFormation runs one operation at a time on
 //!    a stack, so the phase that follows ours while ours has not ended is ours; this is also
@@ -54,6 +56,10 @@ pub(crate) struct Chain {
     /// The chain's ClientRequestToken: ours when we started the operation, else learned from
     /// its first event.
     token: Option<String>,
+    /// Tokens of requests we made on the chain later (CancelUpdateStack): an operation
+    /// carrying one is ours (rule 3), as the rollback a cancel starts carries the cancelling
+    /// request's token, not the update's (https://github.com/glassechidna/stackit/issues/26).
+    adopted: Vec<String>,
     /// OperationIds of the chain, in the order they joined.
     operations: Vec<String>,
     /// Resource events of OperationIds not in the chain yet (rule 7).
@@ -79,6 +85,17 @@ impl Chain {
         &self.operations
     }
 
+    /// From now on, events carrying `token` are ours too (rule 3).
+    pub(crate) fn adopt_token(&mut self, token: &str) {
+        if !self.adopted.iter().any(|t| t == token) {
+            self.adopted.push(token.to_string());
+        }
+    }
+
+    fn is_our_token(&self, token: &str) -> bool {
+        self.token.as_deref() == Some(token) || self.adopted.iter().any(|t| t == token)
+    }
+
     /// Classifies an event of this chain's stack (see the module docs).
     pub(crate) fn classify(&mut self, event: &Event) -> Verdict {
         let ours = Verdict::Ours {
@@ -87,7 +104,7 @@ impl Chain {
         let Some(op) = event.operation_id.as_deref() else {
             // Rule 1, or rule 4 for tokens.
             return match (&self.token, &event.client_request_token) {
-                (Some(a), Some(b)) if a != b => Verdict::Foreign,
+                (Some(_), Some(b)) if !self.is_our_token(b) => Verdict::Foreign,
                 _ => ours,
             };
         };
@@ -95,7 +112,13 @@ impl Chain {
             return ours;
         }
         match (&self.token, &event.client_request_token) {
-            (Some(a), Some(b)) if a == b => return self.join_and_release(op),
+            (Some(_), Some(b)) if self.is_our_token(b) => return self.join_and_release(op),
+            // Rule 5 despite the token: a rollback that starts while the chain runs is its
+            // own (someone cancelled the update from the console or the CLI; that rollback
+            // carries their token, https://github.com/glassechidna/stackit/issues/26).
+            (Some(_), Some(_)) if event.is_stack_level() && status::is_rollback(&event.status) => {
+                return self.join_and_release(op);
+            }
             (Some(_), Some(_)) => return Verdict::Foreign,
             _ => {}
         }
@@ -157,15 +180,20 @@ mod tests {
         matches!(v, Verdict::Ours { .. })
     }
 
-    #[test]
-    fn the_rollback_joins_by_token_and_another_token_stays_out() {
-        let mut ev = Ev::new();
+    /// The chain of our update (token `dc-1`, operation `fwd`), from its first event.
+    fn our_update(ev: &mut Ev) -> Chain {
         let start = tagged(
             ev.stack(0.0, "UPDATE_IN_PROGRESS", Some("User Initiated")),
             "fwd",
             Some("dc-1"),
         );
-        let mut chain = Chain::starting_with(&start, Some("dc-1"));
+        Chain::starting_with(&start, Some("dc-1"))
+    }
+
+    #[test]
+    fn the_rollback_joins_by_token_and_another_token_stays_out() {
+        let mut ev = Ev::new();
+        let mut chain = our_update(&mut ev);
         let rollback_resource = tagged(
             ev.res(3.0, "Fn", "UPDATE_IN_PROGRESS", None),
             "rb",
@@ -238,6 +266,64 @@ mod tests {
             None,
         );
         assert_eq!(chain.classify(&delete), Verdict::Interrupted);
+    }
+
+    #[test]
+    fn our_cancel_rollback_joins_by_its_own_token_once_adopted() {
+        let mut ev = Ev::new();
+        let start = tagged(
+            ev.stack(0.0, "UPDATE_IN_PROGRESS", Some("User Initiated")),
+            "fwd",
+            Some("dc-1"),
+        );
+        let rollback = tagged(
+            ev.stack(5.0, "UPDATE_ROLLBACK_IN_PROGRESS", Some("User Initiated")),
+            "rb",
+            Some("dc-1-cancel"),
+        );
+        // Same timestamp as the rollback's stack event, listed before it.
+        let cancelled = tagged(
+            ev.res(5.0, "Db", "UPDATE_COMPLETE", None),
+            "rb",
+            Some("dc-1-cancel"),
+        );
+        // Without adoption that resource event carries someone else's token: lost.
+        let mut before = Chain::starting_with(&start, Some("dc-1"));
+        assert_eq!(before.classify(&cancelled), Verdict::Foreign);
+        let mut chain = Chain::starting_with(&start, Some("dc-1"));
+        chain.adopt_token("dc-1-cancel");
+        assert!(is_ours(&chain.classify(&cancelled)));
+        assert!(is_ours(&chain.classify(&rollback)));
+        assert_eq!(chain.operations(), ["fwd", "rb"]);
+    }
+
+    #[test]
+    fn a_rollback_someone_else_started_by_cancelling_our_update_is_ours() {
+        // A console (or CLI) CancelUpdateStack during our update: the rollback carries the
+        // console's token (https://github.com/glassechidna/stackit/issues/26), and only one
+        // operation runs on a stack at a time, so it is our operation's rollback.
+        let mut ev = Ev::new();
+        let mut chain = our_update(&mut ev);
+        let rollback = tagged(
+            ev.stack(5.0, "UPDATE_ROLLBACK_IN_PROGRESS", Some("User Initiated")),
+            "rb",
+            Some("Console-CancelUpdateStack-1234"),
+        );
+        assert!(is_ours(&chain.classify(&rollback)));
+        let end = tagged(
+            ev.stack(9.0, "UPDATE_ROLLBACK_COMPLETE", None),
+            "rb",
+            Some("Console-CancelUpdateStack-1234"),
+        );
+        assert!(is_ours(&chain.classify(&end)));
+        assert_eq!(chain.operations(), ["fwd", "rb"]);
+        // Another token's resource event, or another kind of operation, stays out.
+        let theirs = tagged(
+            ev.res(9.5, "Other", "UPDATE_IN_PROGRESS", None),
+            "x",
+            Some("console"),
+        );
+        assert_eq!(chain.classify(&theirs), Verdict::Foreign);
     }
 
     #[test]

@@ -799,6 +799,20 @@ impl StackClient {
             .map_err(|e| to_error("DeleteStack", e))?;
         Ok(())
     }
+
+    /// CancelUpdateStack: the update in progress rolls back. Only valid in
+    /// `UPDATE_IN_PROGRESS` (else a `ValidationError`); `token` marks the rollback's events
+    /// (https://docs.aws.amazon.com/AWSCloudFormation/latest/APIReference/API_CancelUpdateStack.html).
+    pub async fn cancel_update_stack(&self, stack: &str, token: &str) -> Result<(), ClientError> {
+        self.cfn
+            .cancel_update_stack()
+            .stack_name(stack)
+            .client_request_token(token)
+            .send()
+            .await
+            .map_err(|e| to_error("CancelUpdateStack", e))?;
+        Ok(())
+    }
 }
 
 #[cfg(test)]

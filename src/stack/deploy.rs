@@ -15,7 +15,9 @@ use super::client::{
     ChangeSetInfo, ChangeSetRequest, ClientError, ErrorKind, StackClient, StackInfo,
 };
 use super::cursor::Baseline;
-use super::monitor::{Follow, MonitorEvent, MonitorSettings, StackError, Start, follow};
+use super::monitor::{
+    Follow, MonitorEvent, MonitorSettings, StackError, Start, WhenCancelled, follow,
+};
 use super::poll::{Hint, PollResult, PollSchedule};
 use super::result::{StackResult, change_set_failed};
 use super::status::{self, Outcome};
@@ -206,6 +208,10 @@ pub(crate) trait BeforeExecute: Send + Sync {
     fn check(&self) -> std::pin::Pin<Box<dyn Future<Output = Result<(), String>> + Send + '_>>;
 }
 
+/// `on-cancel: cancel-update`: asked at the cancel, how much longer the rollback may be
+/// followed (the runner's time left, less the step's wind-down).
+pub(crate) type Grace = dyn Fn() -> Duration + Send + Sync;
+
 /// No check: execute when the change set is ready.
 pub(crate) struct ExecuteFreely;
 
@@ -288,10 +294,20 @@ pub async fn deploy<F>(
 where
     F: FnMut(MonitorEvent) + Send,
 {
-    deploy_checked(client, req, settings, cancel, on_event, &ExecuteFreely).await
+    deploy_checked(
+        client,
+        req,
+        settings,
+        cancel,
+        on_event,
+        &ExecuteFreely,
+        None,
+    )
+    .await
 }
 
-/// [`deploy`], asking `before_execute` just before ExecuteChangeSet.
+/// [`deploy`], asking `before_execute` just before ExecuteChangeSet; with `cancel_update`,
+/// a cancel during the update calls CancelUpdateStack and follows the rollback within it.
 pub(crate) async fn deploy_checked<F>(
     client: &StackClient,
     req: &DeployRequest,
@@ -299,6 +315,7 @@ pub(crate) async fn deploy_checked<F>(
     cancel: &CancellationToken,
     on_event: &mut F,
     before_execute: &dyn BeforeExecute,
+    cancel_update: Option<&Grace>,
 ) -> Result<StackResult, StackError>
 where
     F: FnMut(MonitorEvent) + Send,
@@ -308,6 +325,7 @@ where
         req,
         settings,
         cancel,
+        cancel_update,
         began: Instant::now(),
     };
     let ready = match &req.source {
@@ -333,6 +351,9 @@ struct Run<'a> {
     req: &'a DeployRequest,
     settings: &'a MonitorSettings,
     cancel: &'a CancellationToken,
+    /// `on-cancel: cancel-update`: the runner's grace within which a cancel during the update
+    /// calls CancelUpdateStack and follows the rollback.
+    cancel_update: Option<&'a Grace>,
     began: Instant,
 }
 
@@ -401,6 +422,7 @@ where
         settings,
         cancel,
         began,
+        ..
     } = *run;
     let stack = req.stack_name.as_str();
     let (template_body, template_url) = template_source(template).await?;
@@ -576,6 +598,10 @@ where
     }
     let token = client_request_token(&req.correlation_id);
     client.execute_change_set(stack, &name, &token).await?;
+    // The cancel's own token, from the execution's (random part included, so a rerun never
+    // reuses it): a retried CancelUpdateStack is the same request, and the rollback it starts
+    // carries it.
+    let cancel_token = cancel_token(&token);
     let spec = Follow {
         stack: stack.to_string(),
         start: Start::After(baseline),
@@ -588,7 +614,22 @@ where
         start_timeout: None,
         expected_duration: req.expected_duration,
     };
-    follow(client, spec, run.settings, cancel, on_event).await
+    let when_cancelled = match run.cancel_update {
+        None => WhenCancelled::Leave,
+        Some(grace) => WhenCancelled::CancelUpdate {
+            token: &cancel_token,
+            grace,
+        },
+    };
+    follow(client, spec, run.settings, cancel, when_cancelled, on_event).await
+}
+
+/// The ClientRequestToken of our CancelUpdateStack, from the execution's token.
+fn cancel_token(execution_token: &str) -> String {
+    const SUFFIX: &str = "-cancel";
+    let mut base = execution_token.to_string();
+    base.truncate(MAX_NAME - SUFFIX.len());
+    format!("{base}{SUFFIX}")
 }
 
 /// The template as CreateChangeSet takes it: (TemplateBody, TemplateURL).
@@ -816,6 +857,9 @@ mod tests {
             assert!(valid(&name, |c| c.is_ascii_alphabetic()), "{name}");
             let token = client_request_token(id);
             assert!(valid(&token, |c| c.is_ascii_alphanumeric()), "{token}");
+            let cancel = cancel_token(&token);
+            assert!(valid(&cancel, |c| c.is_ascii_alphanumeric()), "{cancel}");
+            assert_ne!(cancel, token);
         }
         assert_eq!(
             change_set_name("20260114-123456-abc1234"),

@@ -30,6 +30,6 @@ pub use monitor::{
     MonitorEvent, MonitorSettings, Reconstruction, StackError, monitor, reconstruct_since,
 };
 pub use poll::PollSettings;
-pub use result::StackResult;
+pub use result::{CancelReport, StackResult};
 pub use status::Outcome;
 pub use tracker::ResourceTiming;

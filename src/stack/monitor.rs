@@ -23,7 +23,7 @@ use super::cursor::{Baseline, Cursor};
 use super::events::Event;
 use super::planner::Planner;
 use super::poll::PollSettings;
-use super::result::{StackResult, result_of};
+use super::result::{CancelReport, StackResult, result_of};
 use super::status::{self, Outcome};
 use super::tracker::{Matcher, Tracker, Update};
 
@@ -83,7 +83,33 @@ pub enum MonitorEvent {
     Resumed {
         gap: Duration,
     },
+    /// The step was cancelled while the stack was `status` (`UPDATE_IN_PROGRESS`), and
+    /// CloudFormation accepted CancelUpdateStack: the rollback is followed for up to `grace`.
+    UpdateCancelRequested {
+        status: String,
+        grace: Duration,
+    },
+    /// The step was cancelled, and the operation was not cancelled (`why`: a create cannot
+    /// be, the update was already cleaning up, CloudFormation refused): it goes on.
+    UpdateNotCancelled {
+        status: String,
+        why: String,
+    },
     Finished(Outcome),
+}
+
+/// What following does when the step is cancelled while the operation runs.
+#[derive(Clone, Copy)]
+pub(crate) enum WhenCancelled<'a> {
+    /// Stop following at once: the operation goes on in CloudFormation.
+    Leave,
+    /// `on-cancel: cancel-update`: CancelUpdateStack with `token` when the stack is
+    /// `UPDATE_IN_PROGRESS`, then follow the rollback for as long as `grace` (asked at the
+    /// cancel: the runner's time left, less the step's wind-down) allows.
+    CancelUpdate {
+        token: &'a str,
+        grace: &'a (dyn Fn() -> Duration + Send + Sync),
+    },
 }
 
 /// The constants of the loop. Defaults are the design's; tests shorten them.
@@ -209,12 +235,15 @@ pub(crate) async fn follow<F>(
     follow: Follow,
     settings: &MonitorSettings,
     cancel: &CancellationToken,
+    when_cancelled: WhenCancelled<'_>,
     on_event: &mut F,
 ) -> Result<StackResult, StackError>
 where
     F: FnMut(MonitorEvent) + Send,
 {
     let began = Instant::now();
+    // Set once CancelUpdateStack was accepted: until when the rollback is followed.
+    let mut cancelling: Option<Cancelling> = None;
     let mut state = FollowState::new(&follow);
     let mut planner = Planner::new(settings.poll, follow.expected_duration);
     let mut supervisor = Supervisor {
@@ -229,10 +258,20 @@ where
         on_event(MonitorEvent::Waiting { timeout });
     }
     loop {
-        let delay = match state
-            .poll(client, &mut planner, began.elapsed(), on_event)
-            .await
-        {
+        let polled = state.poll(client, &mut planner, began.elapsed(), on_event);
+        let polled = match &cancelling {
+            // A read that hangs must not outlast the runner's grace.
+            Some(c) => match tokio::time::timeout_at(c.until.into(), polled).await {
+                Ok(polled) => polled,
+                Err(_) => {
+                    let result = state.finish(client, began, on_event).await;
+                    on_event(MonitorEvent::Finished(Outcome::Cancelled));
+                    return Ok(c.ended(result, false));
+                }
+            },
+            None => polled.await,
+        };
+        let delay = match polled {
             Ok(news) => {
                 if let Some(since) = supervisor.interrupted_at.take() {
                     on_event(MonitorEvent::Resumed {
@@ -240,7 +279,11 @@ where
                     });
                 }
                 if state.tracker.is_finished() {
-                    return Ok(state.finish(client, began, on_event).await);
+                    let result = state.finish(client, began, on_event).await;
+                    return Ok(match &cancelling {
+                        Some(c) => c.ended(result, true),
+                        None => result,
+                    });
                 }
                 planner.after_read(&state.tracker, news, began.elapsed())
             }
@@ -270,6 +313,11 @@ where
                 }
             },
         };
+        if let Some(c) = cancelling.as_ref().filter(|c| Instant::now() >= c.until) {
+            let result = state.finish(client, began, on_event).await;
+            on_event(MonitorEvent::Finished(Outcome::Cancelled));
+            return Ok(c.ended(result, false));
+        }
         let elapsed = began.elapsed();
         if !state.tracker.is_started()
             && let Some(start_timeout) = follow.start_timeout.filter(|t| elapsed >= *t)
@@ -312,9 +360,21 @@ where
         if let Some(start_timeout) = follow.start_timeout.filter(|_| !state.tracker.is_started()) {
             delay = delay.min(start_timeout.saturating_sub(elapsed));
         }
+        if let Some(c) = &cancelling {
+            // The rollback ends in seconds, or not within the grace: read it every second.
+            delay = delay
+                .min(CANCELLED_POLL)
+                .min(c.until.saturating_duration_since(Instant::now()));
+        }
         tokio::select! {
             () = tokio::time::sleep(delay) => {}
-            () = cancel.cancelled() => {
+            () = cancel.cancelled(), if cancelling.is_none() => {
+                if let WhenCancelled::CancelUpdate { token, grace } = when_cancelled
+                    && let Some(c) = state.cancel_update(client, token, grace, on_event).await
+                {
+                    cancelling = Some(c);
+                    continue;
+                }
                 let mut result = state.finish(client, began, on_event).await;
                 result.outcome = Outcome::Cancelled;
                 result.fail_step = true;
@@ -323,10 +383,44 @@ where
                     follow.stack,
                     result.stack_status.as_deref().unwrap_or("in progress"),
                 ));
+                if let Some((status, why)) = state.not_cancelled.clone() {
+                    result.cancel = Some(CancelReport {
+                        status,
+                        requested: false,
+                        not_cancelled: Some(why),
+                        rolled_back_in: None,
+                    });
+                }
                 on_event(MonitorEvent::Finished(Outcome::Cancelled));
                 return Ok(result);
             }
         }
+    }
+}
+
+/// How often the rollback of a cancelled update is read while the runner's grace runs.
+const CANCELLED_POLL: Duration = Duration::from_secs(1);
+
+/// CancelUpdateStack was accepted: the rollback is followed until `until`.
+struct Cancelling {
+    status: String,
+    at: Instant,
+    until: Instant,
+}
+
+impl Cancelling {
+    /// The result of a cancelled step whose update we cancelled: `settled` when the chain
+    /// reached its end (the rollback's `UPDATE_ROLLBACK_COMPLETE`, or whatever it ended in).
+    fn ended(&self, mut result: StackResult, settled: bool) -> StackResult {
+        result.outcome = Outcome::Cancelled;
+        result.fail_step = true;
+        result.cancel = Some(CancelReport {
+            status: self.status.clone(),
+            requested: true,
+            not_cancelled: None,
+            rolled_back_in: settled.then(|| self.at.elapsed()),
+        });
+        result
     }
 }
 
@@ -336,6 +430,33 @@ struct FollowState {
     tracker: Tracker,
     root: Cursor,
     nested: HashMap<String, Cursor>,
+    /// `on-cancel: cancel-update` found nothing to cancel: the status then and why.
+    not_cancelled: Option<(String, String)>,
+}
+
+/// Why an operation in `status` cannot be cancelled by CancelUpdateStack, which "can cancel
+/// only stacks that are in the UPDATE_IN_PROGRESS state"
+/// (https://docs.aws.amazon.com/AWSCloudFormation/latest/APIReference/API_CancelUpdateStack.html).
+/// None: it can. Pure.
+pub(crate) fn cannot_cancel(status: &str) -> Option<String> {
+    match status {
+        "UPDATE_IN_PROGRESS" => None,
+        "CREATE_IN_PROGRESS" | "REVIEW_IN_PROGRESS" => Some(
+            "a stack being created cannot be cancelled (CancelUpdateStack only applies to an update in progress): \
+             the create goes on, and if it fails CloudFormation rolls it back"
+                .into(),
+        ),
+        "UPDATE_COMPLETE_CLEANUP_IN_PROGRESS" => Some(
+            "the update had already succeeded and was cleaning up: there is nothing left to cancel".into(),
+        ),
+        s if status::is_rollback(s) => {
+            Some("the stack was already rolling back: CloudFormation finishes the rollback".into())
+        }
+        s if status::is_in_progress(s) => Some(format!(
+            "CancelUpdateStack only applies to UPDATE_IN_PROGRESS, and the stack was {s}: the operation goes on"
+        )),
+        s => Some(format!("the operation had already ended ({s})")),
+    }
 }
 
 impl FollowState {
@@ -349,7 +470,91 @@ impl FollowState {
             tracker: Tracker::new(&follow.stack, follow.matcher.clone(), follow.total_hint),
             root,
             nested: HashMap::new(),
+            not_cancelled: None,
         }
+    }
+
+    /// The step was cancelled: CancelUpdateStack when the stack is `UPDATE_IN_PROGRESS`.
+    /// `Some` when it was accepted (the rollback is then followed within `grace`); `None`
+    /// when the operation goes on (said through `on_event`, and in the result's report).
+    async fn cancel_update<F: FnMut(MonitorEvent) + Send>(
+        &mut self,
+        client: &StackClient,
+        token: &str,
+        grace: &(dyn Fn() -> Duration + Send + Sync),
+        on_event: &mut F,
+    ) -> Option<Cancelling> {
+        let stack_ref = self.tracker.root_id().unwrap_or(&self.stack).to_string();
+        // Both calls within the runner's grace: a hung CloudFormation must not hold the step
+        // past the kill.
+        let deadline = tokio::time::Instant::now() + grace();
+        let too_slow = |what: &str| format!("{what} did not answer within the runner's grace");
+        // Read now, not from the last events: the operation may have moved on since.
+        let status =
+            match tokio::time::timeout_at(deadline, client.describe_stack(&stack_ref)).await {
+                Ok(Ok(Some(info))) => info.status,
+                Ok(Ok(None)) => "absent".to_string(),
+                Ok(Err(e)) => {
+                    self.not_cancelled(
+                        "unknown".into(),
+                        format!("its status could not be read ({e})"),
+                        on_event,
+                    );
+                    return None;
+                }
+                Err(_) => {
+                    self.not_cancelled("unknown".into(), too_slow("DescribeStacks"), on_event);
+                    return None;
+                }
+            };
+        if let Some(why) = cannot_cancel(&status) {
+            self.not_cancelled(status, why, on_event);
+            return None;
+        }
+        // Ours from the start: the rollback carries this token, not the update's.
+        self.tracker.adopt_token(token);
+        match tokio::time::timeout_at(deadline, client.cancel_update_stack(&stack_ref, token)).await
+        {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                self.not_cancelled(
+                    status,
+                    format!("CloudFormation refused CancelUpdateStack: {e}"),
+                    on_event,
+                );
+                return None;
+            }
+            // It may have arrived: the rollback would then run, unfollowed; said so.
+            Err(_) => {
+                let why = format!(
+                    "{}; it may still take effect: check the stack",
+                    too_slow("CancelUpdateStack")
+                );
+                self.not_cancelled(status, why, on_event);
+                return None;
+            }
+        }
+        let at = Instant::now();
+        let grace = grace();
+        on_event(MonitorEvent::UpdateCancelRequested {
+            status: status.clone(),
+            grace,
+        });
+        Some(Cancelling {
+            status,
+            at,
+            until: at + grace,
+        })
+    }
+
+    fn not_cancelled<F: FnMut(MonitorEvent) + Send>(
+        &mut self,
+        status: String,
+        why: String,
+        on_event: &mut F,
+    ) {
+        self.not_cancelled = Some((status.clone(), why.clone()));
+        on_event(MonitorEvent::UpdateNotCancelled { status, why });
     }
 
     /// One round of reads; true when something new was seen.
@@ -493,7 +698,16 @@ where
         start_timeout: (!running).then_some(start_timeout),
         expected_duration: None,
     };
-    follow(client, follow_spec, settings, cancel, on_event).await
+    // Not ours to cancel: mode monitor follows someone else's operation.
+    follow(
+        client,
+        follow_spec,
+        settings,
+        cancel,
+        WhenCancelled::Leave,
+        on_event,
+    )
+    .await
 }
 
 /// What ran on a stack since a baseline (mode `lock`: what the job's later steps deployed).
@@ -597,6 +811,21 @@ async fn read_nested(client: &StackClient, tracker: &mut Tracker) -> Result<(), 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_an_update_in_progress_can_be_cancelled_and_every_other_status_says_why() {
+        assert_eq!(cannot_cancel("UPDATE_IN_PROGRESS"), None);
+        let create = cannot_cancel("CREATE_IN_PROGRESS").unwrap_or_default();
+        assert!(create.contains("the create goes on"), "{create}");
+        let cleanup = cannot_cancel("UPDATE_COMPLETE_CLEANUP_IN_PROGRESS").unwrap_or_default();
+        assert!(cleanup.contains("already succeeded"), "{cleanup}");
+        let rolling = cannot_cancel("UPDATE_ROLLBACK_IN_PROGRESS").unwrap_or_default();
+        assert!(rolling.contains("already rolling back"), "{rolling}");
+        let ended = cannot_cancel("UPDATE_COMPLETE").unwrap_or_default();
+        assert!(ended.contains("already ended"), "{ended}");
+        let deleting = cannot_cancel("DELETE_IN_PROGRESS").unwrap_or_default();
+        assert!(deleting.contains("DELETE_IN_PROGRESS"), "{deleting}");
+    }
 
     #[test]
     fn supervisor_allows_the_budget_within_the_window_then_gives_up() {

@@ -46,6 +46,29 @@ pub struct StackResult {
     /// The step must fail: the outcome is not a success, or an empty change set with
     /// `fail-on-empty-changeset`.
     pub fail_step: bool,
+    /// The step was cancelled with `on-cancel: cancel-update`: what became of the update.
+    pub cancel: Option<CancelReport>,
+}
+
+/// What `on-cancel: cancel-update` did when the step was cancelled while the operation ran.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CancelReport {
+    /// The stack's status when the step was cancelled.
+    pub status: String,
+    /// CloudFormation accepted CancelUpdateStack.
+    pub requested: bool,
+    /// Why CancelUpdateStack was not called (a create cannot be cancelled) or was refused.
+    pub not_cancelled: Option<String>,
+    /// The rollback reached its end within the runner's grace: how long after the cancel
+    /// (on this machine's clock). None: it was still running when following had to stop.
+    pub rolled_back_in: Option<Duration>,
+}
+
+impl CancelReport {
+    /// The cancel's rollback was started and has not ended: the stack is still busy.
+    pub fn rollback_running(&self) -> bool {
+        self.requested && self.rolled_back_in.is_none()
+    }
 }
 
 impl StackResult {
@@ -69,6 +92,7 @@ impl StackResult {
             resources: Vec::new(),
             progress: (0, 0),
             fail_step: !outcome.is_success(),
+            cancel: None,
         }
     }
 }
@@ -157,6 +181,7 @@ pub fn result_of(tracker: &Tracker, info: Option<&StackInfo>, elapsed: Duration)
         resources: tracker.resources(),
         progress: tracker.progress(),
         fail_step: !outcome.is_success(),
+        cancel: None,
     }
 }
 

@@ -135,6 +135,8 @@ pub struct Tracker {
     total_hint: Option<u32>,
     causes: Causes,
     last_progress: Option<(u32, u32)>,
+    /// Tokens of later requests of ours on the operation (CancelUpdateStack), for the chain.
+    adopted: Vec<String>,
 }
 
 /// A stack-level event that ends its stack's chain: a terminal status, except the
@@ -168,6 +170,16 @@ impl Tracker {
             total_hint,
             causes: Causes::default(),
             last_progress: None,
+            adopted: Vec::new(),
+        }
+    }
+
+    /// Events carrying `token`, the ClientRequestToken of a later request of ours on this
+    /// operation (CancelUpdateStack), belong to the chain: the rollback it starts carries it.
+    pub fn adopt_token(&mut self, token: &str) {
+        self.adopted.push(token.to_string());
+        if let Some(chain) = self.chain.as_mut() {
+            chain.adopt_token(token);
         }
     }
 
@@ -364,10 +376,11 @@ impl Tracker {
     fn begin(&mut self, event: &Event, updates: &mut Vec<Update>) {
         self.phase = Phase::Running;
         self.root_id = Some(event.stack_id.clone());
-        self.chain = Some(Chain::starting_with(
-            event,
-            self.matcher.client_request_token.as_deref(),
-        ));
+        let mut chain = Chain::starting_with(event, self.matcher.client_request_token.as_deref());
+        for token in &self.adopted {
+            chain.adopt_token(token);
+        }
+        self.chain = Some(chain);
         self.start = Some(event.clone());
         updates.push(Update::Started(event.clone()));
     }

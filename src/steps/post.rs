@@ -8,6 +8,8 @@
 //! 3. Release the lock first, checked against our owner ID (never someone else's lock), and
 //!    leave the queue in case the main step was killed while waiting. A lock the main step
 //!    took that is no longer ours is a warning: someone took it over while the job ran.
+//!    Not while the rollback that `on-cancel: cancel-update` started still runs: the stack
+//!    is busy, and the lease frees the lock.
 //! 4. Mode lock: read what the job's later steps did to the stack since the lock was taken,
 //!    and report it (log, job summary, the Slack card), bounded in time.
 //!    Modes deploy and monitor that get here stopped early: look at the stack and say so (on
@@ -73,9 +75,21 @@ pub async fn run(ctx: RunContext) -> ExitCode {
         let clock = WallClock::from_env(&|name| std::env::var(name).ok()).unwrap_or_else(|_| WallClock::system());
         let registry = Registry::new(aws_sdk_dynamodb::Client::new(&sdk), &table).with_clock(clock);
 
+        // The main step stopped while the rollback its CancelUpdateStack started still ran
+        // (`on-cancel: cancel-update`): the lock stays held while the stack is busy. The main
+        // step has said everything else (summary, final card): nothing more to report.
+        if state_value(state::CANCEL_ROLLBACK).is_some()
+            && let Some(config) = &config
+            && rollback_still_running(&sdk, &table, &key, &config.stack_name).await
+        {
+            return ExitCode::SUCCESS;
+        }
+
         // 3. Release first, owner-checked: the next run must not wait for our reports (the
         // stack's events, history, GitHub, Slack), which are bounded below.
-        let acquired = state_value(state::LOCK_FENCE).is_some();
+        // After a cancel's rollback outlived the main step, its heartbeat stopped: a waiter
+        // taking the lock over since is expected, not an alarm.
+        let acquired = state_value(state::LOCK_FENCE).is_some() && state_value(state::CANCEL_ROLLBACK).is_none();
         release(&registry, &table, &key, &owner, acquired).await;
 
         // 4. What happened to the stack while we held the lock.
@@ -162,6 +176,41 @@ async fn release(registry: &Registry, table: &str, key: &str, owner: &str, acqui
         Ok(n) => info!("removed {n} queue ticket(s) left by the main step"),
         Err(e) => {
             warn!("could not remove our queue ticket ({e}); waiters skip it once it goes stale")
+        }
+    }
+}
+
+/// Whether the rollback the main step's CancelUpdateStack started still runs (then said, and
+/// the lock is left to its lease). Unknown counts as ended: the release is owner-checked and
+/// the next run's stack guard waits for a busy stack anyway.
+async fn rollback_still_running(
+    sdk: &aws_config::SdkConfig,
+    table: &str,
+    key: &str,
+    stack_name: &str,
+) -> bool {
+    match StackClient::from_conf(sdk).describe_stack(stack_name).await {
+        Ok(Some(info)) if stack::status::is_in_progress(&info.status) => {
+            narrate::say(&narrate::rollback_outlives_post(
+                table,
+                key,
+                stack_name,
+                &info.status,
+            ));
+            true
+        }
+        Ok(info) => {
+            info!(
+                "the rollback of the cancelled update has ended: stack {stack_name} is {}",
+                info.map(|i| i.status).unwrap_or_else(|| "gone".into())
+            );
+            false
+        }
+        Err(e) => {
+            warn!(
+                "cannot read stack {stack_name} ({e}): releasing the lock; the next run waits for the stack to settle"
+            );
+            false
         }
     }
 }

@@ -261,6 +261,7 @@ mod tests {
             resources,
             progress: (1, 3),
             fail_step: true,
+            cancel: None,
         }
     }
 

@@ -486,6 +486,7 @@ mod tests {
             ],
             progress: (1, 2),
             fail_step: true,
+            cancel: None,
         }
     }
 

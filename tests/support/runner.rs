@@ -351,6 +351,18 @@ pub fn collect(
     }
 }
 
+/// A step the runner cancelled.
+pub struct Cancelled {
+    pub run: StepRun,
+    /// From the SIGINT to the step's exit.
+    pub took: Duration,
+    pub sigint_at: std::time::SystemTime,
+    /// The step was still running 7.5 s after the SIGINT.
+    pub sigterm_sent: bool,
+    /// The step was still running 10 s after the SIGINT, and was killed.
+    pub killed: bool,
+}
+
 /// A step running in the background, as when a job is cancelled or killed mid-step.
 pub struct Running {
     child: std::process::Child,
@@ -379,29 +391,44 @@ impl Running {
     /// Cancels the step as the runner does: SIGINT, SIGTERM 7.5 s later, SIGKILL (the
     /// runner kills the docker CLI) 2.5 s after that. Waits for the step and returns it with
     /// how long it took to exit after the first signal.
-    pub fn terminate(mut self) -> (StepRun, Duration) {
+    pub fn terminate(self) -> (StepRun, Duration) {
+        let cancelled = self.cancel_as_the_runner_does();
+        (cancelled.run, cancelled.took)
+    }
+
+    /// [`Running::terminate`], telling also when the SIGINT was sent (wall clock, to compare
+    /// with a server's log) and which of the runner's later signals the step lived to see.
+    pub fn cancel_as_the_runner_does(mut self) -> Cancelled {
         let pid = libc::pid_t::try_from(self.child.id()).expect("pid");
         let signal = |sig| {
             // SAFETY: kill(2) on our own child's positive pid; failure shows in the return value.
             unsafe { libc::kill(pid, sig) }
         };
+        let sigint_at = std::time::SystemTime::now();
         assert_eq!(signal(libc::SIGINT), 0, "SIGINT the step");
         let signalled = std::time::Instant::now();
-        let mut sent_term = false;
+        let (mut sigterm_sent, mut killed) = (false, false);
         while self.child.try_wait().expect("poll the step").is_none() {
             let after = signalled.elapsed();
             if after >= Duration::from_millis(10_000) {
+                killed = true;
                 let _ = self.child.kill();
                 break;
             }
-            if after >= Duration::from_millis(7_500) && !sent_term {
-                sent_term = true;
+            if after >= Duration::from_millis(7_500) && !sigterm_sent {
+                sigterm_sent = true;
                 signal(libc::SIGTERM);
             }
             std::thread::sleep(Duration::from_millis(20));
         }
         let took = signalled.elapsed();
-        (self.wait(), took)
+        Cancelled {
+            run: self.wait(),
+            took,
+            sigint_at,
+            sigterm_sent,
+            killed,
+        }
     }
 
     /// Whether the step is still running (it has not exited yet).

@@ -12,6 +12,8 @@ use crate::steps::shared;
 
 /// How long the main step gives Slack to deliver what is queued before dead-lettering it.
 const SLACK_FLUSH: Duration = Duration::from_secs(15);
+/// At most this long after a cancellation.
+const CANCELLED_FLUSH: Duration = Duration::from_secs(3);
 
 impl Step {
     /// The last words of the step: Slack's final card and delivery, the outcome.
@@ -35,10 +37,13 @@ impl Step {
         if notifier.is_enabled() {
             // Bounded: a Slack outage must not hold the step (after a cancellation the runner
             // kills us 7.5 s after its first signal).
-            let within = if self.cancel.is_cancelled() {
-                Duration::from_secs(3)
-            } else {
-                SLACK_FLUSH
+            // What is left before the kill, when following a rollback used most of it.
+            let within = match self.shutdown.signalled() {
+                Some(signalled) => {
+                    signalled.flush_within(std::time::Instant::now(), CANCELLED_FLUSH)
+                }
+                None if self.cancel.is_cancelled() => CANCELLED_FLUSH,
+                None => SLACK_FLUSH,
             };
             let registry = (!self.ledger(|l| l.registry_unreachable)).then_some(&self.registry);
             let delivery = notifier.flush(within, registry).await;

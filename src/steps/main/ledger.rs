@@ -30,6 +30,11 @@ pub(super) struct Ledger {
     pub(super) guard_summary: String,
     /// The loss of the lock was reported (error, summary, card): the release says no more.
     pub(super) lock_lost_reported: bool,
+    /// The lock record as the heartbeat last wrote it (when its lease runs out).
+    pub(super) last_heartbeat: Option<crate::lock::LockRecord>,
+    /// The rollback our CancelUpdateStack started still runs as the step ends (the stack's
+    /// status): the lock is not released by the main step.
+    pub(super) rollback_running: Option<String>,
 }
 
 /// What the step ended with: the `outcome` output, and whether the step fails.

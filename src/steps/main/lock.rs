@@ -16,6 +16,9 @@ use crate::stack::{self, Outcome};
 use crate::summary::{self, LockCoordination, LockSummary};
 use crate::{duration, narrate};
 
+/// How long the note on the lock item may take when the runner's kill is near.
+const NOTE_WITHIN: Duration = Duration::from_millis(800);
+
 /// How the step is coordinated with other runs.
 pub(super) enum Coordination {
     /// We hold the DynamoDB lock.
@@ -388,8 +391,9 @@ impl Step {
             return ending;
         };
         match heartbeat.stop().await {
-            Ok(_) => {
+            Ok(record) => {
                 self.output("lock-lost", "false");
+                self.ledger(|l| l.last_heartbeat = Some(record));
                 ending
             }
             Err(lost) => {
@@ -432,6 +436,60 @@ impl Step {
         self.live.lock_lost(&lost.detail);
         self.output("lock-lost", "true");
         self.ledger(|l| l.lock_lost_reported = true);
+    }
+
+    /// The rollback our CancelUpdateStack started outlives the runner's grace: the lock stays
+    /// held (the post step releases it once the stack has settled, else the lease frees it),
+    /// and the log, the summary and the post step's state say so.
+    pub(super) async fn keep_lock_for_rollback(&self, coordination: &Coordination, status: &str) {
+        let config = &self.config;
+        let Coordination::Locked {
+            registry, record, ..
+        } = coordination
+        else {
+            return;
+        };
+        // On the lock item too, for `lock status` and the waiters; bounded, the runner's kill
+        // is near (best effort: the lock and its lease are what matter).
+        let note = narrate::cancelling_note(&config.stack_name, status, &self.clock.now_rfc3339());
+        let noting = lock::note_cancelling(registry, &config.lock_key, &record.info.owner, &note);
+        match tokio::time::timeout(NOTE_WITHIN, noting).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => warn!(
+                "could not note the cancel on lock {:?}: {e}",
+                config.lock_key
+            ),
+            Err(_) => warn!(
+                "noting the cancel on lock {:?} took longer than {} ms: skipped",
+                config.lock_key,
+                NOTE_WITHIN.as_millis()
+            ),
+        }
+        let last = self.ledger(|l| l.last_heartbeat.clone());
+        let lease = Duration::from_millis(record.lease_ms);
+        let expires = last
+            .as_ref()
+            .and_then(|r| r.heartbeat_at.as_deref())
+            .or(Some(record.acquired_at.as_str()))
+            .and_then(|at| chrono::DateTime::parse_from_rfc3339(at).ok())
+            .and_then(|at| chrono::Duration::from_std(lease).ok().map(|l| at + l))
+            .map(|at| {
+                at.with_timezone(&chrono::Utc)
+                    .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+            });
+        let line = narrate::lock_kept_for_rollback(
+            &config.lock_key,
+            &config.stack_name,
+            status,
+            lease,
+            expires.as_deref(),
+        );
+        self.summary(&format!(
+            "> [!WARNING]\n> {}\n",
+            crate::action::log::sanitize(&line.text)
+        ));
+        narrate::say(&line);
+        self.state(state::CANCEL_ROLLBACK, status);
     }
 
     pub(super) async fn release_if_locked(&self, coordination: &Coordination) {

@@ -69,8 +69,8 @@ pub async fn run(ctx: RunContext) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let cancel = match crate::shutdown::install() {
-        Ok(token) => token,
+    let shutdown = match crate::shutdown::install() {
+        Ok(shutdown) => shutdown,
         Err(e) => {
             log::error(
                 "deploy-coordinator could not start",
@@ -119,8 +119,9 @@ pub async fn run(ctx: RunContext) -> ExitCode {
             config,
             correlation_id,
             clock,
-            work: cancel.child_token(),
-            cancel,
+            work: shutdown.token().child_token(),
+            cancel: shutdown.token().clone(),
+            shutdown,
             sdk,
             me,
             registry,
@@ -144,6 +145,8 @@ struct Step {
     clock: WallClock,
     /// The runner's cancellation (SIGINT/SIGTERM).
     cancel: CancellationToken,
+    /// When the runner's first signal came: what is left before its kill.
+    shutdown: crate::shutdown::Shutdown,
     /// Cancelled by `cancel` and by the loss of the lock: what has not happened yet stops.
     work: CancellationToken,
     sdk: aws_config::SdkConfig,
@@ -242,7 +245,10 @@ impl Step {
                 let ending = self.end_heartbeat(heartbeat, ending).await;
                 // 6. The operation has ended: hand the lock on now rather than at the post
                 // step. Not when its state is unknown: the post step checks the stack first.
-                if !ending.state_unknown {
+                // Not while the rollback our cancel started still runs: the stack is busy.
+                if let Some(status) = self.ledger(|l| l.rollback_running.clone()) {
+                    self.keep_lock_for_rollback(&coordination, &status).await;
+                } else if !ending.state_unknown {
                     self.release_if_locked(&coordination).await;
                 }
                 ending

@@ -2,18 +2,18 @@
 //! then deploy or follow ours (modes deploy and monitor) or hand over to the job's later steps
 //! (mode lock), and tell what came of it.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tracing::{info, warn};
 
 use super::lock::{Coordination, ProveLock};
 use super::{Ending, Step};
 use crate::action::log;
-use crate::config::{Mode, StoppedChangeSet};
+use crate::config::{Mode, OnCancel, StoppedChangeSet};
 use crate::lock;
 use crate::outputs::state;
 use crate::plan::review::StackChanges;
-use crate::stack::deploy::{BeforeExecute, Refusal};
+use crate::stack::deploy::{BeforeExecute, Grace, Refusal};
 use crate::stack::{
     self, DeployRequest, GuardError, MonitorEvent, MonitorSettings, Outcome, PollSettings,
     StackClient, StackError, StackResult,
@@ -167,6 +167,14 @@ impl Step {
                 Some(mut request) => {
                     // Polls faster as the usual end approaches.
                     request.expected_duration = self.timeline().usual_duration();
+                    // Asked at the cancel: what the runner leaves before its kill, less
+                    // the wind-down (shutdown.rs).
+                    let shutdown = self.shutdown.clone();
+                    let grace = move || {
+                        shutdown
+                            .signalled()
+                            .map_or(Duration::ZERO, |s| s.follow_for(Instant::now()))
+                    };
                     stack::deploy::deploy_checked(
                         stacks,
                         &request,
@@ -177,6 +185,7 @@ impl Step {
                             step: self,
                             lock: ProveLock(heartbeat),
                         },
+                        (config.on_cancel == OnCancel::CancelUpdate).then_some(&grace as &Grace),
                     )
                     .await
                 }
@@ -381,6 +390,29 @@ impl Step {
 
     /// Outputs, annotations and the job summary of a finished stack operation.
     fn tell_result(&self, result: &StackResult) -> Ending {
+        // `on-cancel: cancel-update`: the reason everyone reads is what the cancel came to.
+        let told;
+        let result = match &result.cancel {
+            Some(report) => {
+                let mut r = result.clone();
+                r.failure_reason = Some(narrate::cancel_outcome(
+                    &self.config.stack_name,
+                    report,
+                    result.stack_status.as_deref(),
+                ));
+                r.failed_resource = None;
+                if report.rollback_running() {
+                    let status = result
+                        .stack_status
+                        .clone()
+                        .unwrap_or_else(|| "in progress".into());
+                    self.ledger(|l| l.rollback_running = Some(status));
+                }
+                told = r;
+                &told
+            }
+            None => result,
+        };
         let ending = Ending {
             outcome: result.outcome,
             fail: result.fail_step,
