@@ -54,6 +54,11 @@ impl World {
     }
 
     async fn deploy(&self, stack: &str, template: &str) -> Seen {
+        self.deploy_with(stack, template, &[]).await
+    }
+
+    /// [`Self::deploy`] with more inputs.
+    async fn deploy_with(&self, stack: &str, template: &str, inputs: &[(&str, &str)]) -> Seen {
         // A new card per deployment: what the last update says is this one's.
         self.slack.reset().await;
         for api in ["/api/chat.postMessage", "/api/chat.update"] {
@@ -79,6 +84,9 @@ impl World {
             .input("slack-bot-token", "xoxb-1-2-TESTTOKEN")
             .input("slack-channel", "#deploys")
             .input("slack-api-url", &format!("{}/api", self.slack.uri()));
+        for (name, value) in inputs {
+            runner.input(name, value);
+        }
         let run = tokio::task::spawn_blocking(move || runner.main())
             .await
             .unwrap();
@@ -265,7 +273,11 @@ async fn a_resource_a_clean_up_could_not_delete_is_a_warning_on_a_successful_upd
         "  Bucket:\n    Type: AWS::S3::Bucket\n    Properties: {BucketName: reports-prod}\n",
         "",
     );
-    let seen = world.deploy("api", &without_bucket).await;
+    // Removing a bucket is what the deploy guard stops by default (on-risk: fail): this
+    // deployment means it, as a user would say with allow-replacement.
+    let seen = world
+        .deploy_with("api", &without_bucket, &[("allow-replacement", "Bucket")])
+        .await;
     let run = &seen.run;
     assert_eq!(
         run.code(),
