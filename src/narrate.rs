@@ -852,16 +852,7 @@ mod tests {
     #[test]
     fn a_stop_names_each_resource_why_and_what_to_do_in_one_error() {
         use crate::config::Guard;
-        use crate::stack::client::ResourceChange;
-        let change =
-            |id: &str, kind: &str, action: &str, replacement: Option<&str>| ResourceChange {
-                logical_id: id.into(),
-                resource_type: kind.into(),
-                action: action.into(),
-                replacement: replacement.map(str::to_string),
-                scope: vec!["Properties".into()],
-                ..ResourceChange::default()
-            };
+        use crate::plan::review::change;
         let changes = [
             change("Orders", "AWS::DynamoDB::Table", "Modify", Some("True")),
             change("Uploads", "AWS::S3::Bucket", "Remove", None),

@@ -81,16 +81,7 @@ mod tests {
         }]
     }
 
-    fn change(id: &str, kind: &str, action: &str, replacement: Option<&str>) -> ResourceChange {
-        ResourceChange {
-            logical_id: id.into(),
-            resource_type: kind.into(),
-            action: action.into(),
-            replacement: replacement.map(str::to_string),
-            scope: vec!["Properties".into()],
-            ..ResourceChange::default()
-        }
-    }
+    use crate::plan::review::change;
 
     fn guard(on_risk: OnRisk, allow: &[&str]) -> Guard {
         Guard {
